@@ -1,0 +1,218 @@
+"""``metering prices``: import sheets, list and show versions, quote a request."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from metering.cli.context import CliContext, pass_context
+from metering.cli.output import emit, format_option
+from metering.core.money import format_usd
+from metering.core.pricing import COMPONENTS, PriceVersion, price_usage
+from metering.core.sheets import parse_litellm_json, parse_toml_sheet, version_to_dict
+from metering.core.usage import normalize_usage
+from metering.errors import Conflict, InvalidInput, NotFound
+from metering.storage.prices import load_price_book, load_versions, save_versions
+
+RATE_COLUMNS = ("input", "cache_read", "cache_write", "output", "reasoning", "citation")
+UNIT_COLUMNS = ("search_query", "request")
+
+
+def _today() -> date:
+    return datetime.now(UTC).date()
+
+
+def _split_model(name: str) -> tuple[str, str]:
+    provider, sep, model = name.partition("/")
+    if not sep or not provider or not model:
+        raise InvalidInput(f"model {name!r} must be written provider/model (e.g. openai/gpt-4o)")
+    return provider, model
+
+
+@click.group(name="prices")
+def prices() -> None:
+    """Price sheets: import, list, show, quote."""
+
+
+@prices.command(name="import")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--effective-from",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    help="Date a LiteLLM JSON import takes effect (default: today, UTC). "
+    "TOML sheets carry their own.",
+)
+@click.option("--replace", is_flag=True, help="Overwrite stored versions of the same date.")
+@format_option
+@pass_context
+def prices_import(
+    ctx: CliContext, file: Path, effective_from: datetime | None, replace: bool, fmt: str
+) -> None:
+    """Import a TOML price sheet or LiteLLM's model_prices_and_context_window.json."""
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InvalidInput(f"cannot read {file}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise InvalidInput(f"{file} is not UTF-8 text") from None
+    skipped: dict[str, int] = {}
+    if file.suffix.lower() == ".json":
+        when = effective_from.date() if effective_from else _today()
+        report = parse_litellm_json(text, effective_from=when, source=f"litellm:{file.name}")
+        versions, skipped = report.versions, dict(report.skipped)
+    else:
+        versions = parse_toml_sheet(text, source=f"sheet:{file.name}")
+    with ctx.engine().begin() as conn:
+        result = save_versions(conn, versions, replace=replace)
+        if result.conflicts:
+            first = result.conflicts[0]
+            raise Conflict(
+                f"{len(result.conflicts)} price version(s) differ from the stored ones of the "
+                f"same date (first: {first.key} effective {first.effective_from}); nothing was "
+                "imported. A price change is a new version: use a later --effective-from "
+                "(or a new sheet), or --replace to correct the stored one."
+            )
+    rows: list[dict[str, Any]] = [
+        {"outcome": "imported", "count": len(result.added)},
+        {"outcome": "unchanged", "count": len(result.unchanged)},
+        {"outcome": "replaced", "count": len(result.replaced)},
+        {"outcome": "skipped", "count": sum(skipped.values())},
+    ]
+    rows += [{"outcome": f"skipped: {reason}", "count": n} for reason, n in sorted(skipped.items())]
+    emit(rows, fmt, columns=["outcome", "count"])
+
+
+def _version_row(v: PriceVersion) -> dict[str, Any]:
+    data = version_to_dict(v)
+    row: dict[str, Any] = {
+        "provider": v.provider,
+        "model": v.model,
+        "effective_from": data["effective_from"],
+    }
+    for name in (*RATE_COLUMNS, *UNIT_COLUMNS):
+        row[name] = data["rates"].get(name)
+    row["tiers"] = "; ".join(
+        f">{t['above_prompt_tokens']}: "
+        + ", ".join(f"{k}={val}" for k, val in t.items() if k != "above_prompt_tokens")
+        for t in data["tiers"]
+    )
+    row["max_output_tokens"] = v.max_output_tokens
+    row["source"] = v.source
+    return row
+
+
+@prices.command(name="list")
+@click.option("--provider", help="Only this provider.")
+@click.option("--at", "at", type=click.DateTime(formats=["%Y-%m-%d"]), help="Prices in force on.")
+@format_option
+@pass_context
+def prices_list(ctx: CliContext, provider: str | None, at: datetime | None, fmt: str) -> None:
+    """The price in force (today, or --at DATE) of every model; rates per 1M tokens."""
+    on = at.date() if at else _today()
+    with ctx.engine().connect() as conn:
+        book = load_price_book(conn)
+    rows = []
+    for key in book.models():
+        p, m = _split_model(key)
+        if provider is not None and p != provider:
+            continue
+        version = book.lookup(p, m, on)
+        if version is not None:
+            rows.append(_version_row(version))
+    emit(rows, fmt)
+
+
+@prices.command(name="show")
+@click.argument("model")
+@format_option
+@pass_context
+def prices_show(ctx: CliContext, model: str, fmt: str) -> None:
+    """Every price version of provider/model, oldest first."""
+    provider, name = _split_model(model)
+    with ctx.engine().connect() as conn:
+        versions = load_versions(conn, provider=provider, model=name)
+    if not versions:
+        raise NotFound(f"no price for {model}; `metering prices list` shows the priced models")
+    emit([_version_row(v) for v in versions], fmt)
+
+
+@prices.command(name="quote")
+@click.argument("model")
+@click.option("--prompt-tokens", type=int, default=0, help="Prompt tokens, cached ones included.")
+@click.option("--completion-tokens", type=int, default=0, help="Completion tokens incl. reasoning.")
+@click.option("--cached-read-tokens", type=int, default=0)
+@click.option("--cached-write-tokens", type=int, default=0)
+@click.option("--reasoning-tokens", type=int, default=0)
+@click.option("--citation-tokens", type=int, default=0)
+@click.option("--search-queries", type=int, default=0)
+@click.option("--at", "at", type=click.DateTime(formats=["%Y-%m-%d"]), help="Price date.")
+@format_option
+@pass_context
+def prices_quote(
+    ctx: CliContext,
+    model: str,
+    prompt_tokens: int,
+    completion_tokens: int,
+    cached_read_tokens: int,
+    cached_write_tokens: int,
+    reasoning_tokens: int,
+    citation_tokens: int,
+    search_queries: int,
+    at: datetime | None,
+    fmt: str,
+) -> None:
+    """What a request of these token counts costs, component by component."""
+    provider, name = _split_model(model)
+    usage = normalize_usage(
+        {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "prompt_tokens_details": {
+                "cached_read_tokens": cached_read_tokens,
+                "cached_write_tokens": cached_write_tokens,
+            },
+            "completion_tokens_details": {
+                "reasoning_tokens": reasoning_tokens,
+                "citation_tokens": citation_tokens,
+                "num_search_queries": search_queries,
+            },
+        }
+    )
+    if usage.totals_adjusted:
+        raise InvalidInput(
+            "--cached-read-tokens + --cached-write-tokens must not exceed --prompt-tokens, and "
+            "--reasoning-tokens must not exceed --completion-tokens (totals include them)"
+        )
+    on = at.date() if at else _today()
+    with ctx.engine().connect() as conn:
+        version = load_price_book(conn).lookup(provider, name, on)
+    if version is None:
+        raise NotFound(
+            f"no price for {model} on {on}; `metering prices list` shows the priced models, "
+            "`metering prices import FILE` adds one"
+        )
+    cost = price_usage(usage, version).as_dict()
+    units = {
+        "input": usage.uncached_input,
+        "cache_read": usage.cache_read,
+        "cache_write": usage.cache_write,
+        "output": usage.output + usage.output_audio,
+        "reasoning": usage.reasoning,
+        "citation": usage.citation,
+        "search": usage.search_queries,
+        "request": 1,
+    }
+    rows: list[dict[str, Any]] = [
+        {"component": c, "units": units[c], "cost_usd": format_usd(cost[c])} for c in COMPONENTS
+    ]
+    total = {"component": "total", "units": "", "cost_usd": format_usd(sum(cost.values()))}
+    if fmt == "table":
+        click.echo(
+            f"{version.key}  price version effective {version.effective_from} ({version.source})"
+        )
+        emit(rows, fmt, footer=total)
+    else:
+        emit([*rows, total], fmt)

@@ -1,0 +1,283 @@
+"""Price sheets (our TOML, LiteLLM's JSON) → PriceVersion objects. Pure: text in, objects out.
+
+Our TOML sheet (rates per 1M tokens, unit prices per query / request, as strings)::
+
+    provider = "openai"
+    effective_from = "2024-08-06"
+
+    [models."gpt-4o"]
+    input = "2.50"
+    cache_read = "1.25"
+    output = "10.00"
+    max_output_tokens = 16384
+
+    [[models."gemini-2.5-pro".tiers]]     # long-context tier
+    above_prompt_tokens = 200000
+    input = "2.50"
+
+LiteLLM's ``model_prices_and_context_window.json`` has per-token USD figures;
+they are read as Decimal straight from the JSON text (never through float)
+and scaled to per-1M.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+from metering.core.pricing import PriceVersion, Rates, Tier
+from metering.errors import PricingError, SheetError
+
+_META_FIELDS = {"max_input_tokens", "max_output_tokens", "mode", "effective_from", "tiers"}
+TEXT_MODES = {"chat", "completion", "responses"}
+_MILLION = Decimal(1_000_000)
+
+
+def _parse_date(value: Any, where: str) -> date:
+    if isinstance(value, date):
+        return value
+    try:
+        return date.fromisoformat(str(value))
+    except ValueError:
+        raise SheetError(f"{where}effective_from {value!r} is not a date (YYYY-MM-DD)") from None
+
+
+def _positive_int(value: Any, where: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | Decimal) or int(value) != value:
+        raise SheetError(f"{where} must be a whole number, got {value!r}")
+    if value <= 0:
+        raise SheetError(f"{where} must be positive, got {value!r}")
+    return int(value)
+
+
+def parse_toml_sheet(text: str, *, source: str = "") -> list[PriceVersion]:
+    """Parse one TOML sheet (one provider, one ``effective_from``) into price versions."""
+    where = f"{source}: " if source else ""
+    try:
+        data = tomllib.loads(text, parse_float=Decimal)
+    except tomllib.TOMLDecodeError as exc:
+        raise SheetError(f"{where}not valid TOML: {exc}") from None
+    provider = data.get("provider")
+    if not isinstance(provider, str) or not provider or "/" in provider:
+        raise SheetError(f"{where}needs a top-level provider = \"name\" (no '/')")
+    if "effective_from" not in data:
+        raise SheetError(f'{where}needs a top-level effective_from = "YYYY-MM-DD"')
+    sheet_from = _parse_date(data["effective_from"], where)
+    models = data.get("models")
+    if not isinstance(models, dict) or not models:
+        raise SheetError(f'{where}has no [models."name"] tables')
+    versions = []
+    for model, entry in models.items():
+        at = f"{where}models.{model}: "
+        if not isinstance(entry, dict):
+            raise SheetError(f"{at}must be a table")
+        rate_fields = {k: v for k, v in entry.items() if k not in _META_FIELDS}
+        try:
+            rates = Rates.from_mapping(rate_fields, at)
+            tiers = tuple(_toml_tier(t, at) for t in entry.get("tiers", []))
+        except PricingError as exc:
+            raise SheetError(str(exc)) from None
+        versions.append(
+            PriceVersion(
+                provider=provider,
+                model=model,
+                effective_from=_parse_date(entry.get("effective_from", sheet_from), at),
+                rates=rates,
+                tiers=tiers,
+                max_input_tokens=_positive_int(
+                    entry.get("max_input_tokens"), at + "max_input_tokens"
+                ),
+                max_output_tokens=_positive_int(
+                    entry.get("max_output_tokens"), at + "max_output_tokens"
+                ),
+                mode=str(entry.get("mode", "chat")),
+                source=source,
+            )
+        )
+    return versions
+
+
+def _toml_tier(data: Any, where: str) -> Tier:
+    if not isinstance(data, dict) or "above_prompt_tokens" not in data:
+        raise SheetError(f"{where}each [[tiers]] needs above_prompt_tokens")
+    threshold = _positive_int(data["above_prompt_tokens"], where + "tiers.above_prompt_tokens")
+    assert threshold is not None
+    rates = Rates.from_mapping({k: v for k, v in data.items() if k != "above_prompt_tokens"}, where)
+    return Tier(threshold, rates)
+
+
+# ---------------------------------------------------------------- LiteLLM JSON
+
+# litellm_provider → the provider name Bifrost uses in ``provider/model``.
+_PROVIDER_ALIASES = {
+    "text-completion-openai": "openai",
+    "text-completion-codestral": "mistral",
+    "vertex_ai-language-models": "vertex",
+    "vertex_ai": "vertex",
+    "bedrock_converse": "bedrock",
+    "azure_ai": "azure",
+    "together_ai": "together",
+    "fireworks_ai": "fireworks",
+}
+_LITELLM_TOKEN_KEYS = {
+    "input_cost_per_token": "input",
+    "cache_read_input_token_cost": "cache_read",
+    "cache_creation_input_token_cost": "cache_write",
+    "output_cost_per_token": "output",
+    "output_cost_per_reasoning_token": "reasoning",
+    "citation_cost_per_token": "citation",
+    "input_cost_per_audio_token": "input_audio",
+    "input_cost_per_image_token": "input_image",
+    "output_cost_per_audio_token": "output_audio",
+}
+_TIER_KEY = re.compile(r"^(?P<base>[a-z_]+?)_above_(?P<k>\d+)k_tokens$")
+
+
+def litellm_provider(name: str) -> str:
+    if name in _PROVIDER_ALIASES:
+        return _PROVIDER_ALIASES[name]
+    if name.startswith("vertex_ai-"):
+        return "vertex"
+    return name
+
+
+@dataclass
+class ImportReport:
+    versions: list[PriceVersion] = field(default_factory=list)
+    skipped: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def skipped_total(self) -> int:
+        return sum(self.skipped.values())
+
+
+def parse_litellm_json(text: str, *, effective_from: date, source: str = "") -> ImportReport:
+    """Read LiteLLM's price table: text-mode models with a token price become versions."""
+    where = f"{source}: " if source else ""
+    try:
+        data = json.loads(text, parse_float=Decimal)
+    except json.JSONDecodeError as exc:
+        raise SheetError(f"{where}not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise SheetError(f"{where}expected a JSON object of model entries")
+    report = ImportReport()
+    seen: set[str] = set()
+    for key, entry in data.items():
+        if key == "sample_spec":
+            report.skipped["sample_spec"] += 1
+            continue
+        if not isinstance(entry, dict) or not isinstance(entry.get("litellm_provider"), str):
+            report.skipped["no litellm_provider"] += 1
+            continue
+        mode = entry.get("mode") or "chat"
+        if mode not in TEXT_MODES:
+            report.skipped[f"mode {mode}"] += 1
+            continue
+        if "input_cost_per_token" not in entry and "output_cost_per_token" not in entry:
+            report.skipped["no per-token price"] += 1
+            continue
+        raw_provider = entry["litellm_provider"]
+        provider = litellm_provider(raw_provider)
+        model = key
+        for prefix in {raw_provider, provider}:
+            if model.startswith(prefix + "/"):
+                model = model[len(prefix) + 1 :]
+        if f"{provider}/{model}" in seen:
+            report.skipped["duplicate provider/model"] += 1
+            continue
+        try:
+            version = _litellm_version(entry, provider, model, effective_from, source, mode)
+        except (PricingError, SheetError, ArithmeticError) as exc:
+            report.skipped[f"bad entry ({exc})"] += 1
+            continue
+        seen.add(f"{provider}/{model}")
+        report.versions.append(version)
+    return report
+
+
+def _per_million(value: Any) -> Decimal | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | Decimal):
+        raise PricingError(f"price {value!r} is not a number")
+    return Decimal(value) * _MILLION
+
+
+def _litellm_version(
+    entry: dict[str, Any], provider: str, model: str, effective_from: date, source: str, mode: str
+) -> PriceVersion:
+    base: dict[str, Decimal | None] = {}
+    tiers: dict[int, dict[str, Decimal | None]] = {}
+    for key, value in entry.items():
+        if key in _LITELLM_TOKEN_KEYS:
+            base[_LITELLM_TOKEN_KEYS[key]] = _per_million(value)
+            continue
+        m = _TIER_KEY.match(key)
+        if m and m["base"] in _LITELLM_TOKEN_KEYS:
+            tiers.setdefault(int(m["k"]) * 1000, {})[_LITELLM_TOKEN_KEYS[m["base"]]] = _per_million(
+                value
+            )
+    search = entry.get("search_context_cost_per_query")
+    if isinstance(search, dict):
+        low = search.get("search_context_size_low")
+        if isinstance(low, int | Decimal) and not isinstance(low, bool):
+            base["search_query"] = Decimal(low)
+    per_request = entry.get("input_cost_per_request")
+    if isinstance(per_request, int | Decimal) and not isinstance(per_request, bool):
+        base["request"] = Decimal(per_request)
+
+    def ints(name: str) -> int | None:
+        value = entry.get(name)
+        return (
+            int(value)
+            if isinstance(value, int) and not isinstance(value, bool) and value > 0
+            else None
+        )
+
+    return PriceVersion(
+        provider=provider,
+        model=model,
+        effective_from=effective_from,
+        rates=Rates.from_mapping(base),
+        tiers=tuple(Tier(k, Rates.from_mapping(v)) for k, v in sorted(tiers.items())),
+        max_input_tokens=ints("max_input_tokens"),
+        max_output_tokens=ints("max_output_tokens") or ints("max_tokens"),
+        mode=mode,
+        source=source,
+    )
+
+
+def version_to_dict(version: PriceVersion) -> dict[str, Any]:
+    """JSON-safe form (decimal strings) for storage and ``--format json``."""
+    return {
+        "provider": version.provider,
+        "model": version.model,
+        "effective_from": version.effective_from.isoformat(),
+        "rates": version.rates.as_strings(),
+        "tiers": [
+            {"above_prompt_tokens": t.above_prompt_tokens, **t.rates.as_strings()}
+            for t in version.tiers
+        ],
+        "max_input_tokens": version.max_input_tokens,
+        "max_output_tokens": version.max_output_tokens,
+        "mode": version.mode,
+        "source": version.source,
+    }
+
+
+def tiers_from_json(items: list[dict[str, Any]]) -> tuple[Tier, ...]:
+    return tuple(
+        Tier(
+            int(t["above_prompt_tokens"]),
+            Rates.from_mapping({k: v for k, v in t.items() if k != "above_prompt_tokens"}),
+        )
+        for t in items
+    )

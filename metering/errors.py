@@ -1,0 +1,53 @@
+"""The exception tree. Every error a user can meet says what happened and what to do.
+
+    MeteringError
+     ├── InvalidInput            bad input: CLI argument, file, request field
+     │    ├── MoneyError         an amount that is not a non-negative decimal
+     │    ├── UsageError         token counts that are negative / not whole numbers
+     │    ├── PricingError       a price that cannot be used
+     │    └── SheetError         a price file that cannot be read
+     ├── NotFound                an unknown key, team, customer or model
+     ├── Conflict                the change contradicts what is stored
+     └── DatabaseUnavailable     the metering database cannot be reached
+
+The CLI turns any MeteringError into one line on stderr and exit status 1;
+the gateway maps its own subclasses to the HTTP errors of SPEC §4.
+"""
+
+from __future__ import annotations
+
+
+class MeteringError(Exception):
+    """Root of every error metering raises on purpose."""
+
+
+class InvalidInput(MeteringError, ValueError):
+    """Input that cannot be used as given."""
+
+
+class MoneyError(InvalidInput):
+    """An amount that cannot be money: not a number, not finite, or negative."""
+
+
+class UsageError(InvalidInput):
+    """A usage object with counts that cannot be tokens."""
+
+
+class PricingError(InvalidInput):
+    """A price entry that cannot be used (negative rate, unknown field)."""
+
+
+class SheetError(InvalidInput):
+    """A price file that cannot be read; the message names the file and the entry."""
+
+
+class NotFound(MeteringError, LookupError):
+    """Something named by the user does not exist."""
+
+
+class Conflict(MeteringError):
+    """The requested change contradicts stored data."""
+
+
+class DatabaseUnavailable(MeteringError):
+    """The metering database cannot be reached or used."""

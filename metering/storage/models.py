@@ -1,0 +1,294 @@
+"""SQLAlchemy 2 typed models. Every change here needs an alembic revision (tests run
+``alembic check``). Amounts are integer nano-USD (``*_cost``, ``*_nano``); timestamps
+are naive UTC."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# Token bucket columns of a usage record (and of the rollup, as sums).
+TOKEN_COLUMNS = (
+    "prompt_tokens",
+    "prompt_text_tokens",
+    "prompt_audio_tokens",
+    "prompt_image_tokens",
+    "cached_read_tokens",
+    "cached_write_tokens",
+    "completion_tokens",
+    "completion_text_tokens",
+    "completion_audio_tokens",
+    "completion_image_tokens",
+    "accepted_prediction_tokens",
+    "rejected_prediction_tokens",
+    "reasoning_tokens",
+    "citation_tokens",
+    "search_queries",
+    "total_tokens",
+)
+# Cost component columns, nano-USD. total_cost = sum of these (adjustment included).
+COST_COLUMNS = (
+    "input_cost",
+    "cache_read_cost",
+    "cache_write_cost",
+    "output_cost",
+    "reasoning_cost",
+    "citation_cost",
+    "search_cost",
+    "request_cost",
+    "adjustment_cost",
+    "total_cost",
+)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Customer(Base):
+    __tablename__ = "customers"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime())
+
+
+class Team(Base):
+    __tablename__ = "teams"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"))
+    created_at: Mapped[datetime] = mapped_column(DateTime())
+
+
+class VirtualKey(Base):
+    __tablename__ = "virtual_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)  # sha256 hex of the secret
+    key_prefix: Mapped[str] = mapped_column(String(32))  # shown in listings: "sk-bf-ab12…"
+    team_id: Mapped[int | None] = mapped_column(ForeignKey("teams.id"))
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"))
+    allowed_models: Mapped[str] = mapped_column(Text, default="[]")  # JSON list of patterns
+    rpm_limit: Mapped[int | None] = mapped_column(Integer)
+    tpm_limit: Mapped[int | None] = mapped_column(Integer)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime())
+    created_at: Mapped[datetime] = mapped_column(DateTime())
+    updated_at: Mapped[datetime] = mapped_column(DateTime())
+
+
+class Budget(Base):
+    __tablename__ = "budgets"
+    __table_args__ = (UniqueConstraint("owner_type", "owner_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    owner_type: Mapped[str] = mapped_column(String(16))  # key | team | customer
+    owner_id: Mapped[int] = mapped_column(Integer)
+    limit_nano: Mapped[int] = mapped_column(BigInteger)
+    period: Mapped[str] = mapped_column(String(32))  # daily|weekly|monthly|yearly|Nh|Nd|never
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    soft_pct: Mapped[int | None] = mapped_column(Integer)  # soft limit, % of limit
+    period_start: Mapped[datetime] = mapped_column(DateTime())
+    spent_nano: Mapped[int] = mapped_column(BigInteger, default=0)
+    reserved_nano: Mapped[int] = mapped_column(BigInteger, default=0)
+    soft_crossed_at: Mapped[datetime | None] = mapped_column(DateTime())
+    created_at: Mapped[datetime] = mapped_column(DateTime())
+    updated_at: Mapped[datetime] = mapped_column(DateTime())
+
+
+class Reservation(Base):
+    __tablename__ = "reservations"
+    __table_args__ = (UniqueConstraint("request_id", "budget_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    request_id: Mapped[str] = mapped_column(String(64), index=True)
+    budget_id: Mapped[int] = mapped_column(ForeignKey("budgets.id", ondelete="CASCADE"))
+    amount_nano: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(DateTime())
+    expires_at: Mapped[datetime] = mapped_column(DateTime(), index=True)
+
+
+class PriceVersionRow(Base):
+    __tablename__ = "price_versions"
+    __table_args__ = (UniqueConstraint("provider", "model", "effective_from"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    provider: Mapped[str] = mapped_column(String(100))
+    model: Mapped[str] = mapped_column(String(300))
+    effective_from: Mapped[date] = mapped_column(Date())
+    mode: Mapped[str] = mapped_column(String(32), default="chat")
+    rates: Mapped[str] = mapped_column(Text)  # JSON: name -> decimal string (USD per 1M tokens)
+    tiers: Mapped[str] = mapped_column(Text, default="[]")  # JSON list of tier objects
+    max_input_tokens: Mapped[int | None] = mapped_column(Integer)
+    max_output_tokens: Mapped[int | None] = mapped_column(Integer)
+    source: Mapped[str] = mapped_column(String(500), default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime())
+
+
+class UsageRecord(Base):
+    """One row per request that reached the upstream (exactly once: ``request_id`` is unique)."""
+
+    __tablename__ = "usage_records"
+    __table_args__ = (
+        Index("ix_usage_records_started_at", "started_at"),
+        Index("ix_usage_records_key_started", "key_id", "started_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    request_id: Mapped[str] = mapped_column(String(64), unique=True)
+    response_id: Mapped[str | None] = mapped_column(String(200))
+    started_at: Mapped[datetime] = mapped_column(DateTime())
+    ended_at: Mapped[datetime] = mapped_column(DateTime())
+    key_id: Mapped[int] = mapped_column(ForeignKey("virtual_keys.id"))
+    team_id: Mapped[int | None] = mapped_column(Integer)  # as they were at request time
+    customer_id: Mapped[int | None] = mapped_column(Integer)
+    provider: Mapped[str] = mapped_column(String(100))  # served (after fallbacks)
+    model: Mapped[str] = mapped_column(String(300))  # served
+    requested_model: Mapped[str] = mapped_column(String(400))  # as sent: provider/model
+    request_type: Mapped[str] = mapped_column(String(32))  # text_completion | chat_completion
+    stream: Mapped[bool] = mapped_column(Boolean, default=False)
+    status: Mapped[str] = mapped_column(String(32))  # success|upstream_error|timeout|cancelled|…
+    http_status: Mapped[int | None] = mapped_column(Integer)
+    latency_ms: Mapped[int | None] = mapped_column(Integer)
+    cache_hit: Mapped[bool] = mapped_column(Boolean, default=False)
+    cache_hit_type: Mapped[str | None] = mapped_column(String(32))
+
+    prompt_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    prompt_text_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    prompt_audio_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    prompt_image_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    cached_read_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    cached_write_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    completion_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    completion_text_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    completion_audio_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    completion_image_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    accepted_prediction_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    rejected_prediction_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    reasoning_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    citation_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    search_queries: Mapped[int] = mapped_column(BigInteger, default=0)
+    total_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+
+    input_cost: Mapped[int] = mapped_column(BigInteger, default=0)
+    cache_read_cost: Mapped[int] = mapped_column(BigInteger, default=0)
+    cache_write_cost: Mapped[int] = mapped_column(BigInteger, default=0)
+    output_cost: Mapped[int] = mapped_column(BigInteger, default=0)
+    reasoning_cost: Mapped[int] = mapped_column(BigInteger, default=0)
+    citation_cost: Mapped[int] = mapped_column(BigInteger, default=0)
+    search_cost: Mapped[int] = mapped_column(BigInteger, default=0)
+    request_cost: Mapped[int] = mapped_column(BigInteger, default=0)
+    adjustment_cost: Mapped[int] = mapped_column(BigInteger, default=0)  # billed − computed
+    total_cost: Mapped[int] = mapped_column(BigInteger, default=0)  # billed
+    computed_cost: Mapped[int | None] = mapped_column(BigInteger)  # None: no price known
+    reported_cost: Mapped[int | None] = mapped_column(BigInteger)  # upstream usage.cost
+    cost_source: Mapped[str] = mapped_column(String(16))  # computed|reported|estimated|unpriced
+    price_version_id: Mapped[int | None] = mapped_column(ForeignKey("price_versions.id"))
+    error_message: Mapped[str | None] = mapped_column(Text)
+
+
+class DailyRollup(Base):
+    """Sums of usage_records per UTC day × key × team × customer × provider × model.
+
+    ``team_id``/``customer_id`` use 0 for "none" so the natural key can be unique
+    on every database (NULLs are distinct in unique indexes)."""
+
+    __tablename__ = "daily_rollups"
+    __table_args__ = (
+        UniqueConstraint("day", "key_id", "team_id", "customer_id", "provider", "model"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    day: Mapped[date] = mapped_column(Date())
+    key_id: Mapped[int] = mapped_column(Integer)
+    team_id: Mapped[int] = mapped_column(Integer, default=0)
+    customer_id: Mapped[int] = mapped_column(Integer, default=0)
+    provider: Mapped[str] = mapped_column(String(100))
+    model: Mapped[str] = mapped_column(String(300))
+    requests: Mapped[int] = mapped_column(BigInteger, default=0)
+    errors: Mapped[int] = mapped_column(BigInteger, default=0)
+
+    prompt_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    prompt_text_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    prompt_audio_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    prompt_image_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    cached_read_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    cached_write_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    completion_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    completion_text_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    completion_audio_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    completion_image_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    accepted_prediction_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    rejected_prediction_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    reasoning_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    citation_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    search_queries: Mapped[int] = mapped_column(BigInteger, default=0)
+    total_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+
+    input_cost: Mapped[int] = mapped_column(BigInteger, default=0)
+    cache_read_cost: Mapped[int] = mapped_column(BigInteger, default=0)
+    cache_write_cost: Mapped[int] = mapped_column(BigInteger, default=0)
+    output_cost: Mapped[int] = mapped_column(BigInteger, default=0)
+    reasoning_cost: Mapped[int] = mapped_column(BigInteger, default=0)
+    citation_cost: Mapped[int] = mapped_column(BigInteger, default=0)
+    search_cost: Mapped[int] = mapped_column(BigInteger, default=0)
+    request_cost: Mapped[int] = mapped_column(BigInteger, default=0)
+    adjustment_cost: Mapped[int] = mapped_column(BigInteger, default=0)
+    total_cost: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class BudgetEvent(Base):
+    """Something that happened to a budget once in a period (e.g. its soft limit was crossed)."""
+
+    __tablename__ = "budget_events"
+    __table_args__ = (UniqueConstraint("budget_id", "kind", "period_start"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    budget_id: Mapped[int] = mapped_column(ForeignKey("budgets.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(32))  # soft_limit_crossed
+    period_start: Mapped[datetime] = mapped_column(DateTime())
+    at: Mapped[datetime] = mapped_column(DateTime())
+    spent_nano: Mapped[int] = mapped_column(BigInteger)
+    limit_nano: Mapped[int] = mapped_column(BigInteger)
+
+
+class RepriceAudit(Base):
+    """One row per record whose cost ``metering reprice`` changed."""
+
+    __tablename__ = "reprice_audits"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[str] = mapped_column(String(64), index=True)
+    record_id: Mapped[int] = mapped_column(ForeignKey("usage_records.id"), index=True)
+    old_total_cost: Mapped[int] = mapped_column(BigInteger)
+    new_total_cost: Mapped[int] = mapped_column(BigInteger)
+    old_price_version_id: Mapped[int | None] = mapped_column(Integer)
+    new_price_version_id: Mapped[int | None] = mapped_column(Integer)
+    old_cost_source: Mapped[str] = mapped_column(String(16))
+    new_cost_source: Mapped[str] = mapped_column(String(16))
+    changed_at: Mapped[datetime] = mapped_column(DateTime())

@@ -1,0 +1,121 @@
+"""Price versions in the database: load the book, save imported sheets, sync shipped ones."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy import Connection, Engine, insert, select, update
+
+from metering.core.pricing import PriceBook, PriceVersion, Rates
+from metering.core.sheets import parse_toml_sheet, tiers_from_json, version_to_dict
+from metering.resources import pricing_dir
+from metering.storage.models import PriceVersionRow
+
+
+def _row_to_version(row: PriceVersionRow) -> PriceVersion:
+    return PriceVersion(
+        provider=row.provider,
+        model=row.model,
+        effective_from=row.effective_from,
+        rates=Rates.from_mapping(json.loads(row.rates)),
+        tiers=tiers_from_json(json.loads(row.tiers)),
+        max_input_tokens=row.max_input_tokens,
+        max_output_tokens=row.max_output_tokens,
+        mode=row.mode,
+        source=row.source,
+        id=row.id,
+    )
+
+
+def load_versions(
+    conn: Connection, *, provider: str | None = None, model: str | None = None
+) -> list[PriceVersion]:
+    query = select(PriceVersionRow).order_by(
+        PriceVersionRow.provider, PriceVersionRow.model, PriceVersionRow.effective_from
+    )
+    if provider is not None:
+        query = query.where(PriceVersionRow.provider == provider)
+    if model is not None:
+        query = query.where(PriceVersionRow.model == model)
+    rows = conn.execute(query).all()
+    return [_row_to_version(PriceVersionRow(**row._mapping)) for row in rows]
+
+
+def load_price_book(conn: Connection) -> PriceBook:
+    return PriceBook(load_versions(conn))
+
+
+@dataclass
+class SaveResult:
+    added: list[PriceVersion] = field(default_factory=list)
+    unchanged: list[PriceVersion] = field(default_factory=list)
+    replaced: list[PriceVersion] = field(default_factory=list)
+    conflicts: list[PriceVersion] = field(default_factory=list)
+
+
+def _values(version: PriceVersion) -> dict[str, object]:
+    data = version_to_dict(version)
+    return {
+        "provider": version.provider,
+        "model": version.model,
+        "effective_from": version.effective_from,
+        "mode": version.mode,
+        "rates": json.dumps(data["rates"], sort_keys=True),
+        "tiers": json.dumps(data["tiers"], sort_keys=True),
+        "max_input_tokens": version.max_input_tokens,
+        "max_output_tokens": version.max_output_tokens,
+        "source": version.source[:500],
+    }
+
+
+def save_versions(
+    conn: Connection, versions: list[PriceVersion], *, replace: bool = False
+) -> SaveResult:
+    """Insert new versions. A version already stored for the same provider, model and date
+    is left alone when its prices are equal, and is a conflict (or, with ``replace``, a
+    correction that overwrites it) when they differ."""
+    existing = {(v.provider, v.model, v.effective_from): v for v in load_versions(conn)}
+    result = SaveResult()
+    now = datetime.now(UTC).replace(tzinfo=None)
+    new_rows = []
+    for version in versions:
+        old = existing.get((version.provider, version.model, version.effective_from))
+        if old is None:
+            new_rows.append({**_values(version), "created_at": now})
+            existing[(version.provider, version.model, version.effective_from)] = version
+            result.added.append(version)
+        elif old.same_prices(version) and old.max_output_tokens == version.max_output_tokens:
+            result.unchanged.append(version)
+        elif replace and old.id is not None:
+            conn.execute(
+                update(PriceVersionRow)
+                .where(PriceVersionRow.id == old.id)
+                .values(**_values(version))
+            )
+            result.replaced.append(version)
+        else:
+            result.conflicts.append(version)
+    if new_rows:
+        conn.execute(insert(PriceVersionRow), new_rows)
+    return result
+
+
+def shipped_sheet_versions(directory: Path | None = None) -> list[PriceVersion]:
+    directory = directory or pricing_dir()
+    versions: list[PriceVersion] = []
+    for path in sorted(directory.glob("*.toml")):
+        versions.extend(
+            parse_toml_sheet(path.read_text(encoding="utf-8"), source=f"sheet:{path.name}")
+        )
+    return versions
+
+
+def sync_shipped_sheets(engine: Engine) -> SaveResult:
+    """Add the price versions shipped in ``pricing/`` that the database does not have yet.
+    Operator-imported versions for the same date win (they are left as they are)."""
+    versions = shipped_sheet_versions()
+    with engine.begin() as conn:
+        return save_versions(conn, versions)

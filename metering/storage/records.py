@@ -1,0 +1,76 @@
+"""Writing usage records exactly once, and keeping the daily rollup in step.
+
+``write_records`` inserts a batch in the caller's transaction. A record whose
+``request_id`` is already stored is skipped (a retried write cannot double
+count), and only the records actually inserted are added to the rollup, so
+rollup = sum(records) holds whatever is replayed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import Connection
+from sqlalchemy.dialects import postgresql, sqlite
+
+from metering.storage.models import COST_COLUMNS, TOKEN_COLUMNS, DailyRollup, UsageRecord
+
+ROLLUP_SUMS = (*TOKEN_COLUMNS, *COST_COLUMNS)
+ROLLUP_KEY = ("day", "key_id", "team_id", "customer_id", "provider", "model")
+ERROR_STATUSES_OK = frozenset({"success"})
+
+
+def _insert(conn: Connection, model: Any) -> Any:
+    return (postgresql if conn.dialect.name == "postgresql" else sqlite).insert(model)
+
+
+def write_records(conn: Connection, records: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Insert records (dicts of UsageRecord columns); returns the request_ids inserted."""
+    if not records:
+        return []
+    stmt = (
+        _insert(conn, UsageRecord)
+        .on_conflict_do_nothing(index_elements=["request_id"])
+        .returning(UsageRecord.request_id)
+    )
+    inserted = {row[0] for row in conn.execute(stmt, list(records))}
+    add_to_rollup(conn, (r for r in records if r["request_id"] in inserted))
+    return [r["request_id"] for r in records if r["request_id"] in inserted]
+
+
+def rollup_key(record: Mapping[str, Any]) -> tuple[Any, ...]:
+    return (
+        record["started_at"].date(),
+        record["key_id"],
+        record.get("team_id") or 0,
+        record.get("customer_id") or 0,
+        record["provider"],
+        record["model"],
+    )
+
+
+def add_to_rollup(conn: Connection, records: Iterable[Mapping[str, Any]], *, sign: int = 1) -> None:
+    """Add (sign=1) or subtract (sign=-1) records' sums into their daily rollup rows."""
+    groups: dict[tuple[Any, ...], dict[str, int]] = {}
+    for r in records:
+        sums = groups.setdefault(
+            rollup_key(r), dict.fromkeys(("requests", "errors", *ROLLUP_SUMS), 0)
+        )
+        sums["requests"] += sign
+        if r.get("status") not in ERROR_STATUSES_OK:
+            sums["errors"] += sign
+        for col in ROLLUP_SUMS:
+            sums[col] += sign * int(r.get(col) or 0)
+    if not groups:
+        return
+    rows = [dict(zip(ROLLUP_KEY, k, strict=True), **v) for k, v in sorted(groups.items())]
+    stmt = _insert(conn, DailyRollup)
+    table = DailyRollup.__table__.c
+    stmt = stmt.on_conflict_do_update(
+        index_elements=list(ROLLUP_KEY),
+        set_={c: table[c] + stmt.excluded[c] for c in ("requests", "errors", *ROLLUP_SUMS)},
+    )
+    # One statement per group keeps a fixed (sorted) lock order across writers.
+    for row in rows:
+        conn.execute(stmt, row)
