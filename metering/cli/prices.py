@@ -12,6 +12,7 @@ from metering.cli.context import CliContext, pass_context
 from metering.cli.output import emit, format_option
 from metering.core.money import format_usd
 from metering.core.pricing import COMPONENTS, PriceVersion, price_usage
+from metering.core.responses import split_model
 from metering.core.sheets import parse_litellm_json, parse_toml_sheet, version_to_dict
 from metering.core.usage import normalize_usage
 from metering.errors import Conflict, InvalidInput, NotFound
@@ -23,13 +24,6 @@ UNIT_COLUMNS = ("search_query", "request")
 
 def _today() -> date:
     return datetime.now(UTC).date()
-
-
-def _split_model(name: str) -> tuple[str, str]:
-    provider, sep, model = name.partition("/")
-    if not sep or not provider or not model:
-        raise InvalidInput(f"model {name!r} must be written provider/model (e.g. openai/gpt-4o)")
-    return provider, model
 
 
 @click.group(name="prices")
@@ -116,7 +110,7 @@ def prices_list(ctx: CliContext, provider: str | None, at: datetime | None, fmt:
         book = load_price_book(conn)
     rows = []
     for key in book.models():
-        p, m = _split_model(key)
+        p, m = split_model(key)
         if provider is not None and p != provider:
             continue
         version = book.lookup(p, m, on)
@@ -131,7 +125,7 @@ def prices_list(ctx: CliContext, provider: str | None, at: datetime | None, fmt:
 @pass_context
 def prices_show(ctx: CliContext, model: str, fmt: str) -> None:
     """Every price version of provider/model, oldest first."""
-    provider, name = _split_model(model)
+    provider, name = split_model(model)
     with ctx.engine().connect() as conn:
         versions = load_versions(conn, provider=provider, model=name)
     if not versions:
@@ -165,7 +159,7 @@ def prices_quote(
     fmt: str,
 ) -> None:
     """What a request of these token counts costs, component by component."""
-    provider, name = _split_model(model)
+    provider, name = split_model(model)
     usage = normalize_usage(
         {
             "prompt_tokens": prompt_tokens,

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
 from metering.core.billing import Bill
+from metering.core.responses import ResponseFacts
 from metering.core.usage import UsageBuckets
 
 
@@ -45,3 +50,65 @@ def cost_columns(bill: Bill) -> dict[str, int | str | None]:
         "cost_source": bill.cost_source,
         "price_version_id": bill.price_version_id,
     }
+
+
+def record_values(
+    *,
+    request_id: str,
+    started_at: datetime,
+    ended_at: datetime,
+    key_id: int,
+    team_id: int | None,
+    customer_id: int | None,
+    requested_model: str,
+    request_type: str,
+    stream: bool,
+    status: str,
+    http_status: int | None,
+    latency_ms: int | None,
+    facts: ResponseFacts,
+    bill: Bill,
+    error_message: str | None = None,
+) -> dict[str, Any]:
+    """Every column of a usage_records row (naive-UTC timestamps, nano-USD amounts)."""
+    return {
+        "request_id": request_id,
+        "response_id": facts.response_id,
+        "started_at": started_at,
+        "ended_at": ended_at,
+        "key_id": key_id,
+        "team_id": team_id,
+        "customer_id": customer_id,
+        "provider": facts.provider,
+        "model": facts.model,
+        "requested_model": requested_model,
+        "request_type": request_type,
+        "stream": stream,
+        "status": status,
+        "http_status": http_status,
+        "latency_ms": latency_ms,
+        "cache_hit": facts.cache_hit_type is not None,
+        "cache_hit_type": facts.cache_hit_type,
+        "error_message": error_message,
+        **token_columns(facts.usage),
+        **cost_columns(bill),
+    }
+
+
+def buckets_from_record(row: Mapping[str, Any]) -> UsageBuckets:
+    """The priced buckets stored on a record (for repricing without the response)."""
+    return UsageBuckets(
+        input_text=row["prompt_text_tokens"],
+        input_audio=row["prompt_audio_tokens"],
+        input_image=row["prompt_image_tokens"],
+        cache_read=row["cached_read_tokens"],
+        cache_write=row["cached_write_tokens"],
+        output=row["completion_text_tokens"] + row["completion_image_tokens"],
+        output_audio=row["completion_audio_tokens"],
+        reasoning=row["reasoning_tokens"],
+        citation=row["citation_tokens"],
+        search_queries=row["search_queries"],
+        output_image=row["completion_image_tokens"],
+        accepted_prediction=row["accepted_prediction_tokens"],
+        rejected_prediction=row["rejected_prediction_tokens"],
+    )
