@@ -8,7 +8,10 @@
      │    └── SheetError         a price file that cannot be read
      ├── NotFound                an unknown key, team, customer or model
      ├── Conflict                the change contradicts what is stored
-     └── DatabaseUnavailable     the metering database cannot be reached
+     ├── DatabaseUnavailable     the metering database cannot be reached
+     ├── RequestRefused          the gateway refuses a request (SPEC §4: status + type)
+     └── UpstreamError           the upstream gateway could not be used (502)
+          └── UpstreamTimeout    it did not answer in time (504)
 
 The CLI turns any MeteringError into one line on stderr and exit status 1;
 the gateway maps its own subclasses to the HTTP errors of SPEC §4.
@@ -51,3 +54,26 @@ class Conflict(MeteringError):
 
 class DatabaseUnavailable(MeteringError):
     """The metering database cannot be reached or used."""
+
+
+class RequestRefused(MeteringError):
+    """A request the gateway refuses before (or instead of) forwarding it.
+
+    Carries the HTTP status and the SPEC §4 error ``type`` (e.g. 402
+    ``budget_exceeded``); the message says what to do next."""
+
+    def __init__(
+        self, message: str, *, status: int, error_type: str, code: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.error_type = error_type
+        self.code = code
+
+
+class UpstreamError(MeteringError):
+    """The upstream gateway was unreachable or returned unreadable data."""
+
+
+class UpstreamTimeout(UpstreamError):
+    """The upstream gateway did not answer within ``METERING_UPSTREAM_TIMEOUT``."""
