@@ -41,10 +41,11 @@ def main(ctx: click.Context, database_url: str) -> None:
 
 
 def _register() -> None:
-    from metering.cli import db, prices
+    from metering.cli import db, prices, spend
 
     main.add_command(db.db)
     main.add_command(prices.prices)
+    main.add_command(spend.spend)
 
 
 _register()

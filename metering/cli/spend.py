@@ -1,0 +1,70 @@
+"""``metering spend``: spend per key, team, customer, provider, model, day or month."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import click
+
+from metering.cli.context import CliContext, pass_context
+from metering.cli.output import emit, format_option
+from metering.reports.common import DayWindow, resolve_key
+from metering.reports.spend import (
+    METRIC_COLUMNS,
+    SpendFilter,
+    format_metrics,
+    frame_totals,
+    parse_group_by,
+    spend_frame,
+    spend_rows,
+)
+
+DATE = click.DateTime(formats=["%Y-%m-%d"])
+
+
+@click.command(name="spend")
+@click.option(
+    "--by",
+    default="key",
+    show_default=True,
+    help="Group by any of key,team,customer,provider,model,day,month (comma-separated).",
+)
+@click.option("--since", type=DATE, help="First UTC day included (YYYY-MM-DD).")
+@click.option(
+    "--until", type=DATE, help="Last UTC day included (YYYY-MM-DD); the whole day counts."
+)
+@click.option("--key", "key", help="Only this virtual key (name or id).")
+@click.option("--provider", help="Only this (serving) provider.")
+@click.option("--model", help="Only this (serving) model: name or provider/model.")
+@format_option
+@pass_context
+def spend(
+    ctx: CliContext,
+    by: str,
+    since: datetime | None,
+    until: datetime | None,
+    key: str | None,
+    provider: str | None,
+    model: str | None,
+    fmt: str,
+) -> None:
+    """Requests, errors, token sums and cost components (USD) per group.
+
+    Days are UTC; --since and --until are both inclusive, so
+    `--since 2026-11-01 --until 2026-11-30` is all of November.
+    """
+    group_by = parse_group_by(by)
+    window = DayWindow(since.date() if since else None, until.date() if until else None)
+    with ctx.engine().connect() as conn:
+        key_id = resolve_key(conn, key).id if key is not None else None
+        filters = SpendFilter(window=window, key_id=key_id, provider=provider, model=model)
+        frame = spend_frame(conn, by=group_by, filters=filters)
+    rows = spend_rows(frame)
+    columns = [*group_by, *METRIC_COLUMNS]
+    if fmt != "table" or not group_by:
+        emit(rows, fmt, columns=columns)
+        return
+    footer: dict[str, Any] = format_metrics(frame_totals(frame))
+    footer[group_by[0]] = "TOTAL"
+    emit(rows, fmt, columns=columns, footer=footer)

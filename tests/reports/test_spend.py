@@ -1,0 +1,203 @@
+from __future__ import annotations
+
+import itertools
+from datetime import date, datetime
+from typing import Any
+
+import pandas as pd
+import pytest
+from sqlalchemy import Engine
+
+from metering.errors import InvalidInput
+from metering.reports.common import DayWindow
+from metering.reports.spend import (
+    GROUP_FIELDS,
+    METRIC_COLUMNS,
+    SpendFilter,
+    frame_totals,
+    parse_group_by,
+    spend_frame,
+    spend_rows,
+)
+from metering.storage.prices import load_price_book
+from metering.storage.records import write_records
+from tests.reports.conftest import records_frame
+from tests.reports.factory import Org, build_record, random_usage
+
+GROUPINGS = [
+    *((f,) for f in GROUP_FIELDS),
+    ("key", "model"),
+    ("team", "customer"),
+    ("provider", "day"),
+    ("customer", "month", "provider"),
+    GROUP_FIELDS,
+]
+
+
+def _expected(raw: pd.DataFrame, by: tuple[str, ...]) -> list[dict[str, Any]]:
+    grouped = (
+        raw.groupby(list(by), dropna=False)[list(METRIC_COLUMNS)]
+        .sum()
+        .reset_index()
+        .sort_values(list(by), na_position="first", kind="stable")
+    )
+    out = []
+    for rec in grouped.to_dict(orient="records"):
+        out.append({k: (None if isinstance(v, float) and v != v else v) for k, v in rec.items()})
+    return out
+
+
+def _actual(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    return [
+        {k: (None if isinstance(v, float) and v != v else v) for k, v in rec.items()}
+        for rec in frame.to_dict(orient="records")
+    ]
+
+
+def test_spend_agrees_with_pandas_over_raw_records_every_grouping(
+    engine: Engine, month_data: tuple[Org, list[dict[str, Any]]]
+) -> None:
+    org, records = month_data
+    raw = records_frame(org, records)
+    november = raw[raw["month"] == "2026-11"]
+    window = SpendFilter(window=DayWindow(date(2026, 11, 1), date(2026, 11, 30)))
+    with engine.connect() as conn:
+        for by in GROUPINGS:
+            frame = spend_frame(conn, by=by, filters=window)
+            assert _actual(frame) == _expected(november, by), by
+            assert frame_totals(frame) == {c: int(november[c].sum()) for c in METRIC_COLUMNS}
+
+
+def test_spend_without_window_covers_everything(
+    engine: Engine, month_data: tuple[Org, list[dict[str, Any]]]
+) -> None:
+    org, records = month_data
+    raw = records_frame(org, records)
+    with engine.connect() as conn:
+        frame = spend_frame(conn, by=("month",))
+    assert list(frame["month"]) == ["2026-10", "2026-11", "2026-12"]
+    assert frame_totals(frame) == {c: int(raw[c].sum()) for c in METRIC_COLUMNS}
+
+
+def test_generated_month_exercises_every_token_class_and_cost_source(
+    month_data: tuple[Org, list[dict[str, Any]]],
+) -> None:
+    _, records = month_data
+    raw = pd.DataFrame(records)
+    for column in (
+        "cached_read_tokens",
+        "cached_write_tokens",
+        "reasoning_tokens",
+        "citation_tokens",
+        "search_queries",
+        "adjustment_cost",
+        "citation_cost",
+        "search_cost",
+        "cache_write_cost",
+    ):
+        assert (raw[column] != 0).any(), column
+    assert set(raw["cost_source"]) >= {"computed", "reported", "unpriced"}
+    assert set(raw["status"]) == {"success", "upstream_error"}
+
+
+@pytest.mark.parametrize(
+    ("filters", "keep"),
+    [
+        (SpendFilter(provider="openai"), lambda r: r["provider"] == "openai"),
+        (SpendFilter(model="gpt-4o"), lambda r: r["model"] == "gpt-4o"),
+        (
+            SpendFilter(model="anthropic/claude-sonnet-4-5"),
+            lambda r: r["model"] == "claude-sonnet-4-5",
+        ),
+        (SpendFilter(key_id=2), lambda r: r["key_id"] == 2),
+        (
+            SpendFilter(window=DayWindow(date(2026, 11, 10), date(2026, 11, 10))),
+            lambda r: r["started_at"].date() == date(2026, 11, 10),
+        ),
+    ],
+)
+def test_spend_filters(
+    engine: Engine,
+    month_data: tuple[Org, list[dict[str, Any]]],
+    filters: SpendFilter,
+    keep: Any,
+) -> None:
+    _, records = month_data
+    chosen = [r for r in records if keep(r)]
+    assert chosen
+    with engine.connect() as conn:
+        frame = spend_frame(conn, by=("provider",), filters=filters)
+    totals = frame_totals(frame)
+    assert totals["requests"] == len(chosen)
+    assert totals["total_cost"] == sum(r["total_cost"] for r in chosen)
+    assert totals["reasoning_tokens"] == sum(r["reasoning_tokens"] for r in chosen)
+
+
+def test_utc_day_boundaries(engine: Engine) -> None:
+    import random
+
+    from tests.reports.factory import seed_org
+
+    rng = random.Random(1)
+    with engine.begin() as conn:
+        org = seed_org(conn)
+        book = load_price_book(conn)
+        late = build_record(
+            book,
+            org,
+            request_id="late",
+            key="alice",
+            model="openai/gpt-4o",
+            at=datetime(2026, 11, 3, 23, 59, 59, 999999),
+            usage=random_usage(rng, reported=False),
+        )
+        early = build_record(
+            book,
+            org,
+            request_id="early",
+            key="alice",
+            model="openai/gpt-4o",
+            at=datetime(2026, 11, 4, 0, 0, 0),
+            usage=random_usage(rng, reported=False),
+        )
+        write_records(conn, [late, early])
+    with engine.connect() as conn:
+        by_day = spend_frame(conn, by=("day",))
+        only_3rd = spend_frame(
+            conn, by=(), filters=SpendFilter(window=DayWindow(until=date(2026, 11, 3)))
+        )
+        only_4th = spend_frame(
+            conn, by=(), filters=SpendFilter(window=DayWindow(since=date(2026, 11, 4)))
+        )
+    assert list(by_day["day"]) == ["2026-11-03", "2026-11-04"]
+    assert list(by_day["total_cost"]) == [late["total_cost"], early["total_cost"]]
+    assert frame_totals(only_3rd)["total_cost"] == late["total_cost"]
+    assert frame_totals(only_4th)["total_cost"] == early["total_cost"]
+
+
+def test_spend_rows_are_decimal_strings() -> None:
+    frame = pd.DataFrame(
+        [{"provider": "openai", **dict.fromkeys(METRIC_COLUMNS, 0), "total_cost": 7_250_000}]
+    ).astype(dict.fromkeys(METRIC_COLUMNS, "int64"))
+    (row,) = spend_rows(frame)
+    assert row["total_cost"] == "0.00725"
+    assert row["input_cost"] == "0"
+    assert row["requests"] == 0 and isinstance(row["requests"], int)
+
+
+def test_empty_database_gives_no_rows(engine: Engine) -> None:
+    with engine.connect() as conn:
+        assert spend_frame(conn, by=("key",)).empty
+        assert spend_frame(conn, by=()).empty
+
+
+def test_group_by_parsing() -> None:
+    assert parse_group_by("key, model,key") == ("key", "model")
+    with pytest.raises(InvalidInput, match="cannot group by 'week'"):
+        parse_group_by("week")
+    with pytest.raises(InvalidInput, match="before --since"):
+        DayWindow(date(2026, 11, 2), date(2026, 11, 1))
+
+
+def test_all_groupings_listed() -> None:
+    assert set(itertools.chain.from_iterable(GROUPINGS)) == set(GROUP_FIELDS)
