@@ -48,7 +48,9 @@ def pytest_report_header(config: pytest.Config) -> str:
     _PG_STATE["reason"] = reason
     if url is None:
         return f"metering: PostgreSQL tests skipped ({reason})"
-    return f"metering: PostgreSQL server {make_url(url).render_as_string()} (a fresh database per run)"
+    return (
+        f"metering: PostgreSQL server {make_url(url).render_as_string()} (a fresh database per run)"
+    )
 
 
 @pytest.fixture(scope="session")

@@ -12,9 +12,10 @@ Accepted shapes: Bifrost's (``prompt_tokens_details.cached_read_tokens`` /
 cache read), Anthropic-style top-level ``cache_read_input_tokens`` /
 ``cache_creation_input_tokens``; any detail may be absent or null.
 
-When a provider's cached (or reasoning) count is larger than the total that is
-supposed to contain it, the total evidently excluded it; we then add it on top
-rather than bill negative uncached tokens (``UsageBuckets.totals_adjusted``).
+The totals contain their details (SPEC §5). When a cached (or reasoning) count is
+larger than the total that should contain it, the detail is billed in full and the
+rest of that total is zero, never negative (``UsageBuckets.totals_adjusted`` flags
+it). This keeps cost monotone in every count.
 """
 
 from __future__ import annotations
@@ -139,21 +140,14 @@ def normalize_usage(usage: Mapping[str, Any] | None) -> UsageBuckets:
     accepted = _count(cd, "accepted_prediction_tokens", "completion_tokens_details.")
     rejected = _count(cd, "rejected_prediction_tokens", "completion_tokens_details.")
 
-    adjusted = False
     cached = cache_read + cache_write
-    if cached > prompt:
-        # prompt_tokens evidently excluded the cache: every reported token still counts once.
-        uncached, adjusted = prompt, True
-    else:
-        uncached = prompt - cached
+    adjusted = cached > prompt or reasoning > completion
+    uncached = max(prompt - cached, 0)
     audio_in = min(audio_in, uncached)
     image_in = min(image_in, uncached - audio_in)
     text_in = uncached - audio_in - image_in
 
-    if reasoning > completion:
-        non_reasoning, adjusted = completion, True
-    else:
-        non_reasoning = completion - reasoning
+    non_reasoning = max(completion - reasoning, 0)
     audio_out = min(audio_out, non_reasoning)
     output = non_reasoning - audio_out
     image_out = min(image_out, output)

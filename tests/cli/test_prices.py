@@ -1,0 +1,170 @@
+"""CLI tests for `metering prices …` and `metering db upgrade` (CliRunner, real databases)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from metering.cli import main
+
+LITELLM = Path(__file__).resolve().parents[3] / "shared" / "data" / "litellm_model_prices.json"
+
+
+def run(db_url: str, *args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(main, ["--database-url", db_url, *args])
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_quote_table_and_json(db_url: str) -> None:
+    args = ["prices", "quote", "openai/gpt-4o", "--prompt-tokens", "1000"]
+    args += ["--cached-read-tokens", "200", "--completion-tokens", "500"]
+    code, out, _ = run(db_url, *args)
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].startswith("openai/gpt-4o  price version effective 2024-01-01")
+    assert lines[-1].split() == ["total", "0.00725"]
+    assert ["input", "800", "0.002"] in [line.split() for line in lines]
+    code, out, _ = run(db_url, *args, "--format", "json")
+    assert code == 0
+    rows = json.loads(out)
+    assert {r["component"]: r["cost_usd"] for r in rows} == {
+        "input": "0.002",
+        "cache_read": "0.00025",
+        "cache_write": "0",
+        "output": "0.005",
+        "reasoning": "0",
+        "citation": "0",
+        "search": "0",
+        "request": "0",
+        "total": "0.00725",
+    }
+
+
+def test_quote_csv_every_component(db_url: str) -> None:
+    code, out, _ = run(
+        db_url,
+        "prices", "quote", "perplexity/sonar-deep-research",
+        "--prompt-tokens", "1000", "--completion-tokens", "3000", "--reasoning-tokens", "2000",
+        "--citation-tokens", "500", "--search-queries", "3", "--format", "csv",
+    )  # fmt: skip
+    assert code == 0
+    assert out.splitlines() == [
+        "component,units,cost_usd",
+        "input,1000,0.002",
+        "cache_read,0,0",
+        "cache_write,0,0",
+        "output,1000,0.008",
+        "reasoning,2000,0.006",
+        "citation,500,0.001",
+        "search,3,0.015",
+        "request,1,0",
+        "total,,0.032",
+    ]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["openai/unknown-model", "--prompt-tokens", "1"], "no price for openai/unknown-model"),
+        (["gpt-4o", "--prompt-tokens", "1"], "must be written provider/model"),
+        (["openai/gpt-4o", "--prompt-tokens", "-5"], "must not be negative"),
+        (["openai/gpt-4o", "--prompt-tokens", "5", "--cached-read-tokens", "9"], "must not exceed"),
+    ],
+)
+def test_quote_errors_are_one_line(db_url: str, args: list[str], message: str) -> None:
+    code, out, err = run(db_url, "prices", "quote", *args)
+    assert code == 1
+    assert out == ""
+    assert len(err.strip().splitlines()) == 1
+    assert message in err
+
+
+def test_list_and_show(db_url: str) -> None:
+    code, out, _ = run(db_url, "prices", "list", "--format", "json")
+    assert code == 0
+    rows = {f"{r['provider']}/{r['model']}": r for r in json.loads(out)}
+    assert rows["openai/gpt-4o"]["input"] == "2.5"
+    assert (
+        rows["gemini/gemini-2.5-pro"]["tiers"] == ">200000: input=2.5, cache_read=0.25, output=15"
+    )
+    code, out, _ = run(db_url, "prices", "show", "anthropic/claude-sonnet-4-5", "--format", "csv")
+    assert code == 0
+    assert out.splitlines()[1].startswith("anthropic,claude-sonnet-4-5,2024-01-01,3,0.3,3.75,15,")
+    code, _, err = run(db_url, "prices", "show", "openai/nope")
+    assert code == 1 and "no price for openai/nope" in err
+
+
+def test_import_toml_new_version_and_conflicts(db_url: str, tmp_path: Path) -> None:
+    sheet = tmp_path / "openai-2026.toml"
+    sheet.write_text(
+        'provider = "openai"\neffective_from = "2026-06-01"\n'
+        '[models."gpt-4o"]\ninput = "5"\ncache_read = "2.5"\noutput = "20"\n'
+    )
+    code, out, _ = run(db_url, "prices", "import", str(sheet), "--format", "json")
+    assert code == 0
+    assert json.loads(out)[0] == {"outcome": "imported", "count": 1}
+    code, out, _ = run(db_url, "prices", "import", str(sheet), "--format", "json")
+    assert json.loads(out)[:2] == [
+        {"outcome": "imported", "count": 0},
+        {"outcome": "unchanged", "count": 1},
+    ]
+    base = ["prices", "quote", "openai/gpt-4o", "--prompt-tokens", "1000", "--format", "csv"]
+    assert run(db_url, *base, "--at", "2026-05-31")[1].splitlines()[-1] == "total,,0.0025"
+    assert run(db_url, *base, "--at", "2026-06-01")[1].splitlines()[-1] == "total,,0.005"
+    # same date, different price: refused unless --replace; nothing changes
+    sheet.write_text(sheet.read_text().replace('input = "5"', 'input = "6"'))
+    code, _, err = run(db_url, "prices", "import", str(sheet))
+    assert code == 1 and "differ from the stored ones" in err
+    assert run(db_url, *base, "--at", "2026-06-01")[1].splitlines()[-1] == "total,,0.005"
+    code, _, _ = run(db_url, "prices", "import", str(sheet), "--replace")
+    assert code == 0
+    assert run(db_url, *base, "--at", "2026-06-01")[1].splitlines()[-1] == "total,,0.006"
+
+
+def test_import_bad_files(db_url: str, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('provider = "x"\neffective_from = "2024-01-01"\n[models.m]\ninput = "cheap"\n')
+    code, _, err = run(db_url, "prices", "import", str(bad))
+    assert code == 1 and "bad.toml" in err and "not a decimal number" in err
+    code, _, err = run(db_url, "prices", "import", str(tmp_path / "missing.json"))
+    assert code == 1 and "cannot read" in err
+    broken = tmp_path / "broken.json"
+    broken.write_text("{not json")
+    code, _, err = run(db_url, "prices", "import", str(broken))
+    assert code == 1 and "not valid JSON" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.skipif(not LITELLM.exists(), reason="shared LiteLLM price table not present")
+def test_import_litellm_table(db_url: str) -> None:
+    code, out, _ = run(
+        db_url,
+        "prices",
+        "import",
+        str(LITELLM),
+        "--effective-from",
+        "2026-01-01",
+        "--format",
+        "json",
+    )
+    assert code == 0
+    counts = {r["outcome"]: r["count"] for r in json.loads(out)}
+    assert counts["imported"] > 3000
+    assert counts["skipped"] > 1000
+    assert counts["skipped: mode image_generation"] > 0
+    # priced the same as the shipped sheet
+    code, out, _ = run(
+        db_url, "prices", "quote", "gemini/gemini-2.5-pro", "--prompt-tokens", "250000",
+        "--completion-tokens", "1000", "--at", "2026-02-01", "--format", "csv",
+    )  # fmt: skip
+    assert out.splitlines()[-1] == "total,,0.64"
+
+
+def test_db_upgrade_is_idempotent(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'fresh.db'}"
+    code, out, _ = run(url, "db", "upgrade")
+    assert code == 0 and "upgraded from empty" in out and "shipped price version" in out
+    code, out, _ = run(url, "db", "upgrade")
+    assert code == 0 and "already at revision" in out

@@ -1,0 +1,83 @@
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from metering.core.money import format_usd
+from metering.core.pricing import PriceBook, price_usage
+from metering.core.sheets import parse_litellm_json, parse_toml_sheet
+from metering.core.usage import normalize_usage
+from metering.errors import SheetError
+from tests.core.test_pricing import FIXTURES
+
+LITELLM = Path(__file__).resolve().parents[3] / "shared" / "data" / "litellm_model_prices.json"
+
+
+@pytest.fixture(scope="module")
+def litellm_text() -> str:
+    if not LITELLM.exists():
+        pytest.skip(f"LiteLLM price table not found at {LITELLM}")
+    return LITELLM.read_text()
+
+
+def test_litellm_import_of_the_full_table(litellm_text: str) -> None:
+    report = parse_litellm_json(litellm_text, effective_from=date(2026, 1, 1), source="litellm")
+    assert len(report.versions) > 3000
+    assert report.skipped["mode embedding"] > 100
+    assert report.skipped["sample_spec"] == 1
+    assert report.skipped_total > 1000
+    keys = {v.key for v in report.versions}
+    assert {"openai/gpt-4o", "gemini/gemini-2.5-pro", "perplexity/sonar"} <= keys
+    assert "openai/gpt-3.5-turbo-instruct" in keys  # text-completion-openai → openai
+    # no version needs max_tokens; every one has a token price
+    assert all(v.rates.input is not None or v.rates.output is not None for v in report.versions)
+
+
+@pytest.mark.parametrize("model, usage, expected", FIXTURES)
+def test_litellm_prices_fixtures_like_the_sheets(
+    litellm_text: str, model: str, usage: dict[str, object], expected: str
+) -> None:
+    report = parse_litellm_json(litellm_text, effective_from=date(2026, 1, 1))
+    book = PriceBook(report.versions)
+    provider, name = model.split("/", 1)
+    version = book.lookup(provider, name, date(2026, 11, 27))
+    assert version is not None
+    assert format_usd(price_usage(normalize_usage(usage), version).total) == expected
+
+
+def test_litellm_tiers_and_unit_prices(litellm_text: str) -> None:
+    report = parse_litellm_json(litellm_text, effective_from=date(2026, 1, 1))
+    gemini = next(v for v in report.versions if v.key == "gemini/gemini-2.5-pro")
+    assert [t.above_prompt_tokens for t in gemini.tiers] == [200_000]
+    assert gemini.tiers[0].rates.input == Decimal("2.5")
+    assert gemini.tiers[0].rates.output == Decimal("15")
+    sonar = next(v for v in report.versions if v.key == "perplexity/sonar")
+    assert sonar.rates.search_query is not None and sonar.rates.search_query * 1000 == 5
+
+
+def test_toml_sheet_errors_name_the_entry() -> None:
+    with pytest.raises(SheetError, match="not valid TOML"):
+        parse_toml_sheet("provider = ", source="x.toml")
+    with pytest.raises(SheetError, match="provider"):
+        parse_toml_sheet('effective_from = "2024-01-01"\n[models.a]\ninput = "1"\n')
+    with pytest.raises(SheetError, match=r"models\.m: input='-1'"):
+        parse_toml_sheet(
+            'provider = "p"\neffective_from = "2024-01-01"\n[models.m]\ninput = "-1"\n'
+        )
+    with pytest.raises(SheetError, match="unknown price field"):
+        parse_toml_sheet('provider = "p"\neffective_from = "2024-01-01"\n[models.m]\ninptu = "1"\n')
+    with pytest.raises(SheetError, match="not a date"):
+        parse_toml_sheet('provider = "p"\neffective_from = "soon"\n[models.m]\ninput = "1"\n')
+
+
+def test_toml_floats_are_read_as_exact_decimals() -> None:
+    (v,) = parse_toml_sheet(
+        'provider = "p"\neffective_from = 2024-01-01\n[models.m]\ninput = 0.1\n'
+    )
+    assert str(v.rates.input) == "0.1"
+
+
+def test_litellm_bad_json() -> None:
+    with pytest.raises(SheetError, match="not valid JSON"):
+        parse_litellm_json("{", effective_from=date(2026, 1, 1))

@@ -1,0 +1,67 @@
+"""Migrations: an empty database upgrades to head without drift; reruns are no-ops."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from alembic import command
+from sqlalchemy import create_engine, inspect, text
+from sqlalchemy.engine import make_url
+
+from metering.storage.engine import make_engine
+from metering.storage.migrate import alembic_config, current_revision, head_revision, upgrade
+from metering.storage.models import Base
+from metering.storage.prices import sync_shipped_sheets
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def empty_db_url(
+    request: pytest.FixtureRequest, tmp_path: Path, pg_url: str | None
+) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'empty.db'}"
+        return
+    if pg_url is None:
+        pytest.skip("no PostgreSQL reachable")
+    name = f"metering_empty_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(pg_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(pg_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def test_upgrade_empty_database_to_head_without_drift(empty_db_url: str) -> None:
+    engine = make_engine(empty_db_url)
+    try:
+        assert current_revision(engine) is None
+        before, after = upgrade(engine)
+        assert (before, after) == (None, head_revision(engine))
+        tables = set(inspect(engine).get_table_names())
+        assert {t.name for t in Base.metadata.sorted_tables} <= tables
+        command.check(alembic_config(engine))  # raises if models and migrations disagree
+        assert upgrade(engine) == (after, after)  # a second upgrade is a no-op
+    finally:
+        engine.dispose()
+
+
+def test_upgrade_keeps_rows(empty_db_url: str) -> None:
+    engine = make_engine(empty_db_url)
+    try:
+        upgrade(engine)
+        added = sync_shipped_sheets(engine).added
+        assert len(added) >= 11
+        upgrade(engine)
+        assert sync_shipped_sheets(engine).added == []  # nothing added twice
+        with engine.connect() as conn:
+            count = conn.execute(text("select count(*) from price_versions")).scalar_one()
+        assert count == len(added)
+    finally:
+        engine.dispose()

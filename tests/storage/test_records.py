@@ -1,0 +1,115 @@
+"""Records: priced with the version in force at their time, written exactly once, rolled up."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Engine, func, insert, select
+
+from metering.core.pricing import PriceVersion, Rates
+from metering.core.records import record_values
+from metering.core.responses import bill_response, read_response
+from metering.storage.models import DailyRollup, UsageRecord, VirtualKey
+from metering.storage.prices import load_price_book, save_versions
+from metering.storage.records import write_records
+
+
+def make_key(engine: Engine, name: str = "k1") -> int:
+    now = datetime(2026, 1, 1)
+    with engine.begin() as conn:
+        return int(
+            conn.execute(
+                insert(VirtualKey)
+                .values(
+                    name=name,
+                    key_hash=name.ljust(64, "0"),
+                    key_prefix="sk-bf-xx",
+                    created_at=now,
+                    updated_at=now,
+                )
+                .returning(VirtualKey.id)
+            ).scalar_one()
+        )
+
+
+def response(prompt: int = 1000, completion: int = 500, cached: int = 200) -> dict[str, Any]:
+    return {
+        "id": "cmpl-1",
+        "model": "gpt-4o",
+        "usage": {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "prompt_tokens_details": {"cached_read_tokens": cached},
+            "total_tokens": prompt + completion,
+        },
+        "extra_fields": {"provider": "openai"},
+    }
+
+
+def record_for(engine: Engine, request_id: str, at: datetime, key_id: int) -> dict[str, Any]:
+    with engine.connect() as conn:
+        book = load_price_book(conn)
+    facts = read_response(response(), "openai/gpt-4o")
+    bill = bill_response(facts, book, requested="openai/gpt-4o", on=at.date())
+    return record_values(
+        request_id=request_id,
+        started_at=at,
+        ended_at=at,
+        key_id=key_id,
+        team_id=None,
+        customer_id=None,
+        requested_model="openai/gpt-4o",
+        request_type="text_completion",
+        stream=False,
+        status="success",
+        http_status=200,
+        latency_ms=12,
+        facts=facts,
+        bill=bill,
+    )
+
+
+def test_record_is_priced_with_the_version_in_force_at_its_time(engine: Engine) -> None:
+    doubled = PriceVersion(
+        "openai",
+        "gpt-4o",
+        date(2026, 6, 1),
+        Rates(input=Decimal("5"), cache_read=Decimal("2.5"), output=Decimal("20")),
+        source="test",
+    )
+    with engine.begin() as conn:
+        assert len(save_versions(conn, [doubled]).added) == 1
+    key = make_key(engine)
+    before = record_for(engine, "r-old", datetime(2026, 5, 31, 23, 59, 59), key)
+    after = record_for(engine, "r-new", datetime(2026, 6, 1, 0, 0, 0), key)
+    assert before["total_cost"] == 7_250_000  # the 2024 sheet
+    assert after["total_cost"] == 14_500_000  # the June 2026 version
+    assert before["price_version_id"] != after["price_version_id"]
+    with engine.begin() as conn:
+        write_records(conn, [before, after])
+    with engine.connect() as conn:
+        rows = conn.execute(select(UsageRecord.request_id, UsageRecord.total_cost)).all()
+    assert dict(rows) == {"r-old": 7_250_000, "r-new": 14_500_000}
+
+
+def test_writes_are_exactly_once_and_rollup_follows(engine: Engine) -> None:
+    key = make_key(engine)
+    at = datetime(2026, 3, 3, 12, 0)
+    recs = [record_for(engine, f"r{i}", at, key) for i in range(3)]
+    with engine.begin() as conn:
+        assert write_records(conn, recs) == ["r0", "r1", "r2"]
+    with engine.begin() as conn:  # a retried write of the same batch, plus one new
+        assert write_records(conn, [*recs, record_for(engine, "r3", at, key)]) == ["r3"]
+    with engine.connect() as conn:
+        count, total = conn.execute(select(func.count(), func.sum(UsageRecord.total_cost))).one()
+        rollup = conn.execute(select(DailyRollup)).mappings().all()
+    assert (count, total) == (4, 4 * 7_250_000)
+    assert len(rollup) == 1
+    assert (rollup[0]["day"], rollup[0]["requests"], rollup[0]["total_cost"]) == (
+        date(2026, 3, 3),
+        4,
+        4 * 7_250_000,
+    )
+    assert rollup[0]["cached_read_tokens"] == 800 and rollup[0]["errors"] == 0
