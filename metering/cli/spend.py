@@ -9,7 +9,7 @@ import click
 
 from metering.cli.context import CliContext, pass_context
 from metering.cli.output import emit, format_option
-from metering.reports.common import DayWindow, resolve_key
+from metering.reports.common import DayWindow
 from metering.reports.spend import (
     METRIC_COLUMNS,
     SpendFilter,
@@ -19,6 +19,7 @@ from metering.reports.spend import (
     spend_frame,
     spend_rows,
 )
+from metering.storage.keys import find_key
 
 DATE = click.DateTime(formats=["%Y-%m-%d"])
 
@@ -57,7 +58,7 @@ def spend(
     group_by = parse_group_by(by)
     window = DayWindow(since.date() if since else None, until.date() if until else None)
     with ctx.engine().connect() as conn:
-        key_id = resolve_key(conn, key).id if key is not None else None
+        key_id = find_key(conn, key).id if key is not None else None
         filters = SpendFilter(window=window, key_id=key_id, provider=provider, model=model)
         frame = spend_frame(conn, by=group_by, filters=filters)
     rows = spend_rows(frame)

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import Connection, Date, cast, func, select
 from sqlalchemy.sql.elements import ColumnElement
 
-from metering.errors import InvalidInput, NotFound
+from metering.errors import InvalidInput
 from metering.storage.models import Customer, Team, VirtualKey
 
 # The token sums and cost columns every spend row / export row carries (SPEC §9).
@@ -143,24 +143,3 @@ def load_names(conn: Connection) -> Names:
         teams={r.id: r.name for r in conn.execute(select(Team.id, Team.name))},
         customers={r.id: r.name for r in conn.execute(select(Customer.id, Customer.name))},
     )
-
-
-@dataclass(frozen=True, slots=True)
-class KeyRef:
-    id: int
-    name: str
-    team_id: int | None
-    customer_id: int | None
-
-
-def resolve_key(conn: Connection, name_or_id: str) -> KeyRef:
-    """A virtual key by name, or by id when the text is a number no key is named.
-
-    Stand-in until ``metering.storage.keys.find_key`` exists; same contract."""
-    columns = (VirtualKey.id, VirtualKey.name, VirtualKey.team_id, VirtualKey.customer_id)
-    row = conn.execute(select(*columns).where(VirtualKey.name == name_or_id)).first()
-    if row is None and name_or_id.strip().isdigit():
-        row = conn.execute(select(*columns).where(VirtualKey.id == int(name_or_id))).first()
-    if row is None:
-        raise NotFound(f"no virtual key {name_or_id!r}; `metering keys list` shows the keys")
-    return KeyRef(row.id, row.name, row.team_id, row.customer_id)
