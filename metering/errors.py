@@ -5,9 +5,11 @@
      │    ├── MoneyError         an amount that is not a non-negative decimal
      │    ├── UsageError         token counts that are negative / not whole numbers
      │    ├── PricingError       a price that cannot be used
-     │    └── SheetError         a price file that cannot be read
+     │    ├── SheetError         a price file that cannot be read
+     │    └── UnboundedRequest   a request whose worst-case cost cannot be bounded
      ├── NotFound                an unknown key, team, customer or model
      ├── Conflict                the change contradicts what is stored
+     ├── BudgetExceeded          a key, team or customer budget would be exceeded (402)
      ├── DatabaseUnavailable     the metering database cannot be reached
      ├── RequestRefused          the gateway refuses a request (SPEC §4: status + type)
      └── UpstreamError           the upstream gateway could not be used (502)
@@ -18,6 +20,8 @@ the gateway maps its own subclasses to the HTTP errors of SPEC §4.
 """
 
 from __future__ import annotations
+
+from datetime import datetime
 
 
 class MeteringError(Exception):
@@ -77,3 +81,36 @@ class UpstreamError(MeteringError):
 
 class UpstreamTimeout(UpstreamError):
     """The upstream gateway did not answer within ``METERING_UPSTREAM_TIMEOUT``."""
+
+
+class UnboundedRequest(InvalidInput):
+    """A request whose worst-case cost cannot be bounded (no max_tokens and no model limit)."""
+
+
+class BudgetExceeded(MeteringError):
+    """A budget (key, team or customer) would be exceeded; the gateway answers 402.
+
+    Carries the refusing budget so the message and the HTTP body can name it."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        owner_type: str,
+        owner_id: int,
+        owner_name: str,
+        limit_nano: int,
+        spent_nano: int,
+        reserved_nano: int,
+        requested_nano: int,
+        next_reset: datetime | None,
+    ) -> None:
+        super().__init__(message)
+        self.owner_type = owner_type
+        self.owner_id = owner_id
+        self.owner_name = owner_name
+        self.limit_nano = limit_nano
+        self.spent_nano = spent_nano
+        self.reserved_nano = reserved_nano
+        self.requested_nano = requested_nano
+        self.next_reset = next_reset
