@@ -41,11 +41,12 @@ def main(ctx: click.Context, database_url: str) -> None:
 
 
 def _register() -> None:
-    from metering.cli import db, prices, spend
+    from metering.cli import db, export, prices, spend
 
     main.add_command(db.db)
     main.add_command(prices.prices)
     main.add_command(spend.spend)
+    main.add_command(export.export)
 
 
 _register()

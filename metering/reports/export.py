@@ -1,0 +1,204 @@
+"""The monthly cost CSV (``metering export``): a summary per key × provider × model, or
+one row per request, streamed to disk in bounded memory.
+
+Team and customer are the ones recorded with the requests (as they were at request
+time), so a key that moved team mid-month has one summary row per team. Amounts are
+decimal USD strings; the file's total equals ``metering spend`` for the month to the
+nano-dollar because both sum the same integer columns.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import tempfile
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from sqlalchemy import Connection, func, select
+
+from metering.core.money import format_usd
+from metering.reports.common import DayWindow, Names, load_names, parse_month
+from metering.storage.models import COST_COLUMNS, TOKEN_COLUMNS, DailyRollup, UsageRecord
+
+Detail = Literal["summary", "requests"]
+CHUNK_ROWS = 5_000  # rows fetched per round trip; memory stays bounded by this
+
+SUMMARY_COLUMNS = (
+    "month",
+    "key",
+    "team",
+    "customer",
+    "provider",
+    "model",
+    "requests",
+    "errors",
+    *TOKEN_COLUMNS,
+    *COST_COLUMNS,
+)
+REQUEST_INFO = (
+    "request_id",
+    "started_at",
+    "ended_at",
+    "key",
+    "team",
+    "customer",
+    "provider",
+    "model",
+    "requested_model",
+    "request_type",
+    "stream",
+    "status",
+    "http_status",
+    "latency_ms",
+    "cache_hit_type",
+    "cost_source",
+    "price_version_id",
+)
+REQUEST_COLUMNS = (*REQUEST_INFO, *TOKEN_COLUMNS, *COST_COLUMNS, "computed_cost", "reported_cost")
+MONEY_COLUMNS = frozenset((*COST_COLUMNS, "computed_cost", "reported_cost"))
+
+
+def default_path(month: str, detail: Detail) -> Path:
+    suffix = "-requests" if detail == "requests" else ""
+    return Path("reports") / f"costs-{month}{suffix}.csv"
+
+
+@dataclass
+class ExportResult:
+    path: Path
+    rows: int = 0
+    totals: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COST_COLUMNS, 0))
+
+
+def count_rows(conn: Connection, month: str, detail: Detail) -> int:
+    """How many rows the export will write (for a progress bar)."""
+    window = parse_month(month)
+    if detail == "requests":
+        query = select(func.count()).where(*window.where_instant(UsageRecord.started_at))
+    else:
+        grouped = (
+            select(DailyRollup.key_id)
+            .where(*window.where_day(DailyRollup.day))
+            .group_by(*_summary_keys())
+            .subquery()
+        )
+        query = select(func.count()).select_from(grouped)
+    return int(conn.execute(query).scalar_one())
+
+
+def _summary_keys() -> tuple[Any, ...]:
+    r = DailyRollup
+    return (r.key_id, r.team_id, r.customer_id, r.provider, r.model)
+
+
+def summary_rows(conn: Connection, window: DayWindow, names: Names) -> Iterator[dict[str, Any]]:
+    r = DailyRollup
+    sums = [
+        func.sum(getattr(r, c)).label(c)
+        for c in ("requests", "errors", *TOKEN_COLUMNS, *COST_COLUMNS)
+    ]
+    query = (
+        select(*_summary_keys(), *sums)
+        .where(*window.where_day(r.day))
+        .group_by(*_summary_keys())
+        .order_by(*_summary_keys())
+    )
+    assert window.since is not None
+    month = window.since.strftime("%Y-%m")
+    for row in conn.execution_options(yield_per=CHUNK_ROWS).execute(query):
+        m = row._mapping
+        out: dict[str, Any] = {
+            "month": month,
+            "key": names.key(m["key_id"]),
+            "team": names.team(m["team_id"]),
+            "customer": names.customer(m["customer_id"]),
+            "provider": m["provider"],
+            "model": m["model"],
+        }
+        # SUM(bigint) is numeric (Decimal) on PostgreSQL: exact, made int here.
+        out.update({c: int(m[c]) for c in ("requests", "errors", *TOKEN_COLUMNS, *COST_COLUMNS)})
+        yield out
+
+
+def _timestamp(value: datetime) -> str:
+    return value.isoformat(timespec="microseconds") + "Z"
+
+
+def request_rows(conn: Connection, window: DayWindow, names: Names) -> Iterator[dict[str, Any]]:
+    u = UsageRecord
+    columns = [getattr(u, c) for c in REQUEST_COLUMNS if c not in ("key", "team", "customer")]
+    query = (
+        select(u.key_id, u.team_id, u.customer_id, *columns)
+        .where(*window.where_instant(u.started_at))
+        .order_by(u.started_at, u.id)
+    )
+    for row in conn.execution_options(yield_per=CHUNK_ROWS).execute(query):
+        out = dict(row._mapping)
+        out["key"] = names.key(out.pop("key_id"))
+        out["team"] = names.team(out.pop("team_id"))
+        out["customer"] = names.customer(out.pop("customer_id"))
+        out["started_at"] = _timestamp(out["started_at"])
+        out["ended_at"] = _timestamp(out["ended_at"])
+        yield out
+
+
+def _cell(column: str, value: Any) -> str:
+    if value is None:
+        return ""
+    if column in MONEY_COLUMNS:
+        return format_usd(int(value))
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def write_export(
+    conn: Connection,
+    *,
+    month: str,
+    detail: Detail = "summary",
+    out: Path | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> ExportResult:
+    """Write the month's CSV to ``out`` (atomically: a temporary file renamed into place)."""
+    window = parse_month(month)
+    path = out if out is not None else default_path(month, detail)
+    names = load_names(conn)
+    rows = (
+        request_rows(conn, window, names)
+        if detail == "requests"
+        else summary_rows(conn, window, names)
+    )
+    columns = REQUEST_COLUMNS if detail == "requests" else SUMMARY_COLUMNS
+    result = ExportResult(path=path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            writer = csv.writer(fh, lineterminator="\n")
+            writer.writerow(columns)
+            pending = 0
+            for row in rows:
+                writer.writerow([_cell(c, row.get(c)) for c in columns])
+                _add_totals(result, row)
+                pending += 1
+                if progress is not None and pending == CHUNK_ROWS:
+                    progress(pending)
+                    pending = 0
+            if progress is not None and pending:
+                progress(pending)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return result
+
+
+def _add_totals(result: ExportResult, row: Mapping[str, Any]) -> None:
+    result.rows += 1
+    for c in COST_COLUMNS:
+        result.totals[c] += int(row[c])

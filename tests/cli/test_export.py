@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import Engine
+
+from metering.cli import main
+from metering.core.money import parse_usd_to_nano
+from tests.reports.factory import generate_month, seed_org
+
+
+def test_export_default_paths_and_totals_match_spend(
+    db_url: str, engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with engine.begin() as conn:
+        generate_month(conn, seed_org(conn), n=150)
+    runner = CliRunner()
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(main, ["--database-url", db_url, "export", "--month", "2026-11"])
+    assert result.exit_code == 0, result.output
+    path = Path("reports/costs-2026-11.csv")
+    assert path.exists()
+    with path.open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    total = sum(parse_usd_to_nano(r["total_cost"], allow_negative=True) for r in rows)
+    spend = runner.invoke(
+        main,
+        [
+            "--database-url",
+            db_url,
+            "spend",
+            "--by",
+            "month",
+            "--since",
+            "2026-11-01",
+            "--until",
+            "2026-11-30",
+            "--format",
+            "json",
+        ],
+    )
+    (month,) = json.loads(spend.output)
+    assert parse_usd_to_nano(month["total_cost"], allow_negative=True) == total
+    assert result.output == (
+        f"wrote {len(rows)} row(s) to reports/costs-2026-11.csv (total {month['total_cost']} USD)\n"
+    )
+
+    result = runner.invoke(
+        main, ["--database-url", db_url, "export", "--month", "2026-11", "--detail", "requests"]
+    )
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("wrote 150 row(s) to reports/costs-2026-11-requests.csv")
+
+
+def test_export_bad_month(db_url: str, tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        main, ["--database-url", db_url, "export", "--month", "Nov", "--out", str(tmp_path / "x")]
+    )
+    assert result.exit_code == 1
+    assert result.output == "Error: month 'Nov' must be written YYYY-MM (e.g. 2026-11)\n"
