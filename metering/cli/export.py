@@ -10,6 +10,7 @@ import click
 
 from metering.cli.context import CliContext, pass_context
 from metering.core.money import format_usd
+from metering.reports.common import parse_month
 from metering.reports.export import count_rows, write_export
 
 
@@ -31,6 +32,7 @@ from metering.reports.export import count_rows, write_export
 def export(ctx: CliContext, month: str, out: Path | None, detail: str) -> None:
     """Write the month's cost CSV; amounts are decimal USD strings."""
     level = cast(Literal["summary", "requests"], detail)
+    parse_month(month)  # a bad month is reported before the database is opened
     with ctx.engine().connect() as conn:
         if sys.stderr.isatty():
             total = count_rows(conn, month, level)

@@ -1,0 +1,89 @@
+"""``metering chart``: a month's daily spend as stacked bars, one series per provider,
+model or key. The data (int64 nano-USD per day × series) is computed in SQL from the
+daily rollup and returned, so it can be checked without looking at pixels."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import pandas as pd
+from sqlalchemy import Connection, func, select
+
+from metering.core.money import NANO_PER_USD, format_usd
+from metering.reports.common import DayWindow, as_date, load_names, month_days, parse_month
+from metering.storage.models import DailyRollup
+
+ChartBy = Literal["provider", "model", "key"]
+
+
+def default_chart_path(month: str) -> Path:
+    return Path("reports") / f"spend-{month}.png"
+
+
+def daily_spend(conn: Connection, window: DayWindow, *, by: ChartBy) -> pd.DataFrame:
+    """Index: every day of the window (ISO strings); columns: series; cells: nano-USD."""
+    r = DailyRollup
+    series: Any = {
+        "provider": r.provider,
+        "model": r.provider + "/" + r.model,
+        "key": r.key_id,
+    }[by]
+    query = (
+        select(r.day, series.label("series"), func.sum(r.total_cost).label("total"))
+        .where(*window.where_day(r.day))
+        .group_by(r.day, series)
+    )
+    names = load_names(conn) if by == "key" else None
+    cells: dict[tuple[str, str], int] = {}
+    for row in conn.execute(query):
+        label = names.key(int(row.series)) if names is not None else str(row.series)
+        cells[(as_date(row.day).isoformat(), label)] = int(row.total)
+    days = [d.isoformat() for d in month_days(window)]
+    labels = sorted({label for _, label in cells})
+    frame = pd.DataFrame(
+        [[cells.get((d, s), 0) for s in labels] for d in days],
+        index=pd.Index(days, name="day"),
+        columns=pd.Index(labels, name=by),
+        dtype="int64",
+    )
+    return frame
+
+
+def render_chart(frame: pd.DataFrame, out: Path, *, title: str) -> None:
+    """Stacked daily bars as a PNG. Headless: an Agg canvas, no pyplot global state."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import FuncFormatter
+
+    fig = Figure(figsize=(12, 6), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    days = [d[-2:] for d in frame.index]
+    bottom = [0.0] * len(days)
+    for label in frame.columns:
+        # Floats only for drawing bar heights; every figure printed comes from the ints.
+        heights = [int(v) / NANO_PER_USD for v in frame[label]]
+        ax.bar(days, heights, bottom=bottom, label=str(label))
+        bottom = [b + h for b, h in zip(bottom, heights, strict=True)]
+    ax.set_title(title)
+    ax.set_xlabel("day of month (UTC)")
+    ax.set_ylabel("spend (USD)")
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"${v:,.2f}"))
+    if len(frame.columns):
+        ax.legend(title=frame.columns.name, fontsize="small", loc="upper left")
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, format="png")
+
+
+def chart_month(
+    conn: Connection, *, month: str, by: ChartBy = "provider", out: Path | None = None
+) -> tuple[Path, pd.DataFrame]:
+    """Render the month's chart; returns the file and the plotted frame (nano-USD)."""
+    window = parse_month(month)
+    frame = daily_spend(conn, window, by=by)
+    path = out if out is not None else default_chart_path(month)
+    total = format_usd(int(frame.to_numpy().sum())) if frame.size else "0"
+    render_chart(frame, path, title=f"Daily spend by {by}, {month} (total ${total})")
+    return path, frame
