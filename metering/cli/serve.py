@@ -1,0 +1,68 @@
+"""``metering serve``: the metering gateway under uvicorn."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import click
+
+from metering.cli.context import CliContext, pass_context
+
+
+@click.command(name="serve")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8000, show_default=True, type=int, help="Port to listen on.")
+@click.option(
+    "--upstream",
+    "upstream_url",
+    default=None,
+    help="Base URL of the upstream gateway [env: METERING_UPSTREAM_URL].",
+)
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Worker processes (more than 1: each has its own connections and caches).",
+)
+@click.option("--log-level", default="info", show_default=True, help="uvicorn log level.")
+@pass_context
+def serve(
+    ctx: CliContext,
+    host: str,
+    port: int,
+    upstream_url: str | None,
+    workers: int,
+    log_level: str,
+) -> None:
+    """Run the metering proxy: authenticate, meter and forward completions upstream."""
+    import uvicorn
+
+    from metering.config import Settings
+    from metering.gateway import create_app
+
+    # Migrate an empty database and sync shipped prices once, before any worker starts.
+    ctx.engine()
+    ctx.close()
+    os.environ["METERING_DATABASE_URL"] = ctx.database_url
+    if upstream_url:
+        os.environ["METERING_UPSTREAM_URL"] = upstream_url
+    settings = Settings()
+    click.echo(
+        f"metering: serving on http://{host}:{port} → upstream {settings.upstream_url}",
+        err=True,
+    )
+    common: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "log_level": log_level,
+        "access_log": False,
+    }
+    if workers > 1:
+        uvicorn.run("metering.gateway.asgi:app_from_env", factory=True, workers=workers, **common)
+        return
+    from metering.storage.engine import make_engine
+
+    app = create_app(settings, make_engine(settings.database_url))
+    uvicorn.run(app, **common)

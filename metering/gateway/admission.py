@@ -1,0 +1,64 @@
+"""The budget hook: what the gateway asks before it forwards a request.
+
+The gateway calls ``await admission.admit(key, info)`` after the key and the body
+are valid and before anything is sent upstream. ``admit`` either
+
+* raises ``metering.errors.RequestRefused(message, status=…, error_type=…)`` —
+  e.g. 402 ``budget_exceeded``, 429 ``rate_limited``, 403 ``model_unpriced``;
+  the client gets that SPEC §4 error, nothing is sent upstream, nothing is
+  recorded; or raises ``DatabaseUnavailable`` → 503 ``metering_unavailable``;
+* or returns an ``Admission``. From then on the request is forwarded and gets
+  exactly one usage record, whatever happens (success, upstream error, timeout,
+  client gone). ``Admission.settle(conn, record)`` — if given — runs inside the
+  SAME transaction as that record's insert, after it, and only if the record was
+  actually inserted (a replayed write does not settle twice). It is where a
+  reservation is replaced by ``record["total_cost"]`` (nano-USD). If ``settle``
+  raises, neither the record nor the settlement is committed and the client gets
+  503 ``metering_unavailable`` instead of the response.
+
+``AdmitAll`` (the default) admits every request and settles nothing: budgets
+and rate limits are not enforced until a real admission is plugged in through
+``create_app(..., admission=…)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from sqlalchemy import Connection
+
+from metering.core.pricing import PriceBook
+from metering.storage.keys import KeyInfo
+
+SettleHook = Callable[[Connection, Mapping[str, Any]], None]
+
+
+@dataclass(frozen=True, slots=True)
+class RequestInfo:
+    request_id: str  # the usage record's request_id
+    started_at: datetime  # naive UTC; the record's started_at
+    requested_model: str  # provider/model as sent
+    request_type: str  # text_completion | chat_completion
+    stream: bool
+    body: Mapping[str, Any]  # the parsed JSON body (max_tokens, n, best_of, prompt…)
+    body_bytes: int
+    prices: PriceBook  # the gateway's cached price book
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    settle: SettleHook | None = None
+
+
+class Admitter(Protocol):
+    async def admit(self, key: KeyInfo, info: RequestInfo) -> Admission: ...
+
+
+class AdmitAll:
+    """Admits everything; the placeholder until budgets are plugged in."""
+
+    async def admit(self, key: KeyInfo, info: RequestInfo) -> Admission:
+        return Admission()

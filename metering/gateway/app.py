@@ -1,0 +1,327 @@
+"""The metering gateway: a raw ASGI app made by ``create_app(settings, engine, upstream)``.
+
+Per request, in order (each refusal is SPEC §4's error, logged, never recorded):
+body size (413) → virtual key (401/403) → body validation (400) → the key's
+model patterns (403 ``model_blocked``) → database reachable (503) → admission,
+the budget hook of ``metering.gateway.admission`` (402/429/403…) → forwarded by
+``Proxy`` and recorded exactly once.
+
+Cached in memory: keys (``KeyCache``, at most ``cache_ttl`` stale) and the price
+book (reloaded every ``PRICE_REFRESH_SECONDS``). Nothing connects at import time;
+``startup`` runs on the ASGI lifespan event or on the first request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fnmatch
+import logging
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy import Engine, text
+from sqlalchemy.exc import SQLAlchemyError
+
+from metering.config import Settings
+from metering.core.pricing import PriceBook
+from metering.errors import DatabaseUnavailable, InvalidInput, RequestRefused
+from metering.gateway.admission import AdmitAll, Admitter, RequestInfo
+from metering.gateway.auth import KeyCache, key_from_headers
+from metering.gateway.proxy import Call, Proxy
+from metering.gateway.recorder import RecordWriter
+from metering.gateway.requests import (
+    ChatCompletionRequest,
+    CompletionRequest,
+    parse_body,
+)
+from metering.gateway.responses import Receive, Scope, Send, header, send_bytes, send_error
+from metering.gateway.upstream import AiohttpUpstream, UpstreamClient
+from metering.storage.keys import KeyInfo, utcnow
+from metering.storage.prices import load_price_book
+
+log = logging.getLogger("metering.gateway")
+
+PRICE_REFRESH_SECONDS = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    path: str
+    request_type: str
+    model: type[CompletionRequest] | type[ChatCompletionRequest]
+
+
+ROUTES = {
+    "/v1/completions": Route("/v1/completions", "text_completion", CompletionRequest),
+    "/v1/chat/completions": Route("/v1/chat/completions", "chat_completion", ChatCompletionRequest),
+}
+
+
+class Refused(Exception):
+    def __init__(self, status: int, error_type: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.error_type = error_type
+
+
+class PriceCache:
+    """The price book in memory, reloaded in the background."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self.book = PriceBook([])
+
+    def load(self) -> None:
+        with self._engine.connect() as conn:
+            self.book = load_price_book(conn)
+
+    async def refresh_forever(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await asyncio.to_thread(self.load)
+            except SQLAlchemyError as exc:
+                log.warning("price book not refreshed (kept the previous one): %s", exc)
+
+
+class GatewayApp:
+    def __init__(
+        self,
+        settings: Settings,
+        engine: Engine,
+        upstream: UpstreamClient,
+        *,
+        admission: Admitter | None = None,
+    ) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.upstream = upstream
+        self.admission: Admitter = admission or AdmitAll()
+        self.keys = KeyCache(engine, ttl=settings.cache_ttl)
+        self.prices = PriceCache(engine)
+        self.writer = RecordWriter(engine)
+        self.proxy = Proxy(
+            upstream, self.writer, self.prices, billing_policy=settings.billing_policy
+        )
+        self._started = False
+        self._refresher: asyncio.Task[None] | None = None
+
+    # ---- lifecycle -------------------------------------------------------------------
+
+    async def startup(self) -> None:
+        if self._started:
+            return
+        self._started = True
+        try:
+            await asyncio.to_thread(self.prices.load)
+        except SQLAlchemyError as exc:
+            log.error("price book not loaded at startup: %s", exc)
+        self.writer.start()
+        self._refresher = asyncio.get_running_loop().create_task(
+            self.prices.refresh_forever(PRICE_REFRESH_SECONDS)
+        )
+
+    async def shutdown(self) -> None:
+        if self._refresher is not None:
+            self._refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._refresher
+        await self.writer.close()
+        await self.upstream.close()
+        self._started = False
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await self._http(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await self.startup()
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    # ---- requests --------------------------------------------------------------------
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not self._started:
+            await self.startup()
+        path, method = scope["path"], scope["method"]
+        route = ROUTES.get(path)
+        if route is not None and method == "POST":
+            await self._completion(route, scope, receive, send)
+        elif path == "/health" and method in ("GET", "HEAD"):
+            await self._health(send)
+        elif route is not None or path == "/health":
+            await send_error(send, 405, "method_not_allowed", f"{method} is not allowed on {path}")
+        else:
+            await send_error(send, 404, "not_found", f"no endpoint {path}")
+
+    async def _health(self, send: Send) -> None:
+        if await self._database_ok():
+            await send_bytes(send, 200, b'{"status":"ok","database":"ok"}')
+        else:
+            await send_error(
+                send, 503, "metering_unavailable", "the metering database is unreachable"
+            )
+
+    async def _database_ok(self) -> bool:
+        def probe() -> None:
+            with self.engine.connect() as conn:
+                conn.execute(text("select 1"))
+
+        try:
+            await asyncio.to_thread(probe)
+        except SQLAlchemyError as exc:
+            log.error("metering database unreachable: %s", exc)
+            return False
+        return True
+
+    async def _completion(self, route: Route, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            call = await self._admit(route, scope, receive)
+        except Refused as exc:
+            log.info("refused %s: %d %s: %s", route.path, exc.status, exc.error_type, exc)
+            await send_error(send, exc.status, exc.error_type, str(exc))
+            return
+        if call.stream:
+            await self.proxy.stream(call, send, receive)
+        else:
+            await self.proxy.forward(call, send)
+
+    async def _admit(self, route: Route, scope: Scope, receive: Receive) -> Call:
+        body = await self._read_body(scope, receive)
+        key = await self._authenticate(scope)
+        try:
+            data, request = parse_body(body, route.model)
+        except InvalidInput as exc:
+            raise Refused(400, "invalid_request_error", str(exc)) from None
+        models = [request.model, *(request.fallbacks or ())]
+        blocked = [m for m in models if not model_allowed(key, m)]
+        if blocked:
+            raise Refused(
+                403,
+                "model_blocked",
+                f"virtual key {key.name!r} may not use {blocked[0]} "
+                f"(allowed: {', '.join(key.allowed_models)})",
+            )
+        if not self.writer.healthy and not await self._database_ok():
+            raise Refused(503, "metering_unavailable", _DB_DOWN)
+        request_id, started_at = uuid.uuid4().hex, utcnow()
+        stream = request.stream is True
+        info = RequestInfo(
+            request_id=request_id,
+            started_at=started_at,
+            requested_model=request.model,
+            request_type=route.request_type,
+            stream=stream,
+            body=data,
+            body_bytes=len(body),
+            prices=self.prices.book,
+        )
+        try:
+            admission = await self.admission.admit(key, info)
+        except RequestRefused as exc:
+            raise Refused(exc.status, exc.error_type, str(exc)) from None
+        except DatabaseUnavailable:
+            raise Refused(503, "metering_unavailable", _DB_DOWN) from None
+        call = Call(
+            request_id=request_id,
+            key=key,
+            path=route.path,
+            request_type=route.request_type,
+            requested_model=request.model,
+            data=data,
+            body=body,
+            stream=stream,
+            admission=admission,
+            started_at=started_at,
+        )
+        return call
+
+    async def _read_body(self, scope: Scope, receive: Receive) -> bytes:
+        limit = self.settings.max_request_bytes
+        too_large = Refused(
+            413,
+            "request_too_large",
+            f"request body is larger than {limit} bytes (METERING_MAX_REQUEST_BYTES)",
+        )
+        length = header(scope, b"content-length")
+        if length is not None and length.isdigit() and int(length) > limit:
+            raise too_large
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise Refused(499, "client_closed_request", "client went away")
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise too_large
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+    async def _authenticate(self, scope: Scope) -> KeyInfo:
+        secret = key_from_headers(scope)
+        if secret is None:
+            raise Refused(
+                401,
+                "virtual_key_required",
+                "no virtual key: send it as 'Authorization: Bearer sk-bf-…' or 'x-bf-vk'",
+            )
+        try:
+            key = await self.keys.lookup(secret)
+        except DatabaseUnavailable:
+            raise Refused(503, "metering_unavailable", _DB_DOWN) from None
+        if key is None:
+            raise Refused(
+                401,
+                "virtual_key_not_found",
+                "unknown virtual key (check the key, or create one: metering keys create NAME)",
+            )
+        reason = key.blocked_reason(utcnow())
+        if reason is not None:
+            raise Refused(403, "virtual_key_blocked", reason)
+        return key
+
+
+_DB_DOWN = "the metering database is unavailable, so the request was not forwarded; retry later"
+
+
+def model_allowed(key: KeyInfo, model: str) -> bool:
+    """Patterns match ``provider/model`` (shell wildcards); a pattern without '/' names a
+    provider. No patterns: every model is allowed."""
+    if not key.allowed_models:
+        return True
+    provider = model.partition("/")[0]
+    return any(
+        fnmatch.fnmatchcase(model, p) if "/" in p else fnmatch.fnmatchcase(provider, p)
+        for p in key.allowed_models
+    )
+
+
+def create_app(
+    settings: Settings,
+    engine: Engine,
+    upstream: UpstreamClient | None = None,
+    *,
+    admission: Admitter | None = None,
+) -> GatewayApp:
+    """The ASGI app. ``upstream`` defaults to an aiohttp client for ``settings.upstream_url``."""
+    if upstream is None:
+        key = settings.upstream_api_key
+        upstream = AiohttpUpstream(
+            settings.upstream_url,
+            api_key=key.get_secret_value() if key is not None else None,
+            timeout=settings.upstream_timeout,
+        )
+    return GatewayApp(settings, engine, upstream, admission=admission)

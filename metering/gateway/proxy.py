@@ -1,0 +1,300 @@
+"""Forwarding one admitted request upstream, relaying the answer, recording it once.
+
+Every request that gets here is recorded exactly once (``RecordWriter.write``),
+whatever the outcome, and the record is committed before the client gets the
+last byte: a whole response is sent only after its commit; a stream's
+``data: [DONE]`` is held back until then. If the commit fails the client gets
+503 ``metering_unavailable`` (or, in a stream, an error event and no ``[DONE]``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from metering.core.records import record_values
+from metering.core.responses import ResponseFacts, bill_response, read_response
+from metering.errors import UpstreamError, UpstreamTimeout, UsageError
+from metering.gateway.admission import Admission
+from metering.gateway.recorder import RecordWriter
+from metering.gateway.requests import prompt_text
+from metering.gateway.responses import (
+    Receive,
+    Send,
+    error_body,
+    send_bytes,
+    send_error,
+    start_stream,
+)
+from metering.gateway.streaming import SseSplitter, StreamWatcher, is_usage_only
+from metering.gateway.upstream import UpstreamClient
+from metering.storage.keys import KeyInfo, utcnow
+
+log = logging.getLogger("metering.gateway")
+
+
+@dataclass(slots=True)
+class Call:
+    """One admitted request on its way through the proxy."""
+
+    request_id: str
+    key: KeyInfo
+    path: str
+    request_type: str
+    requested_model: str
+    data: dict[str, Any]
+    body: bytes
+    stream: bool
+    admission: Admission
+    started_at: datetime = field(default_factory=utcnow)
+    t0: float = field(default_factory=time.perf_counter)
+
+
+@dataclass(slots=True)
+class _StreamState:
+    watcher: StreamWatcher = field(default_factory=StreamWatcher)
+    status: str = "success"
+    error: str | None = None
+    whole: tuple[int, bytes, str] | None = None  # upstream answered without a stream
+    failed: tuple[int, str, str, str] | None = None  # failed before the stream started
+    started: bool = False  # the client has the response headers
+
+
+class Proxy:
+    def __init__(
+        self,
+        upstream: UpstreamClient,
+        writer: RecordWriter,
+        prices: Any,
+        *,
+        billing_policy: str = "reported",
+    ) -> None:
+        self._upstream = upstream
+        self._writer = writer
+        self._prices = prices  # has .book (a PriceBook kept fresh by the app)
+        self._policy: Any = billing_policy
+
+    # ---- recording -------------------------------------------------------------------
+
+    def _facts(self, call: Call, response: Mapping[str, Any]) -> tuple[ResponseFacts, str | None]:
+        try:
+            return read_response(response, call.requested_model), None
+        except UsageError as exc:
+            bare = {k: v for k, v in response.items() if k != "usage"}
+            return read_response(bare, call.requested_model), f"unusable usage: {exc}"
+
+    async def _record(
+        self,
+        call: Call,
+        *,
+        status: str,
+        http_status: int | None,
+        response: Mapping[str, Any] | None = None,
+        estimated: bool = False,
+        error: str | None = None,
+    ) -> bool:
+        """Write the call's record; False (after logging) if it could not be committed."""
+        facts, usage_error = self._facts(call, response or {})
+        bill = bill_response(
+            facts,
+            self._prices.book,
+            requested=call.requested_model,
+            on=call.started_at.date(),
+            policy=self._policy,
+            estimated=estimated,
+        )
+        record = record_values(
+            request_id=call.request_id,
+            started_at=call.started_at,
+            ended_at=utcnow(),
+            key_id=call.key.id,
+            team_id=call.key.team_id,
+            customer_id=call.key.customer_id,
+            requested_model=call.requested_model,
+            request_type=call.request_type,
+            stream=call.stream,
+            status=status,
+            http_status=http_status,
+            latency_ms=int((time.perf_counter() - call.t0) * 1000),
+            facts=facts,
+            bill=bill,
+            error_message=error or usage_error,
+        )
+        try:
+            await self._writer.write(record, call.admission.settle)
+        except Exception as exc:
+            log.error("request %s: usage record not committed: %s", call.request_id, exc)
+            return False
+        return True
+
+    async def _unavailable(self, send: Send, call: Call) -> None:
+        await send_error(
+            send,
+            503,
+            "metering_unavailable",
+            "the metering database could not record this request, so its response is "
+            "withheld; retry later",
+            request_id=call.request_id,
+        )
+
+    # ---- whole (non-streamed) responses ----------------------------------------------
+
+    async def forward(self, call: Call, send: Send) -> None:
+        try:
+            async with self._upstream.post(call.path, call.body, stream=False) as response:
+                raw = await response.read()
+                status, ctype = response.status, response.content_type
+        except UpstreamTimeout as exc:
+            await self._fail(call, send, 504, "upstream_timeout", "timeout", str(exc))
+            return
+        except UpstreamError as exc:
+            await self._fail(call, send, 502, "upstream_error", "upstream_error", str(exc))
+            return
+        await self._finish_whole(call, send, status, raw, ctype)
+
+    async def _fail(
+        self, call: Call, send: Send, http: int, error_type: str, status: str, message: str
+    ) -> None:
+        if not await self._record(call, status=status, http_status=http, error=message):
+            await self._unavailable(send, call)
+            return
+        await send_error(send, http, error_type, message, request_id=call.request_id)
+
+    async def _finish_whole(
+        self, call: Call, send: Send, status: int, raw: bytes, ctype: str
+    ) -> None:
+        try:
+            parsed = orjson.loads(raw) if raw else None
+        except orjson.JSONDecodeError:
+            parsed = None
+        obj = parsed if isinstance(parsed, dict) else None
+        if status >= 400:
+            message = f"upstream answered {status}"
+            if not await self._record(
+                call, status="upstream_error", http_status=status, response=obj, error=message
+            ):
+                await self._unavailable(send, call)
+                return
+            await send_bytes(
+                send, status, raw, content_type=ctype.encode(), request_id=call.request_id
+            )
+            return
+        if obj is None:
+            message = f"upstream answered {status} with a body that is not a JSON object"
+            await self._fail(call, send, 502, "upstream_error", "invalid_response", message)
+            return
+        if not await self._record(call, status="success", http_status=status, response=obj):
+            await self._unavailable(send, call)
+            return
+        await send_bytes(send, status, raw, request_id=call.request_id)
+
+    # ---- streams ---------------------------------------------------------------------
+
+    async def stream(self, call: Call, send: Send, receive: Receive) -> None:
+        options = call.data.get("stream_options")
+        options = options if isinstance(options, dict) else {}
+        client_wants_usage = options.get("include_usage") is True
+        body = orjson.dumps({**call.data, "stream_options": {**options, "include_usage": True}})
+        state = _StreamState()
+        relay = asyncio.create_task(self._relay(call, body, send, state, client_wants_usage))
+        gone = asyncio.create_task(_wait_disconnect(receive))
+        try:
+            await asyncio.wait({relay, gone}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not relay.done():
+                relay.cancel()
+                state.status = "cancelled"
+                state.error = "client disconnected before the stream ended"
+            gone.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await relay
+        if state.failed is not None and state.status != "cancelled":
+            await self._fail(call, send, *state.failed)
+            return
+        if state.whole is not None and state.status != "cancelled":
+            await self._finish_whole(call, send, *state.whole)
+            return
+        await self._finish_stream(call, send, state)
+
+    async def _relay(
+        self, call: Call, body: bytes, send: Send, state: _StreamState, client_wants_usage: bool
+    ) -> None:
+        splitter = SseSplitter()
+        watcher = state.watcher
+        try:
+            async with self._upstream.post(call.path, body, stream=True) as response:
+                if response.status >= 400 or "event-stream" not in response.content_type:
+                    state.whole = (response.status, await response.read(), response.content_type)
+                    return
+                await start_stream(send, response.status, call.request_id)
+                state.started = True
+                async for chunk in response.chunks():
+                    for event in splitter.feed(chunk):
+                        obj = watcher.watch(event)
+                        if watcher.done or (is_usage_only(obj) and not client_wants_usage):
+                            continue
+                        await send({"type": "http.response.body", "body": event, "more_body": True})
+                rest = splitter.rest()
+                if rest.strip():
+                    watcher.watch(rest)
+                    if not watcher.done:
+                        await send({"type": "http.response.body", "body": rest, "more_body": True})
+                if not watcher.done and watcher.usage is None:
+                    state.status, state.error = "stream_cut", "upstream ended the stream early"
+        except UpstreamTimeout as exc:
+            if not state.started:
+                state.failed = (504, "upstream_timeout", "timeout", str(exc))
+            state.status, state.error = "timeout", str(exc)
+        except UpstreamError as exc:
+            if not state.started:
+                state.failed = (502, "upstream_error", "upstream_error", str(exc))
+            state.status, state.error = "stream_cut", str(exc)
+
+    async def _finish_stream(self, call: Call, send: Send, state: _StreamState) -> None:
+        watcher = state.watcher
+        response = watcher.response()
+        estimated = watcher.usage is None
+        if estimated:
+            response["usage"] = watcher.estimated_usage(prompt_text(call.data))
+        if state.error is None and watcher.error is not None:
+            state.status, state.error = "upstream_error", str(watcher.error.get("message"))
+        ok = await self._record(
+            call,
+            status=state.status,
+            http_status=200,
+            response=response,
+            estimated=estimated,
+            error=state.error,
+        )
+        if state.status == "cancelled" or not state.started:
+            return
+        if not ok:
+            tail = _sse_error(503, "metering_unavailable", "usage could not be recorded")
+        elif watcher.done:
+            tail = b"data: [DONE]\n\n"
+        elif state.status == "timeout":
+            tail = _sse_error(504, "upstream_timeout", state.error or "upstream timeout")
+        elif state.status == "stream_cut":
+            tail = _sse_error(502, "upstream_error", state.error or "upstream stream broke")
+        else:
+            tail = b""
+        await send({"type": "http.response.body", "body": tail, "more_body": False})
+
+
+def _sse_error(status: int, error_type: str, message: str) -> bytes:
+    return b"data: " + error_body(status, error_type, message) + b"\n\n"
+
+
+async def _wait_disconnect(receive: Receive) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return

@@ -1,0 +1,87 @@
+"""Raw ASGI response helpers and the SPEC §4 error body.
+
+Every error the gateway produces is
+``{"error": {"message", "type", "code"}, "type", "status_code", "is_bifrost_error": false}``,
+which the OpenAI SDK (``body["error"]["message"]``) and Bifrost clients both read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+import orjson
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+JSON_TYPE = b"application/json"
+SSE_TYPE = b"text/event-stream"
+REQUEST_ID_HEADER = b"x-metering-request-id"
+
+
+def error_body(status: int, error_type: str, message: str, code: str | None = None) -> bytes:
+    return orjson.dumps(
+        {
+            "error": {"message": message, "type": error_type, "code": code or error_type},
+            "type": error_type,
+            "status_code": status,
+            "is_bifrost_error": False,
+        }
+    )
+
+
+def _headers(content_type: bytes, length: int | None, request_id: str | None) -> list[Any]:
+    headers: list[Any] = [(b"content-type", content_type)]
+    if length is not None:
+        headers.append((b"content-length", str(length).encode()))
+    if request_id is not None:
+        headers.append((REQUEST_ID_HEADER, request_id.encode()))
+    return headers
+
+
+async def send_bytes(
+    send: Send,
+    status: int,
+    body: bytes,
+    *,
+    content_type: bytes = JSON_TYPE,
+    request_id: str | None = None,
+) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": _headers(content_type, len(body), request_id),
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+async def send_error(
+    send: Send,
+    status: int,
+    error_type: str,
+    message: str,
+    *,
+    code: str | None = None,
+    request_id: str | None = None,
+) -> None:
+    await send_bytes(
+        send, status, error_body(status, error_type, message, code), request_id=request_id
+    )
+
+
+async def start_stream(send: Send, status: int, request_id: str) -> None:
+    headers = _headers(SSE_TYPE, None, request_id)
+    headers.append((b"cache-control", b"no-cache"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+
+
+def header(scope: Scope, name: bytes) -> bytes | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return bytes(value)
+    return None
