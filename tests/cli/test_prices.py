@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from metering.cli import main
 
-LITELLM = Path(__file__).resolve().parents[3] / "shared" / "data" / "litellm_model_prices.json"
+LITELLM = Path(__file__).resolve().parents[1] / "fixtures" / "litellm_model_prices.json"
 
 
 def run(db_url: str, *args: str) -> tuple[int, str, str]:
@@ -137,7 +137,6 @@ def test_import_bad_files(db_url: str, tmp_path: Path) -> None:
     assert code == 1 and "not valid JSON" in err and len(err.strip().splitlines()) == 1
 
 
-@pytest.mark.skipif(not LITELLM.exists(), reason="shared LiteLLM price table not present")
 def test_import_litellm_table(db_url: str) -> None:
     code, out, _ = run(
         db_url,
