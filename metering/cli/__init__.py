@@ -41,13 +41,14 @@ def main(ctx: click.Context, database_url: str) -> None:
 
 
 def _register() -> None:
-    from metering.cli import chart, db, export, keys, prices, serve, spend
+    from metering.cli import chart, db, export, keys, prices, reconcile, serve, spend
 
     main.add_command(db.db)
     main.add_command(prices.prices)
     main.add_command(spend.spend)
     main.add_command(export.export)
     main.add_command(chart.chart)
+    main.add_command(reconcile.reconcile_command)
     main.add_command(keys.keys)
     main.add_command(serve.serve)
 

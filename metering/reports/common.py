@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Date, cast, func, select
+from sqlalchemy import Connection, Date, cast, func, or_, select
 from sqlalchemy.sql.elements import ColumnElement
 
 from metering.errors import InvalidInput
@@ -78,6 +78,13 @@ class DayWindow:
         if self.end is not None:
             clauses.append(column < self.end)
         return clauses
+
+
+def billable(u: Any) -> ColumnElement[bool]:
+    """Records that have something to price: a success, or a failure that reported usage.
+    A failed call without usage costs nothing whatever the price (SPEC §5), so it is never
+    listed as unpriced nor repriced."""
+    return or_(u.status == "success", u.total_tokens > 0, u.search_queries > 0)
 
 
 def parse_month(text: str) -> DayWindow:

@@ -12,7 +12,6 @@ from typing import Any
 
 from sqlalchemy import Connection, insert
 
-from metering.core.billing import bill_request
 from metering.core.records import record_values
 from metering.core.responses import bill_response, read_response
 from metering.storage.models import Customer, Team, VirtualKey
@@ -134,10 +133,7 @@ def build_record(
 ) -> dict[str, Any]:
     key_id = org.keys[key]
     facts = read_response(completion_response(model, usage, response_id=request_id), model)
-    if status == "success":
-        bill = bill_response(facts, conn_book, requested=model, on=at.date())
-    else:
-        bill = bill_request(facts.usage, None)
+    bill = bill_response(facts, conn_book, requested=model, on=at.date())
     return record_values(
         request_id=request_id,
         started_at=at,

@@ -1,0 +1,101 @@
+"""``metering reconcile``: rollups and budget counters against the records; reported vs
+computed cost differences and unpriced records."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import click
+
+from metering.cli.context import CliContext, pass_context
+from metering.cli.output import render
+from metering.core.money import format_usd
+from metering.errors import MeteringError
+from metering.reports.common import DayWindow, parse_month
+from metering.reports.reconcile import ReconcileReport, reconcile
+
+
+class ReconcileFailed(MeteringError):
+    """The counters disagree with the records (or, with --strict, a cost needs attention)."""
+
+
+def _as_json(report: ReconcileReport, *, strict: bool) -> dict[str, Any]:
+    return {
+        "ok": not report.failed(strict=strict),
+        "rollup_rows_checked": report.rollup_rows,
+        "rollup_problems": report.rollup_problems,
+        "budget_problems": report.budget_problems,
+        "budget_note": report.budget_note,
+        "cost_differences": report.difference_count,
+        "cost_difference_total": format_usd(report.difference_sum),
+        "differences": report.differences,
+        "unpriced_records": report.unpriced_count,
+        "unpriced": report.unpriced,
+    }
+
+
+def _print_table(report: ReconcileReport) -> None:
+    if report.rollup_problems:
+        click.echo(f"rollups: {len(report.rollup_problems)} disagreement(s) with the records")
+        for line in report.rollup_problems:
+            click.echo(f"  {line}")
+    else:
+        click.echo(f"rollups: OK ({report.rollup_rows} day row(s) equal their records)")
+    if report.budget_note is not None:
+        click.echo(report.budget_note)
+    elif report.budget_problems:
+        click.echo(f"budget counters: {len(report.budget_problems)} disagreement(s)")
+        for line in report.budget_problems:
+            click.echo(f"  {line}")
+    else:
+        click.echo("budget counters: OK")
+    click.echo(
+        f"reported vs computed cost: {report.difference_count} record(s) differ "
+        f"(reported − computed: {format_usd(report.difference_sum)} USD)"
+    )
+    if report.differences:
+        click.echo(render(report.differences, "table"))
+        if report.difference_count > len(report.differences):
+            click.echo(f"… and {report.difference_count - len(report.differences)} more")
+    click.echo(f"unpriced records: {report.unpriced_count}")
+    if report.unpriced:
+        click.echo(render(report.unpriced, "table"))
+        if report.unpriced_count > len(report.unpriced):
+            click.echo(f"… and {report.unpriced_count - len(report.unpriced)} more")
+
+
+@click.command(name="reconcile")
+@click.option("--month", help="Only this calendar month (UTC), YYYY-MM [default: everything].")
+@click.option("--strict", is_flag=True, help="Also fail on cost differences and unpriced records.")
+@click.option("--limit", type=click.IntRange(min=0), default=50, show_default=True,
+              help="Records listed per section.")  # fmt: skip
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True
+)
+@pass_context
+def reconcile_command(
+    ctx: CliContext, month: str | None, strict: bool, limit: int, fmt: str
+) -> None:
+    """Check rollups and budget counters against the records (exit 1 when they disagree);
+    list reported-vs-computed cost differences and unpriced records."""
+    window = parse_month(month) if month else DayWindow()
+    now = datetime.now(UTC).replace(tzinfo=None)
+    with ctx.engine().connect() as conn:
+        report = reconcile(conn, window=window, now=now, limit=limit)
+    if fmt == "json":
+        click.echo(json.dumps(_as_json(report, strict=strict), indent=2))
+    else:
+        _print_table(report)
+    if report.problems:
+        raise ReconcileFailed(
+            f"reconcile failed: {len(report.problems)} counter(s) disagree with the records "
+            "(listed above); rebuild them from the records or investigate the writer"
+        )
+    if report.failed(strict=strict):
+        raise ReconcileFailed(
+            f"reconcile --strict failed: {report.difference_count} cost difference(s), "
+            f"{report.unpriced_count} unpriced record(s); `metering reprice` prices records "
+            "once their model has a price"
+        )

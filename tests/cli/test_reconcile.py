@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+import json
+
+from click.testing import CliRunner
+from sqlalchemy import Engine, update
+
+from metering.cli import main
+from metering.storage.models import DailyRollup
+from tests.reports.factory import generate_month, seed_org
+
+
+def _run(db_url: str, *args: str) -> object:
+    return CliRunner().invoke(main, ["--database-url", db_url, "reconcile", *args])
+
+
+def test_reconcile_passes_then_fails_on_a_corrupted_rollup(db_url: str, engine: Engine) -> None:
+    with engine.begin() as conn:
+        generate_month(conn, seed_org(conn), n=80)
+    result = CliRunner().invoke(main, ["--database-url", db_url, "reconcile", "--month", "2026-11"])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("rollups: OK (")
+    assert "reported vs computed cost: " in result.output
+    assert "unpriced records: " in result.output
+
+    strict = CliRunner().invoke(
+        main, ["--database-url", db_url, "reconcile", "--month", "2026-11", "--strict"]
+    )
+    assert strict.exit_code == 1
+    assert "Error: reconcile --strict failed: " in strict.output
+
+    with engine.begin() as conn:
+        conn.execute(update(DailyRollup).values(errors=DailyRollup.errors + 1))
+    broken = CliRunner().invoke(main, ["--database-url", db_url, "reconcile"])
+    assert broken.exit_code == 1
+    assert "disagreement(s) with the records" in broken.output
+    assert ": errors is " in broken.output
+    assert "Error: reconcile failed: " in broken.output
+
+    as_json = CliRunner().invoke(main, ["--database-url", db_url, "reconcile", "--format", "json"])
+    assert as_json.exit_code == 1
+    body = json.loads(as_json.output[: as_json.output.rindex("}") + 1])
+    assert body["ok"] is False
+    assert body["rollup_problems"]
+
+
+def test_reconcile_empty_database_is_ok(db_url: str) -> None:
+    result = CliRunner().invoke(main, ["--database-url", db_url, "reconcile", "--strict"])
+    assert result.exit_code == 0, result.output
+    assert "rollups: OK (0 day row(s) equal their records)" in result.output
