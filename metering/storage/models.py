@@ -292,3 +292,12 @@ class RepriceAudit(Base):
     old_cost_source: Mapped[str] = mapped_column(String(16))
     new_cost_source: Mapped[str] = mapped_column(String(16))
     changed_at: Mapped[datetime] = mapped_column(DateTime())
+
+
+class BudgetSettlement(Base):
+    """A request whose actual cost has been applied to its budgets: makes settling idempotent."""
+
+    __tablename__ = "budget_settlements"
+
+    request_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    settled_at: Mapped[datetime] = mapped_column(DateTime())

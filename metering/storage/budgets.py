@@ -1,0 +1,267 @@
+"""Budgets in the database: set them, list their status, check and rebuild their counters.
+
+The request protocol (reserve → settle / release, the expiry sweep) lives in
+``storage.reservations`` and is re-exported here, so ``metering.storage.budgets`` is
+the one import for budgets.
+
+Invariant, checked by ``check_budget_counters`` (used by ``metering reconcile``):
+``spent_nano`` = sum of ``total_cost`` of the owner's records that started in the
+stored window (key: ``key_id``; team: ``team_id``; customer: ``customer_id`` as stored
+on the record), ``reserved_nano`` = sum of the budget's reservation rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, insert, select, update
+
+from metering.core.budget import soft_limit_reached
+from metering.core.money import format_usd
+from metering.core.periods import initial_window, parse_period, parse_timezone
+from metering.errors import InvalidInput
+from metering.storage.budget_rows import (
+    OWNER_RANK,
+    applicable_budget_ids,
+    begin_write,
+    load_budgets,
+    lock_budgets,
+    note_soft_limit,
+    recorded_spend,
+    reserved_total,
+    roll_forward,
+    save_counters,
+    start_window,
+)
+from metering.storage.models import Budget
+from metering.storage.owners import check_owner_type, owner_names
+from metering.storage.reservations import (
+    Refusal,
+    Released,
+    ReserveResult,
+    SettleResult,
+    release,
+    release_expired,
+    reserve,
+    settle,
+)
+
+__all__ = [
+    "BudgetStatus",
+    "Refusal",
+    "Released",
+    "ReserveResult",
+    "SettleResult",
+    "budget_status",
+    "check_budget_counters",
+    "rebuild_budget_counters",
+    "release",
+    "release_expired",
+    "reserve",
+    "set_budget",
+    "settle",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetStatus:
+    budget_id: int
+    owner_type: str
+    owner_id: int
+    owner_name: str
+    limit_nano: int
+    period: str
+    timezone: str
+    soft_pct: int | None
+    spent_nano: int
+    reserved_nano: int
+    period_start: datetime
+    next_reset: datetime | None
+    soft_limit_crossed: bool
+
+    @property
+    def remaining_nano(self) -> int:
+        return max(0, self.limit_nano - self.spent_nano - self.reserved_nano)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON shape of ``budgets list`` and ``GET /v1/budget`` (decimal USD strings)."""
+        return {
+            "owner_type": self.owner_type,
+            "owner": self.owner_name,
+            "limit": format_usd(self.limit_nano),
+            "period": self.period,
+            "timezone": self.timezone,
+            "spent": format_usd(self.spent_nano),
+            "reserved": format_usd(self.reserved_nano),
+            "remaining": format_usd(self.remaining_nano),
+            "period_start": _iso(self.period_start),
+            "next_reset": _iso(self.next_reset) if self.next_reset is not None else None,
+            "soft_limit_crossed": self.soft_limit_crossed,
+        }
+
+
+def _iso(at: datetime) -> str:
+    return at.isoformat(timespec="seconds") + "Z"
+
+
+def set_budget(
+    conn: Connection,
+    *,
+    owner_type: str,
+    owner_id: int,
+    limit_nano: int,
+    period: str,
+    timezone: str = "UTC",
+    soft_pct: int | None = None,
+    now: datetime,
+) -> BudgetStatus:
+    """Create or change the budget of an owner. A new period or zone starts the window
+    containing ``now``, with the spend of the records already in it; otherwise the
+    current window and its spend are kept (a new limit applies from now on)."""
+    kind = check_owner_type(owner_type)
+    if limit_nano < 0:
+        raise InvalidInput("a budget limit cannot be negative")
+    if soft_pct is not None and not 1 <= soft_pct <= 100:
+        raise InvalidInput(f"a soft limit is a percentage from 1 to 100, not {soft_pct}")
+    period_text = str(parse_period(period))
+    parse_timezone(timezone)
+    begin_write(conn)
+    found = conn.execute(
+        select(Budget.id).where(Budget.owner_type == kind, Budget.owner_id == owner_id)
+    ).scalar()
+    created = found is None
+    if found is None:
+        budget_id = conn.execute(
+            insert(Budget)
+            .values(
+                owner_type=kind,
+                owner_id=owner_id,
+                limit_nano=limit_nano,
+                period=period_text,
+                timezone=timezone,
+                soft_pct=soft_pct,
+                period_start=now,
+                spent_nano=0,
+                reserved_nano=0,
+                created_at=now,
+                updated_at=now,
+            )
+            .returning(Budget.id)
+        ).scalar_one()
+        found = int(budget_id)
+    (row,) = lock_budgets(conn, [found])
+    new_window = created or row.period != period_text or row.timezone != timezone
+    row.limit_nano, row.soft_pct = limit_nano, soft_pct
+    row.period, row.timezone = period_text, timezone
+    if new_window:
+        start_window(conn, row, initial_window(parse_period(period_text), timezone, now), now=now)
+    else:
+        roll_forward(conn, row, now=now)
+        note_soft_limit(conn, row, now=now)
+    conn.execute(
+        update(Budget)
+        .where(Budget.id == row.id)
+        .values(limit_nano=limit_nano, soft_pct=soft_pct, period=period_text, timezone=timezone)
+    )
+    save_counters(conn, row, now=now)
+    return budget_status(conn, now=now, budget_ids=[row.id])[0]
+
+
+def budget_status(
+    conn: Connection,
+    *,
+    now: datetime,
+    key_id: int | None = None,
+    team_id: int | None = None,
+    customer_id: int | None = None,
+    budget_ids: list[int] | None = None,
+) -> list[BudgetStatus]:
+    """Budgets as of ``now`` (read-only: a window that has ended shows the current one
+    with the spend of its records). With key/team/customer ids: the budgets that apply
+    to such a request; with ``budget_ids``: those; with neither: all."""
+    if key_id is not None or team_id is not None or customer_id is not None:
+        budget_ids = applicable_budget_ids(
+            conn, key_id=key_id, team_id=team_id, customer_id=customer_id
+        )
+    rows = load_budgets(conn, budget_ids)
+    names = owner_names(conn, [(r.owner_type, r.owner_id) for r in rows])
+    out = []
+    for row in sorted(rows, key=lambda r: (OWNER_RANK[r.owner_type], r.id)):
+        window = row.window_at(now)
+        if window[0] > row.period_start:
+            row.period_start = window[0]
+            row.spent_nano = recorded_spend(
+                conn, owner_type=row.owner_type, owner_id=row.owner_id, window=window
+            )
+        else:
+            window = row.window
+        out.append(
+            BudgetStatus(
+                budget_id=row.id,
+                owner_type=row.owner_type,
+                owner_id=row.owner_id,
+                owner_name=names[(row.owner_type, row.owner_id)],
+                limit_nano=row.limit_nano,
+                period=row.period,
+                timezone=row.timezone,
+                soft_pct=row.soft_pct,
+                spent_nano=row.spent_nano,
+                reserved_nano=row.reserved_nano,
+                period_start=row.period_start,
+                next_reset=window[1],
+                soft_limit_crossed=soft_limit_reached(
+                    limit_nano=row.limit_nano, soft_pct=row.soft_pct, spent_nano=row.spent_nano
+                ),
+            )
+        )
+    return out
+
+
+def check_budget_counters(conn: Connection, *, now: datetime) -> list[str]:
+    """Every disagreement between budget counters and the records / reservations
+    (empty: consistent). Each budget is checked in its stored window."""
+    problems = []
+    for row in load_budgets(conn):
+        label = f"{row.owner_type} budget #{row.id} (owner id {row.owner_id})"
+        start, end = row.window
+        if start != row.period_start:
+            problems.append(f"{label}: period_start {row.period_start} is not a {row.period} start")
+        if row.period_start > now:
+            problems.append(f"{label}: period_start {row.period_start} is in the future")
+        spent = recorded_spend(
+            conn, owner_type=row.owner_type, owner_id=row.owner_id, window=(start, end)
+        )
+        if spent != row.spent_nano:
+            problems.append(
+                f"{label}: spent ${format_usd(row.spent_nano)} but its records since "
+                f"{start.isoformat()} sum to ${format_usd(spent)}"
+            )
+        reserved = reserved_total(conn, row.id)
+        if reserved != row.reserved_nano:
+            problems.append(
+                f"{label}: reserved ${format_usd(row.reserved_nano)} but its reservations "
+                f"sum to ${format_usd(reserved)}"
+            )
+    return problems
+
+
+def rebuild_budget_counters(conn: Connection, *, now: datetime) -> list[str]:
+    """Recompute every budget's counters from the records and reservations (e.g. after
+    ``metering reprice`` changed costs); describes what changed."""
+    changes = []
+    rows = lock_budgets(conn, [r.id for r in load_budgets(conn)])
+    for row in rows:
+        before = (row.spent_nano, row.reserved_nano)
+        roll_forward(conn, row, now=now)
+        start_window(conn, row, row.window, now=now)
+        row.reserved_nano = reserved_total(conn, row.id)
+        if (row.spent_nano, row.reserved_nano) != before:
+            changes.append(
+                f"{row.owner_type} budget #{row.id}: spent ${format_usd(before[0])} → "
+                f"${format_usd(row.spent_nano)}, reserved ${format_usd(before[1])} → "
+                f"${format_usd(row.reserved_nano)}"
+            )
+        save_counters(conn, row, now=now)
+    return changes

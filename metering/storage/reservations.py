@@ -1,0 +1,287 @@
+"""Reserve → settle (or release): the budget protocol around one request (SPEC §7).
+
+Every function works on the caller's ``Connection`` and transaction:
+
+    reserve   before the upstream call, in its own short transaction (commit right
+              after: the budget locks are held until it ends): rolls each applicable
+              budget (the key's, its team's, its customer's) into its current window,
+              sweeps its expired reservations, refuses if any hard limit could be
+              passed, else adds the worst case to ``reserved_nano`` of all of them and
+              writes one ``reservations`` row per budget.
+    settle    in the transaction that inserts the request's usage record: drops the
+              request's reservations and adds the record's cost to ``spent_nano`` of
+              every applicable budget whose current window contains ``started_at``
+              (also when the reservation had expired and been swept). Idempotent.
+    release   when nothing will be recorded (the request never went upstream).
+    release_expired  the sweep for reservations of crashed processes.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, delete, func, insert, select
+
+from metering.core.budget import BudgetState, first_refusal, refusal_message
+from metering.errors import BudgetExceeded, Conflict, InvalidInput
+from metering.storage.budget_rows import (
+    OWNER_RANK,
+    BudgetRow,
+    applicable_budget_ids,
+    insert_stmt,
+    lock_budgets,
+    note_soft_limit,
+    roll_forward,
+    save_counters,
+)
+from metering.storage.models import BudgetSettlement, Reservation, UsageRecord
+from metering.storage.owners import owner_names
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """The budget that refused a reservation, as the 402 message needs it."""
+
+    budget_id: int
+    owner_type: str
+    owner_id: int
+    owner_name: str
+    limit_nano: int
+    spent_nano: int
+    reserved_nano: int
+    requested_nano: int
+    next_reset: datetime | None
+
+    def message(self) -> str:
+        return refusal_message(
+            owner_type=self.owner_type,
+            owner_name=self.owner_name,
+            limit_nano=self.limit_nano,
+            spent_nano=self.spent_nano,
+            reserved_nano=self.reserved_nano,
+            requested_nano=self.requested_nano,
+            next_reset=self.next_reset,
+        )
+
+    def error(self) -> BudgetExceeded:
+        return BudgetExceeded(
+            self.message(),
+            owner_type=self.owner_type,
+            owner_id=self.owner_id,
+            owner_name=self.owner_name,
+            limit_nano=self.limit_nano,
+            spent_nano=self.spent_nano,
+            reserved_nano=self.reserved_nano,
+            requested_nano=self.requested_nano,
+            next_reset=self.next_reset,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ReserveResult:
+    accepted: bool
+    amount_nano: int
+    budget_ids: tuple[int, ...]  # where the amount is reserved (empty when refused)
+    refusal: Refusal | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SettleResult:
+    settled: bool  # False: this request was already settled (nothing changed)
+    released_nano: int  # reservations given back
+    charged_budget_ids: tuple[int, ...]
+    soft_limit_crossed: tuple[int, ...]  # budgets whose soft limit this request crossed
+
+
+@dataclass(frozen=True, slots=True)
+class Released:
+    reservations: int
+    amount_nano: int
+
+
+def reserve(
+    conn: Connection,
+    *,
+    request_id: str,
+    key_id: int,
+    team_id: int | None,
+    customer_id: int | None,
+    amount_nano: int,
+    now: datetime,
+    ttl_seconds: int,
+) -> ReserveResult:
+    """Reserve ``amount_nano`` in every applicable budget, or in none (refused).
+
+    Commit right after: the locks are held until the transaction ends."""
+    if amount_nano < 0 or ttl_seconds <= 0:
+        raise InvalidInput("a reservation needs a non-negative amount and a positive ttl")
+    ids = applicable_budget_ids(conn, key_id=key_id, team_id=team_id, customer_id=customer_id)
+    if not ids:
+        return ReserveResult(accepted=True, amount_nano=amount_nano, budget_ids=())
+    rows = lock_budgets(conn, ids)
+    _release_expired_of(conn, rows, now=now)
+    for row in rows:
+        roll_forward(conn, row, now=now)
+    ranked = sorted(rows, key=lambda r: (OWNER_RANK[r.owner_type], r.id))
+    states = [
+        BudgetState(r.id, r.owner_type, r.owner_id, r.limit_nano, r.spent_nano, r.reserved_nano)
+        for r in ranked
+    ]
+    refused = first_refusal(states, amount_nano)
+    if refused is not None:
+        for row in rows:
+            save_counters(conn, row, now=now)
+        row = next(r for r in rows if r.id == refused.budget_id)
+        name = owner_names(conn, [(row.owner_type, row.owner_id)])[(row.owner_type, row.owner_id)]
+        refusal = Refusal(
+            budget_id=row.id,
+            owner_type=row.owner_type,
+            owner_id=row.owner_id,
+            owner_name=name,
+            limit_nano=row.limit_nano,
+            spent_nano=row.spent_nano,
+            reserved_nano=row.reserved_nano,
+            requested_nano=amount_nano,
+            next_reset=row.window[1],
+        )
+        return ReserveResult(False, amount_nano, (), refusal)
+    taken = conn.execute(
+        select(func.count()).select_from(Reservation).where(Reservation.request_id == request_id)
+    ).scalar_one()
+    if taken:
+        raise Conflict(f"request {request_id!r} already holds a budget reservation")
+    expires = now + timedelta(seconds=ttl_seconds)
+    conn.execute(
+        insert(Reservation),
+        [
+            {
+                "request_id": request_id,
+                "budget_id": row.id,
+                "amount_nano": amount_nano,
+                "created_at": now,
+                "expires_at": expires,
+            }
+            for row in rows
+        ],
+    )
+    for row in rows:
+        row.reserved_nano += amount_nano
+        save_counters(conn, row, now=now)
+    return ReserveResult(True, amount_nano, tuple(r.id for r in rows))
+
+
+def _delete_reservations(conn: Connection, condition: Any) -> dict[int, list[int]]:
+    """Delete reservations matching ``condition``; their amounts by budget id."""
+    deleted = conn.execute(
+        delete(Reservation)
+        .where(condition)
+        .returning(Reservation.budget_id, Reservation.amount_nano)
+    ).all()
+    amounts: dict[int, list[int]] = defaultdict(list)
+    for budget_id, amount in deleted:
+        amounts[int(budget_id)].append(int(amount))
+    return amounts
+
+
+def _release_expired_of(conn: Connection, rows: list[BudgetRow], *, now: datetime) -> int:
+    """Give back the expired reservations of these (locked) budgets; how many."""
+    ids = [r.id for r in rows]
+    amounts = _delete_reservations(
+        conn, Reservation.budget_id.in_(ids) & (Reservation.expires_at <= now)
+    )
+    for row in rows:
+        row.reserved_nano -= sum(amounts.get(row.id, ()))
+    return sum(len(v) for v in amounts.values())
+
+
+def settle(
+    conn: Connection,
+    *,
+    request_id: str,
+    key_id: int,
+    team_id: int | None,
+    customer_id: int | None,
+    actual_nano: int,
+    started_at: datetime,
+    now: datetime,
+) -> SettleResult:
+    """Replace the request's reservations by its actual cost. Call it in the transaction
+    that inserted the request's usage record (whose ``total_cost`` and ``started_at``
+    must be ``actual_nano`` and ``started_at``); a second call changes nothing."""
+    record = conn.execute(
+        select(UsageRecord.total_cost, UsageRecord.started_at).where(
+            UsageRecord.request_id == request_id
+        )
+    ).first()
+    if record is None:
+        raise Conflict(
+            f"settle({request_id!r}) needs the usage record inserted first, in the same "
+            "transaction; use release() for a request that is not recorded"
+        )
+    if (int(record[0]), record[1]) != (actual_nano, started_at):
+        raise Conflict(
+            f"settle({request_id!r}): cost {actual_nano} / start {started_at} differ from the "
+            f"record's {record[0]} / {record[1]}"
+        )
+    marker = (
+        insert_stmt(conn, BudgetSettlement)
+        .values(request_id=request_id, settled_at=now)
+        .on_conflict_do_nothing(index_elements=["request_id"])
+        .returning(BudgetSettlement.request_id)
+    )
+    if conn.execute(marker).first() is None:
+        return SettleResult(False, 0, (), ())
+    applicable = applicable_budget_ids(
+        conn, key_id=key_id, team_id=team_id, customer_id=customer_id
+    )
+    held = conn.execute(
+        select(Reservation.budget_id).where(Reservation.request_id == request_id)
+    ).scalars()
+    rows = lock_budgets(conn, [*applicable, *held])
+    for row in rows:
+        roll_forward(conn, row, now=now, exclude_request_id=request_id)
+    amounts = _delete_reservations(conn, Reservation.request_id == request_id)
+    charged: list[int] = []
+    crossed: list[int] = []
+    for row in rows:
+        row.reserved_nano -= sum(amounts.get(row.id, ()))
+        start, end = row.window
+        if row.id in applicable and start <= started_at and (end is None or started_at < end):
+            row.spent_nano += actual_nano
+            charged.append(row.id)
+            if note_soft_limit(conn, row, now=now):
+                crossed.append(row.id)
+        save_counters(conn, row, now=now)
+    released = sum(sum(v) for v in amounts.values())
+    return SettleResult(True, released, tuple(charged), tuple(crossed))
+
+
+def release(conn: Connection, *, request_id: str, now: datetime) -> int:
+    """Give back a request's reservations without charging anything (it was never sent
+    upstream, so it has no record). Returns the amount released per budget, summed."""
+    held = conn.execute(
+        select(Reservation.budget_id).where(Reservation.request_id == request_id)
+    ).scalars()
+    rows = lock_budgets(conn, held)
+    amounts = _delete_reservations(conn, Reservation.request_id == request_id)
+    for row in rows:
+        row.reserved_nano -= sum(amounts.get(row.id, ()))
+        save_counters(conn, row, now=now)
+    return sum(sum(v) for v in amounts.values())
+
+
+def release_expired(conn: Connection, *, now: datetime) -> Released:
+    """Sweep reservations whose ``expires_at`` has passed (their process crashed or hung):
+    delete them and give back their amount. Spent is unchanged."""
+    ids = conn.execute(
+        select(Reservation.budget_id).where(Reservation.expires_at <= now).distinct()
+    ).scalars()
+    rows = lock_budgets(conn, ids)
+    before = sum(r.reserved_nano for r in rows)
+    count = _release_expired_of(conn, rows, now=now)
+    for row in rows:
+        save_counters(conn, row, now=now)
+    return Released(count, before - sum(r.reserved_nano for r in rows))

@@ -1,0 +1,124 @@
+"""Shared test helpers: an organisation of keys/teams/customers, usage records, and the
+one budget-consistency assertion every budget test ends with."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, Engine, insert
+
+from metering.storage.budgets import check_budget_counters, settle
+from metering.storage.models import Customer, Team, VirtualKey
+from metering.storage.records import write_records
+
+CHECK_AT = datetime(2100, 1, 1)  # "now" for consistency checks: after every test instant
+
+
+@dataclass(frozen=True)
+class Org:
+    customer_id: int
+    team_id: int
+    key_id: int  # in the team (and so the customer)
+    other_key_id: int  # same team
+
+
+def make_org(conn: Connection, *, prefix: str = "") -> Org:
+    t0 = datetime(2025, 1, 1)
+    customer_id = conn.execute(
+        insert(Customer).values(name=f"{prefix}acme", created_at=t0).returning(Customer.id)
+    ).scalar_one()
+    team_id = conn.execute(
+        insert(Team)
+        .values(name=f"{prefix}search", customer_id=customer_id, created_at=t0)
+        .returning(Team.id)
+    ).scalar_one()
+    key_ids = []
+    for name in ("alice", "bob"):
+        key_ids.append(
+            conn.execute(
+                insert(VirtualKey)
+                .values(
+                    name=f"{prefix}{name}",
+                    key_hash=f"{prefix}{name}".ljust(64, "0"),
+                    key_prefix="sk-bf-test",
+                    team_id=team_id,
+                    customer_id=customer_id,
+                    allowed_models="[]",
+                    enabled=True,
+                    created_at=t0,
+                    updated_at=t0,
+                )
+                .returning(VirtualKey.id)
+            ).scalar_one()
+        )
+    return Org(int(customer_id), int(team_id), int(key_ids[0]), int(key_ids[1]))
+
+
+def record(
+    *,
+    request_id: str,
+    key_id: int,
+    team_id: int | None,
+    customer_id: int | None,
+    cost_nano: int,
+    started_at: datetime,
+) -> dict[str, Any]:
+    return {
+        "request_id": request_id,
+        "started_at": started_at,
+        "ended_at": started_at + timedelta(seconds=1),
+        "key_id": key_id,
+        "team_id": team_id,
+        "customer_id": customer_id,
+        "provider": "openai",
+        "model": "gpt-4o",
+        "requested_model": "openai/gpt-4o",
+        "request_type": "text_completion",
+        "status": "success",
+        "input_cost": cost_nano,
+        "total_cost": cost_nano,
+        "computed_cost": cost_nano,
+        "cost_source": "computed",
+    }
+
+
+def record_and_settle(
+    conn: Connection,
+    org: Org,
+    *,
+    request_id: str,
+    cost_nano: int,
+    started_at: datetime,
+    now: datetime | None = None,
+    key_id: int | None = None,
+) -> None:
+    """What the gateway does after a response: insert the record and settle, one transaction."""
+    key = org.key_id if key_id is None else key_id
+    row = record(
+        request_id=request_id,
+        key_id=key,
+        team_id=org.team_id,
+        customer_id=org.customer_id,
+        cost_nano=cost_nano,
+        started_at=started_at,
+    )
+    write_records(conn, [row])
+    settle(
+        conn,
+        request_id=request_id,
+        key_id=key,
+        team_id=org.team_id,
+        customer_id=org.customer_id,
+        actual_nano=cost_nano,
+        started_at=started_at,
+        now=now or started_at + timedelta(seconds=1),
+    )
+
+
+def assert_budgets_consistent(engine: Engine, *, now: datetime = CHECK_AT) -> None:
+    """Budget counters equal the records and the reservations (``check_budget_counters``)."""
+    with engine.connect() as conn:
+        problems = check_budget_counters(conn, now=now)
+    assert problems == [], "\n".join(problems)
