@@ -41,6 +41,7 @@ def main(ctx: click.Context, database_url: str) -> None:
 
 
 def _register() -> None:
+    from metering.cli import budgets as budgets_cli
     from metering.cli import chart, db, export, keys, prices, reconcile, serve, spend
 
     main.add_command(db.db)
@@ -51,6 +52,7 @@ def _register() -> None:
     main.add_command(reconcile.reconcile_command)
     main.add_command(keys.keys)
     main.add_command(serve.serve)
+    main.add_command(budgets_cli.budgets)
 
 
 _register()

@@ -1,0 +1,104 @@
+"""``metering budgets``: set a key's, team's or customer's budget; list them all."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import click
+
+from metering.cli.context import CliContext, pass_context
+from metering.cli.output import emit, format_option
+from metering.core.money import parse_usd_to_nano
+from metering.errors import InvalidInput
+from metering.storage.budgets import budget_status, set_budget
+from metering.storage.owners import find_owner
+
+LIST_COLUMNS = (
+    "owner_type",
+    "owner",
+    "limit",
+    "period",
+    "timezone",
+    "spent",
+    "reserved",
+    "remaining",
+    "period_start",
+    "next_reset",
+    "soft_limit_crossed",
+)
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+@click.group(name="budgets")
+def budgets() -> None:
+    """Budgets of keys, teams and customers (every applicable one must allow a request)."""
+
+
+@budgets.command(name="set")
+@click.option("--key", default=None, help="Virtual key (name or id).")
+@click.option("--team", default=None, help="Team (name or id).")
+@click.option("--customer", default=None, help="Customer (name or id).")
+@click.option("--limit", "limit", required=True, help="Hard limit in USD per period, e.g. 25.50.")
+@click.option(
+    "--period",
+    required=True,
+    help="daily, weekly (Monday), monthly (1st), yearly, Nh / Nd (rolling), or never.",
+)
+@click.option(
+    "--soft",
+    type=click.IntRange(min=1, max=100),
+    default=None,
+    help="Soft limit, % of the limit: requests pass, the first crossing is recorded.",
+)
+@click.option(
+    "--timezone",
+    default="UTC",
+    show_default=True,
+    help="IANA zone whose midnight starts days, weeks, months and years.",
+)
+@format_option
+@pass_context
+def budgets_set(
+    ctx: CliContext,
+    key: str | None,
+    team: str | None,
+    customer: str | None,
+    limit: str,
+    period: str,
+    soft: int | None,
+    timezone: str,
+    fmt: str,
+) -> None:
+    """Create or change the budget of one key, team or customer."""
+    owners = [(kind, ref) for kind, ref in (("key", key), ("team", team), ("customer", customer))]
+    given = [(kind, ref) for kind, ref in owners if ref is not None]
+    if len(given) != 1:
+        raise InvalidInput("name exactly one budget owner: --key K, --team T or --customer C")
+    owner_type, ref = given[0]
+    limit_nano = parse_usd_to_nano(limit)
+    with ctx.engine().begin() as conn:
+        owner_id, _ = find_owner(conn, owner_type, ref)
+        status = set_budget(
+            conn,
+            owner_type=owner_type,
+            owner_id=owner_id,
+            limit_nano=limit_nano,
+            period=period,
+            timezone=timezone,
+            soft_pct=soft,
+            now=_utcnow(),
+        )
+    emit([status.as_dict()], fmt, columns=LIST_COLUMNS)
+
+
+@budgets.command(name="list")
+@format_option
+@pass_context
+def budgets_list(ctx: CliContext, fmt: str) -> None:
+    """Every budget: limit, spent, reserved, remaining, current period and next reset."""
+    with ctx.engine().connect() as conn:
+        rows = [s.as_dict() for s in budget_status(conn, now=_utcnow())]
+    emit(rows, fmt, columns=LIST_COLUMNS)

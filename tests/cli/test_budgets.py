@@ -1,0 +1,122 @@
+"""CLI tests for `metering budgets set|list` (CliRunner, real SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import json
+
+from click.testing import CliRunner
+from sqlalchemy import Engine
+
+from metering.cli import main
+from tests.helpers import assert_budgets_consistent, make_org
+
+JSON_FIELDS = [
+    "owner_type",
+    "owner",
+    "limit",
+    "period",
+    "timezone",
+    "spent",
+    "reserved",
+    "remaining",
+    "period_start",
+    "next_reset",
+    "soft_limit_crossed",
+]
+
+
+def run(db_url: str, *args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(main, ["--database-url", db_url, *args])
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_set_by_name_or_id_and_list_as_json(db_url: str, engine: Engine) -> None:
+    with engine.begin() as conn:
+        org = make_org(conn)
+    code, out, err = run(db_url, "budgets", "set", "--key", "alice", "--limit", "12.50",
+                         "--period", "monthly", "--soft", "80", "--format", "json")  # fmt: skip
+    assert (code, err) == (0, "")
+    (row,) = json.loads(out)
+    assert list(row) == JSON_FIELDS
+    assert (row["owner_type"], row["owner"], row["limit"], row["spent"]) == (
+        "key",
+        "alice",
+        "12.5",
+        "0",
+    )
+    assert row["period_start"].endswith("-01T00:00:00Z")
+    code, _, _ = run(db_url, "budgets", "set", "--team", str(org.team_id), "--limit", "100",
+                     "--period", "weekly", "--timezone", "Europe/Berlin")  # fmt: skip
+    assert code == 0
+    code, _, _ = run(db_url, "budgets", "set", "--customer", "acme", "--limit", "0.000000001",
+                     "--period", "never")  # fmt: skip
+    assert code == 0
+    code, out, _ = run(db_url, "budgets", "list", "--format", "json")
+    assert code == 0
+    rows = json.loads(out)
+    fields = ("owner_type", "owner", "limit", "period", "timezone")
+    assert [tuple(r[f] for f in fields) for r in rows] == [
+        ("key", "alice", "12.5", "monthly", "UTC"),
+        ("team", "search", "100", "weekly", "Europe/Berlin"),
+        ("customer", "acme", "0.000000001", "never", "UTC"),
+    ]
+    assert rows[2]["next_reset"] is None
+    assert all(r["soft_limit_crossed"] is False and r["reserved"] == "0" for r in rows)
+    assert_budgets_consistent(engine)
+
+
+def test_set_again_changes_the_budget(db_url: str, engine: Engine) -> None:
+    with engine.begin() as conn:
+        make_org(conn)
+    run(db_url, "budgets", "set", "--key", "bob", "--limit", "5", "--period", "daily")
+    code, out, _ = run(db_url, "budgets", "set", "--key", "bob", "--limit", "7", "--period",
+                       "12h", "--format", "csv")  # fmt: skip
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0] == ",".join(JSON_FIELDS)
+    assert lines[1].startswith("key,bob,7,12h,UTC,0,0,7,")
+    code, out, _ = run(db_url, "budgets", "list", "--format", "json")
+    assert len(json.loads(out)) == 1
+    assert_budgets_consistent(engine)
+
+
+def test_list_table_and_empty(db_url: str, engine: Engine) -> None:
+    code, out, _ = run(db_url, "budgets", "list")
+    assert (code, out) == (0, "(no rows)\n")
+    with engine.begin() as conn:
+        make_org(conn)
+    run(db_url, "budgets", "set", "--key", "alice", "--limit", "3", "--period", "yearly")
+    code, out, _ = run(db_url, "budgets", "list")
+    assert code == 0
+    header, _rule, line = out.splitlines()
+    assert header.split() == JSON_FIELDS
+    assert line.split()[:8] == ["key", "alice", "3", "yearly", "UTC", "0", "0", "3"]
+
+
+def test_errors_are_one_line(db_url: str, engine: Engine) -> None:
+    with engine.begin() as conn:
+        make_org(conn)
+    cases = [
+        (["--limit", "5", "--period", "daily"], "exactly one budget owner"),
+        (["--key", "alice", "--team", "search", "--limit", "5", "--period", "daily"],
+         "exactly one budget owner"),
+        (["--key", "nobody", "--limit", "5", "--period", "daily"], "no virtual key named"),
+        (["--team", "nobody", "--limit", "5", "--period", "daily"], "no team named 'nobody'"),
+        (["--customer", "99", "--limit", "5", "--period", "daily"], "no customer named '99'"),
+        (["--key", "alice", "--limit", "-5", "--period", "daily"], "negative"),
+        (["--key", "alice", "--limit", "five", "--period", "daily"], "not a decimal"),
+        (["--key", "alice", "--limit", "5", "--period", "fortnightly"], "unknown budget period"),
+        (["--key", "alice", "--limit", "5", "--period", "0d"], "unknown budget period"),
+        (["--key", "alice", "--limit", "5", "--period", "daily", "--timezone", "Mars/Base"],
+         "unknown time zone"),
+    ]  # fmt: skip
+    for args, message in cases:
+        code, out, err = run(db_url, "budgets", "set", *args)
+        assert code == 1, args
+        assert out == ""
+        assert err.count("\n") == 1 and message in err, (args, err)
+    code, _, err = run(db_url, "budgets", "set", "--key", "alice", "--limit", "5",
+                       "--period", "daily", "--soft", "0")  # fmt: skip
+    assert code == 2 and "--soft" in err
+    code, out, _ = run(db_url, "budgets", "list", "--format", "json")
+    assert json.loads(out) == []
