@@ -42,7 +42,18 @@ def main(ctx: click.Context, database_url: str) -> None:
 
 def _register() -> None:
     from metering.cli import budgets as budgets_cli
-    from metering.cli import chart, db, export, keys, prices, reconcile, reprice, serve, spend
+    from metering.cli import (
+        chart,
+        db,
+        export,
+        ingest,
+        keys,
+        prices,
+        reconcile,
+        reprice,
+        serve,
+        spend,
+    )
 
     main.add_command(db.db)
     main.add_command(prices.prices)
@@ -51,6 +62,7 @@ def _register() -> None:
     main.add_command(chart.chart)
     main.add_command(reconcile.reconcile_command)
     main.add_command(reprice.reprice_command)
+    main.add_command(ingest.ingest)
     main.add_command(keys.keys)
     main.add_command(serve.serve)
     main.add_command(budgets_cli.budgets)
