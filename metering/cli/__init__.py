@@ -45,6 +45,7 @@ def _register() -> None:
     from metering.cli import (
         chart,
         db,
+        demo,
         export,
         ingest,
         keys,
@@ -65,6 +66,7 @@ def _register() -> None:
     main.add_command(ingest.ingest)
     main.add_command(keys.keys)
     main.add_command(serve.serve)
+    main.add_command(demo.demo)
     main.add_command(budgets_cli.budgets)
 
 
