@@ -27,7 +27,6 @@ def _as_json(report: ReconcileReport, *, strict: bool) -> dict[str, Any]:
         "rollup_rows_checked": report.rollup_rows,
         "rollup_problems": report.rollup_problems,
         "budget_problems": report.budget_problems,
-        "budget_note": report.budget_note,
         "cost_differences": report.difference_count,
         "cost_difference_total": format_usd(report.difference_sum),
         "differences": report.differences,
@@ -43,9 +42,7 @@ def _print_table(report: ReconcileReport) -> None:
             click.echo(f"  {line}")
     else:
         click.echo(f"rollups: OK ({report.rollup_rows} day row(s) equal their records)")
-    if report.budget_note is not None:
-        click.echo(report.budget_note)
-    elif report.budget_problems:
+    if report.budget_problems:
         click.echo(f"budget counters: {len(report.budget_problems)} disagreement(s)")
         for line in report.budget_problems:
             click.echo(f"  {line}")

@@ -77,8 +77,6 @@ def reprice_command(
         emit(rows, fmt, footer=footer)
     for line in result.budget_changes:
         click.echo(f"budget: {line}")
-    if result.budget_note:
-        click.echo(result.budget_note)
     if dry_run:
         click.echo("dry run: nothing was changed")
     elif result.changed:

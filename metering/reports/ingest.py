@@ -11,7 +11,6 @@ rollup kept in step). A timestamp without a zone is UTC.
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from metering.core.pricing import PriceBook
 from metering.core.records import record_values
 from metering.core.responses import bill_response, read_response, split_model
 from metering.errors import InvalidInput, MeteringError
+from metering.storage.budgets import rebuild_budget_counters
 from metering.storage.keys import KeyInfo, find_key
 from metering.storage.prices import load_price_book
 from metering.storage.records import write_records
@@ -162,17 +162,9 @@ def _write_batch(engine: Engine, batch: list[dict[str, Any]], result: IngestResu
 
 
 def _rebuild_budgets(engine: Engine, now: datetime) -> list[str]:
-    # INTEGRATION POINT (budgets): backfilled records inside a budget's current period
-    # count towards it; storage.budgets.rebuild_budget_counters recomputes the spend.
-    try:
-        module = importlib.import_module("metering.storage.budgets")
-    except ModuleNotFoundError:
-        return []
-    rebuild = getattr(module, "rebuild_budget_counters", None)
-    if not callable(rebuild):
-        return []
+    # Backfilled records inside a budget's current period count towards it.
     with engine.begin() as conn:
-        return list(rebuild(conn, now=now))
+        return rebuild_budget_counters(conn, now=now)
 
 
 def ingest_lines(

@@ -8,8 +8,6 @@ cost, and records with no price.
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -18,11 +16,11 @@ from sqlalchemy import Connection, case, func, select
 
 from metering.core.money import format_usd
 from metering.reports.common import DayWindow, Names, as_date, billable, load_names, utc_day
+from metering.storage.budgets import check_budget_counters
 from metering.storage.models import COST_COLUMNS, DailyRollup, UsageRecord
 from metering.storage.records import ROLLUP_SUMS
 
 CHECKED = ("requests", "errors", *ROLLUP_SUMS)
-BudgetCheck = Callable[..., list[str]]
 
 
 @dataclass
@@ -30,7 +28,6 @@ class ReconcileReport:
     rollup_rows: int = 0
     rollup_problems: list[str] = field(default_factory=list)
     budget_problems: list[str] = field(default_factory=list)
-    budget_note: str | None = None  # why budget counters were not checked
     differences: list[dict[str, Any]] = field(default_factory=list)
     difference_count: int = 0
     difference_sum: int = 0
@@ -115,18 +112,6 @@ def check_rollups(conn: Connection, window: DayWindow, names: Names) -> tuple[in
     return len(rollups), problems
 
 
-def _budget_checker() -> BudgetCheck | None:
-    # INTEGRATION POINT (budgets): storage.budgets.check_budget_counters(conn, *, now) ->
-    # list[str] compares each budget's spent/reserved with its records. Imported by name
-    # so reconcile works (and says the check was skipped) until that module exists.
-    try:
-        module = importlib.import_module("metering.storage.budgets")
-    except ModuleNotFoundError:
-        return None
-    checker = getattr(module, "check_budget_counters", None)
-    return checker if callable(checker) else None
-
-
 def _record_info(row: Any, names: Names) -> dict[str, Any]:
     return {
         "request_id": row.request_id,
@@ -200,14 +185,7 @@ def reconcile(
     names = load_names(conn)
     report = ReconcileReport()
     report.rollup_rows, report.rollup_problems = check_rollups(conn, window, names)
-    checker = _budget_checker()
-    if checker is None:
-        report.budget_note = (
-            "budget counters not checked: metering.storage.budgets.check_budget_counters "
-            "is not available in this build"
-        )
-    else:
-        report.budget_problems = list(checker(conn, now=now))
+    report.budget_problems = check_budget_counters(conn, now=now)
     report.difference_count, report.difference_sum, report.differences = cost_differences(
         conn, window, names, limit=limit
     )

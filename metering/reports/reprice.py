@@ -16,7 +16,6 @@ is the same work rolled back, so it shows exactly what a real run would do.
 
 from __future__ import annotations
 
-import importlib
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ from metering.core.records import buckets_from_record, cost_columns
 from metering.core.responses import find_price
 from metering.errors import InvalidInput
 from metering.reports.common import DayWindow, billable
+from metering.storage.budgets import rebuild_budget_counters
 from metering.storage.models import RepriceAudit, UsageRecord
 from metering.storage.prices import load_price_book
 from metering.storage.records import add_to_rollup
@@ -69,7 +69,6 @@ class RepriceResult:
     newly_priced: int = 0
     by_model: dict[tuple[str, str], ModelChange] = field(default_factory=dict)
     budget_changes: list[str] = field(default_factory=list)
-    budget_note: str | None = None
 
     @property
     def old_total(self) -> int:
@@ -110,18 +109,6 @@ def repriced_costs(book: PriceBook, row: Mapping[str, Any]) -> dict[str, Any]:
         cache_hit_type=(row["cache_hit_type"] or "direct") if row["cache_hit"] else None,
     )
     return cost_columns(bill)
-
-
-def _budget_rebuilder() -> Callable[..., list[str]] | None:
-    # INTEGRATION POINT (budgets): storage.budgets.rebuild_budget_counters(conn, *, now)
-    # recomputes each budget's current-period spend from the records. Imported by name
-    # so reprice still works (and says budgets were not adjusted) without that module.
-    try:
-        module = importlib.import_module("metering.storage.budgets")
-    except ModuleNotFoundError:
-        return None
-    rebuild = getattr(module, "rebuild_budget_counters", None)
-    return rebuild if callable(rebuild) else None
 
 
 def count_candidates(conn: Connection, window: DayWindow) -> int:
@@ -207,14 +194,8 @@ def _reprice_in(
         if progress is not None:
             progress(len(rows))
     if result.changed:
-        rebuild = _budget_rebuilder()
-        if rebuild is None:
-            result.budget_note = (
-                "budget counters not adjusted: metering.storage.budgets.rebuild_budget_counters "
-                "is not available in this build"
-            )
-        else:
-            result.budget_changes = list(rebuild(conn, now=now))
+        # spent of each budget's current period = its records: recomputed after the change
+        result.budget_changes = rebuild_budget_counters(conn, now=now)
 
 
 def reprice(

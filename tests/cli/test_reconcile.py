@@ -48,3 +48,20 @@ def test_reconcile_empty_database_is_ok(db_url: str) -> None:
     result = CliRunner().invoke(main, ["--database-url", db_url, "reconcile", "--strict"])
     assert result.exit_code == 0, result.output
     assert "rollups: OK (0 day row(s) equal their records)" in result.output
+
+
+def test_reconcile_names_a_corrupted_budget_counter(db_url: str, engine: Engine) -> None:
+    from datetime import UTC, datetime
+
+    from metering.storage.budgets import set_budget
+    from metering.storage.models import Budget
+
+    now = datetime.now(UTC).replace(tzinfo=None)
+    with engine.begin() as conn:
+        seed_org(conn)
+        set_budget(conn, owner_type="team", owner_id=1, limit_nano=10**12, period="daily", now=now)
+        conn.execute(update(Budget).values(spent_nano=7))
+    result = CliRunner().invoke(main, ["--database-url", db_url, "reconcile"])
+    assert result.exit_code == 1
+    assert "budget counters: 1 disagreement(s)" in result.output
+    assert "team budget #1 (owner id 1): spent $0.000000007 but its records since" in result.output

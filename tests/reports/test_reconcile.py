@@ -8,7 +8,8 @@ from sqlalchemy import Engine, delete, select, update
 from metering.core.money import format_usd
 from metering.reports.common import DayWindow, parse_month
 from metering.reports.reconcile import reconcile
-from metering.storage.models import DailyRollup
+from metering.storage.budgets import set_budget
+from metering.storage.models import Budget, DailyRollup
 from tests.reports.factory import Org
 
 NOW = datetime(2026, 12, 5)
@@ -115,3 +116,24 @@ def test_missing_rollup_row_is_named(
     )
     assert report.rollup_problems[0] == expected
     assert other_day.rollup_problems == []
+
+
+def test_corrupted_budget_counter_is_named(
+    engine: Engine, month_data: tuple[Org, list[dict[str, Any]]]
+) -> None:
+    now = datetime(2026, 11, 28, 12, 0)
+    with engine.begin() as conn:
+        status = set_budget(
+            conn, owner_type="key", owner_id=1, limit_nano=10**15, period="monthly", now=now
+        )
+    with engine.connect() as conn:
+        assert reconcile(conn, window=DayWindow(), now=now).problems == []
+    with engine.begin() as conn:
+        conn.execute(update(Budget).values(spent_nano=Budget.spent_nano + 5))
+    with engine.connect() as conn:
+        report = reconcile(conn, window=DayWindow(), now=now)
+    assert report.rollup_problems == []
+    (problem,) = report.budget_problems
+    assert problem.startswith(f"key budget #{status.budget_id} (owner id 1): spent $")
+    assert "but its records since 2026-11-01T00:00:00 sum to $" in problem
+    assert report.failed(strict=False)
