@@ -80,6 +80,7 @@ class DemoResult:
     total_cost: str
     csv_path: Path
     database_url: str
+    proxy_pid: int  # stopped and reaped before run_demo returns
 
 
 def _free_port() -> int:
@@ -231,6 +232,6 @@ def run_demo(
             write_request_csv(engine, out)
             with engine.connect() as conn:
                 total = conn.execute(select(func.sum(UsageRecord.total_cost))).scalar() or 0
-            return DemoResult(sent, spend, format_usd(int(total)), out, url)
+            return DemoResult(sent, spend, format_usd(int(total)), out, url, proxy.pid)
         finally:
             engine.dispose()
