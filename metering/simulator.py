@@ -210,7 +210,7 @@ class Simulator:
         sim_field = body.get("sim")
         sim: dict[str, Any] = sim_field if isinstance(sim_field, dict) else {}
         if sim.get("delay"):
-            await asyncio.sleep(float(sim["delay"]))
+            await asyncio.sleep(float(sim["delay"]))  # not money: seconds
         if sim.get("status"):
             return _error(int(sim["status"]), "simulated provider failure")
         if sim.get("garbage"):
