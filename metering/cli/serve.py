@@ -62,7 +62,9 @@ def serve(
     if workers > 1:
         uvicorn.run("metering.gateway.asgi:app_from_env", factory=True, workers=workers, **common)
         return
+    from metering.gateway.budget_gate import BudgetGate
     from metering.storage.engine import make_engine
 
-    app = create_app(settings, make_engine(settings.database_url))
+    engine = make_engine(settings.database_url)
+    app = create_app(settings, engine, admission=BudgetGate.from_settings(engine, settings))
     uvicorn.run(app, **common)

@@ -15,6 +15,10 @@ Worst case of a request (what is reserved before the upstream call)
     citation tokens ≤ the model's context window per prompt × choices, and
     search queries  ≤ ``search_queries_bound`` per prompt × choices — nothing in a
                       request bounds these; they count only where the sheet prices them.
+                      ``search_queries_bound_for(model)``: 1 per generation (what
+                      search-augmented models such as sonar or gpt-4o-search run),
+                      ``DEEP_RESEARCH_SEARCH_QUERIES`` for agentic ``*deep-research*``
+                      models. An assumption, not a guarantee.
     the request     its fixed price, once.
 
 Each bucket is priced at the highest rate it can be billed at: every input-class rate
@@ -41,7 +45,8 @@ from metering.core.usage import UsageBuckets
 from metering.errors import InvalidInput, UnboundedRequest
 
 PROMPT_OVERHEAD_TOKENS = 512  # special tokens, chat templates, hidden tool-use preambles
-DEFAULT_SEARCH_QUERIES_BOUND = 50
+DEFAULT_SEARCH_QUERIES_BOUND = 1
+DEEP_RESEARCH_SEARCH_QUERIES = 50
 ROUNDING_SLACK_NANO = 16  # > half a nano-USD for each of the 11 rounded terms of a bill
 
 _INPUT_RATES = ("input", "cache_read", "cache_write", "input_audio", "input_image")
@@ -109,6 +114,13 @@ def shape_of_request(body: Mapping[str, Any]) -> RequestShape:
         choices=max(n, best_of, 1),
         non_text_input=is_chat and _has_non_text(body.get("messages")),
     )
+
+
+def search_queries_bound_for(model: str) -> int:
+    """Searches one generation of ``model`` may bill (see the module doc)."""
+    if "deep-research" in model.lower():
+        return DEEP_RESEARCH_SEARCH_QUERIES
+    return DEFAULT_SEARCH_QUERIES_BOUND
 
 
 def _max_rates(version: PriceVersion, prompt_tokens: int) -> Rates:

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from metering.config import Settings
 from metering.gateway.app import GatewayApp, create_app
+from metering.gateway.budget_gate import BudgetGate
 from metering.storage.engine import make_engine
 
 
 def app_from_env() -> GatewayApp:
     settings = Settings()
-    return create_app(settings, make_engine(settings.database_url))
+    engine = make_engine(settings.database_url)
+    return create_app(settings, engine, admission=BudgetGate.from_settings(engine, settings))

@@ -211,6 +211,16 @@ def settle(
     """Replace the request's reservations by its actual cost. Call it in the transaction
     that inserted the request's usage record (whose ``total_cost`` and ``started_at``
     must be ``actual_nano`` and ``started_at``); a second call changes nothing."""
+    applicable = applicable_budget_ids(
+        conn, key_id=key_id, team_id=team_id, customer_id=customer_id
+    )
+    held = list(
+        conn.execute(
+            select(Reservation.budget_id).where(Reservation.request_id == request_id)
+        ).scalars()
+    )
+    if not applicable and not held:
+        return SettleResult(True, 0, (), ())  # no budget concerned: nothing to do
     record = conn.execute(
         select(UsageRecord.total_cost, UsageRecord.started_at).where(
             UsageRecord.request_id == request_id
@@ -234,12 +244,6 @@ def settle(
     )
     if conn.execute(marker).first() is None:
         return SettleResult(False, 0, (), ())
-    applicable = applicable_budget_ids(
-        conn, key_id=key_id, team_id=team_id, customer_id=customer_id
-    )
-    held = conn.execute(
-        select(Reservation.budget_id).where(Reservation.request_id == request_id)
-    ).scalars()
     rows = lock_budgets(conn, [*applicable, *held])
     for row in rows:
         roll_forward(conn, row, now=now, exclude_request_id=request_id)

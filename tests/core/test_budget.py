@@ -18,6 +18,7 @@ from metering.core.budget import (
     first_refusal,
     refusal_message,
     reservation_nano,
+    search_queries_bound_for,
     shape_of_request,
     soft_limit_reached,
     worst_case_usage,
@@ -115,6 +116,14 @@ def test_worst_case_uses_max_output_tokens_when_max_tokens_absent() -> None:
     assert usage.prompt_tokens == 100 + PROMPT_OVERHEAD_TOKENS
 
 
+def test_search_bound_is_one_per_generation_except_deep_research() -> None:
+    assert search_queries_bound_for("openai/gpt-4o-mini") == 1
+    assert search_queries_bound_for("perplexity/sonar-deep-research") == 50
+    shape = RequestShape(prompt_bytes=10, prompts=2, max_tokens=7, choices=3)
+    assert worst_case_usage(shape, GPT4O).search_queries == 6
+    assert worst_case_usage(shape, GPT4O, search_queries_bound=50).search_queries == 300
+
+
 def test_worst_case_output_is_max_tokens_times_choices_times_prompts() -> None:
     shape = RequestShape(prompt_bytes=10, prompts=4, max_tokens=7, choices=3)
     assert worst_case_usage(shape, GPT4O).completion_tokens == 7 * 3 * 4
@@ -163,7 +172,7 @@ CACHE_SPLITS = st.integers(min_value=0, max_value=100)
     reasoning_pct=CACHE_SPLITS,
     prompt_fill_pct=st.integers(min_value=0, max_value=100),
     output_fill_pct=st.integers(min_value=0, max_value=100),
-    searches=st.integers(min_value=0, max_value=50),
+    searches_per_generation=st.integers(min_value=0, max_value=3),
     citation_pct=st.integers(min_value=0, max_value=100),
     version=st.sampled_from([GPT4O, TIERED]),
     padding=st.sampled_from([0, 250_000]),  # reaches the long-context tier
@@ -178,7 +187,7 @@ def test_reservation_bounds_every_bill_that_honours_max_tokens(
     reasoning_pct: int,
     prompt_fill_pct: int,
     output_fill_pct: int,
-    searches: int,
+    searches_per_generation: int,
     citation_pct: int,
     version: PriceVersion,
     padding: int,
@@ -186,9 +195,11 @@ def test_reservation_bounds_every_bill_that_honours_max_tokens(
     prompt_text += "x" * padding
     body = {"model": "p/m", "prompt": [prompt_text] * prompts, "max_tokens": max_tokens, "n": n}
     shape = shape_of_request(body)
-    bound = reservation_nano(shape, version)
-    # Any real usage: at most one token per prompt byte (+ overhead), ≤ max_tokens per choice.
-    worst = worst_case_usage(shape, version)
+    bound = reservation_nano(shape, version, search_queries_bound=3)
+    # Any real usage: at most one token per prompt byte (+ overhead), ≤ max_tokens per choice,
+    # at most the assumed searches per generation.
+    worst = worst_case_usage(shape, version, search_queries_bound=3)
+    searches = searches_per_generation * n * prompts
     prompt_tokens = worst.prompt_tokens * prompt_fill_pct // 100
     completion = max_tokens * n * prompts * output_fill_pct // 100
     cache_read = prompt_tokens * cache_read_pct // 100
