@@ -67,12 +67,19 @@ class RequestRefused(MeteringError):
     ``budget_exceeded``); the message says what to do next."""
 
     def __init__(
-        self, message: str, *, status: int, error_type: str, code: str | None = None
+        self,
+        message: str,
+        *,
+        status: int,
+        error_type: str,
+        code: str | None = None,
+        retry_after: int | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.error_type = error_type
         self.code = code
+        self.retry_after = retry_after  # seconds, sent as Retry-After (429)
 
 
 class UpstreamError(MeteringError):

@@ -15,6 +15,14 @@ are valid and before anything is sent upstream. ``admit`` either
   reservation is replaced by ``record["total_cost"]`` (nano-USD). If ``settle``
   raises, neither the record nor the settlement is committed and the client gets
   503 ``metering_unavailable`` instead of the response.
+  ``Admission.prepare(conn, records)`` — if given — runs once per recorder batch,
+  in the batch's transaction, BEFORE any record is inserted, with the records of
+  every request in the batch that carries this same hook (compared by identity).
+  It is where every row the settle hooks will change is locked, in one fixed order
+  (e.g. budgets by id), so a batch cannot deadlock against a concurrent ``admit``.
+
+``Admitter.sweep()`` (blocking; the gateway runs it in a thread at startup and
+every ``SWEEP_SECONDS``) releases what crashed processes left behind.
 
 ``AdmitAll`` (the default) admits every request and settles nothing: budgets
 and rate limits are not enforced until a real admission is plugged in through
@@ -23,7 +31,7 @@ and rate limits are not enforced until a real admission is plugged in through
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -34,6 +42,7 @@ from metering.core.pricing import PriceBook
 from metering.storage.keys import KeyInfo
 
 SettleHook = Callable[[Connection, Mapping[str, Any]], None]
+PrepareHook = Callable[[Connection, Sequence[Mapping[str, Any]]], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,10 +60,13 @@ class RequestInfo:
 @dataclass(frozen=True, slots=True)
 class Admission:
     settle: SettleHook | None = None
+    prepare: PrepareHook | None = None
 
 
 class Admitter(Protocol):
     async def admit(self, key: KeyInfo, info: RequestInfo) -> Admission: ...
+
+    def sweep(self) -> object: ...
 
 
 class AdmitAll:
@@ -62,3 +74,6 @@ class AdmitAll:
 
     async def admit(self, key: KeyInfo, info: RequestInfo) -> Admission:
         return Admission()
+
+    def sweep(self) -> None:
+        return None

@@ -8,7 +8,12 @@ the budget hook of ``metering.gateway.admission`` (402/429/403…) → forwarded
 
 Cached in memory: keys (``KeyCache``, at most ``cache_ttl`` stale) and the price
 book (reloaded every ``PRICE_REFRESH_SECONDS``). Nothing connects at import time;
-``startup`` runs on the ASGI lifespan event or on the first request.
+``startup`` runs on the ASGI lifespan event or on the first request; it sweeps
+expired budget reservations (``Admitter.sweep``) and starts the background tasks that
+refresh prices and sweep again every ``SWEEP_SECONDS``.
+
+``GET /v1/budget`` answers the calling key (401/403 as for completions) with its
+budgets, its team's and its customer's (``budget_gate.budget_payload``).
 """
 
 from __future__ import annotations
@@ -19,7 +24,9 @@ import fnmatch
 import logging
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
+import orjson
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -28,6 +35,7 @@ from metering.core.pricing import PriceBook
 from metering.errors import DatabaseUnavailable, InvalidInput, RequestRefused
 from metering.gateway.admission import AdmitAll, Admitter, RequestInfo
 from metering.gateway.auth import KeyCache, key_from_headers
+from metering.gateway.budget_gate import budget_payload
 from metering.gateway.proxy import Call, Proxy
 from metering.gateway.recorder import RecordWriter
 from metering.gateway.requests import (
@@ -43,6 +51,8 @@ from metering.storage.prices import load_price_book
 log = logging.getLogger("metering.gateway")
 
 PRICE_REFRESH_SECONDS = 10.0
+SWEEP_SECONDS = 60.0  # expired reservations are released at startup and this often
+BUDGET_PATH = "/v1/budget"
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,10 +69,18 @@ ROUTES = {
 
 
 class Refused(Exception):
-    def __init__(self, status: int, error_type: str, message: str) -> None:
+    def __init__(
+        self, status: int, error_type: str, message: str, *, retry_after: int | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.error_type = error_type
+        self.retry_after = retry_after
+
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        if self.retry_after is None:
+            return []
+        return [(b"retry-after", str(self.retry_after).encode())]
 
 
 class PriceCache:
@@ -93,6 +111,7 @@ class GatewayApp:
         upstream: UpstreamClient,
         *,
         admission: Admitter | None = None,
+        sweep_seconds: float = SWEEP_SECONDS,
     ) -> None:
         self.settings = settings
         self.engine = engine
@@ -104,8 +123,9 @@ class GatewayApp:
         self.proxy = Proxy(
             upstream, self.writer, self.prices, billing_policy=settings.billing_policy
         )
+        self.sweep_seconds = sweep_seconds
         self._started = False
-        self._refresher: asyncio.Task[None] | None = None
+        self._background: list[asyncio.Task[None]] = []
 
     # ---- lifecycle -------------------------------------------------------------------
 
@@ -118,15 +138,32 @@ class GatewayApp:
         except SQLAlchemyError as exc:
             log.error("price book not loaded at startup: %s", exc)
         self.writer.start()
-        self._refresher = asyncio.get_running_loop().create_task(
-            self.prices.refresh_forever(PRICE_REFRESH_SECONDS)
-        )
+        await self.sweep()
+        loop = asyncio.get_running_loop()
+        self._background = [
+            loop.create_task(self.prices.refresh_forever(PRICE_REFRESH_SECONDS)),
+            loop.create_task(self._sweep_forever(self.sweep_seconds)),
+        ]
+
+    async def sweep(self) -> None:
+        """Release what crashed processes left (expired reservations): at startup and
+        every ``sweep_seconds``. A failure is logged; the next sweep tries again."""
+        try:
+            await asyncio.to_thread(self.admission.sweep)
+        except SQLAlchemyError as exc:
+            log.warning("reservation sweep failed (retried later): %s", exc)
+
+    async def _sweep_forever(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            await self.sweep()
 
     async def shutdown(self) -> None:
-        if self._refresher is not None:
-            self._refresher.cancel()
+        for task in self._background:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._refresher
+                await task
+        self._background = []
         await self.writer.close()
         await self.upstream.close()
         self._started = False
@@ -159,7 +196,9 @@ class GatewayApp:
             await self._completion(route, scope, receive, send)
         elif path == "/health" and method in ("GET", "HEAD"):
             await self._health(send)
-        elif route is not None or path == "/health":
+        elif path == BUDGET_PATH and method == "GET":
+            await self._budget(scope, send)
+        elif route is not None or path in ("/health", BUDGET_PATH):
             await send_error(send, 405, "method_not_allowed", f"{method} is not allowed on {path}")
         else:
             await send_error(send, 404, "not_found", f"no endpoint {path}")
@@ -171,6 +210,26 @@ class GatewayApp:
             await send_error(
                 send, 503, "metering_unavailable", "the metering database is unreachable"
             )
+
+    async def _budget(self, scope: Scope, send: Send) -> None:
+        """``GET /v1/budget``: the calling key's budgets (and its team's and customer's)."""
+        try:
+            key = await self._authenticate(scope)
+        except Refused as exc:
+            await send_error(send, exc.status, exc.error_type, str(exc))
+            return
+
+        def read() -> dict[str, Any]:
+            with self.engine.connect() as conn:
+                return budget_payload(conn, key, now=utcnow())
+
+        try:
+            payload = await asyncio.to_thread(read)
+        except SQLAlchemyError as exc:
+            log.error("budget status not read: %s", exc)
+            await send_error(send, 503, "metering_unavailable", _DB_DOWN)
+            return
+        await send_bytes(send, 200, orjson.dumps(payload))
 
     async def _database_ok(self) -> bool:
         def probe() -> None:
@@ -189,7 +248,7 @@ class GatewayApp:
             call = await self._admit(route, scope, receive)
         except Refused as exc:
             log.info("refused %s: %d %s: %s", route.path, exc.status, exc.error_type, exc)
-            await send_error(send, exc.status, exc.error_type, str(exc))
+            await send_error(send, exc.status, exc.error_type, str(exc), headers=exc.headers())
             return
         if call.stream:
             await self.proxy.stream(call, send, receive)
@@ -229,7 +288,9 @@ class GatewayApp:
         try:
             admission = await self.admission.admit(key, info)
         except RequestRefused as exc:
-            raise Refused(exc.status, exc.error_type, str(exc)) from None
+            raise Refused(
+                exc.status, exc.error_type, str(exc), retry_after=exc.retry_after
+            ) from None
         except DatabaseUnavailable:
             raise Refused(503, "metering_unavailable", _DB_DOWN) from None
         call = Call(
@@ -315,6 +376,7 @@ def create_app(
     upstream: UpstreamClient | None = None,
     *,
     admission: Admitter | None = None,
+    sweep_seconds: float = SWEEP_SECONDS,
 ) -> GatewayApp:
     """The ASGI app. ``upstream`` defaults to an aiohttp client for ``settings.upstream_url``."""
     if upstream is None:
@@ -324,4 +386,4 @@ def create_app(
             api_key=key.get_secret_value() if key is not None else None,
             timeout=settings.upstream_timeout,
         )
-    return GatewayApp(settings, engine, upstream, admission=admission)
+    return GatewayApp(settings, engine, upstream, admission=admission, sweep_seconds=sweep_seconds)

@@ -4,11 +4,13 @@ Each finished request calls ``await writer.write(record, settle)`` and waits for
 its own commit. Requests that finish while a commit is running queue up and go
 into the next transaction together, so under load one transaction (one thread
 hop, one ``write_records`` batch) carries many records. Per batch, in ONE
-transaction: ``write_records`` (idempotent insert + daily rollup), then for each
-record actually inserted its ``settle(conn, record)`` hook (the budget seam, see
-``admission``). If the batch fails, each record is retried in a transaction of
-its own, so one bad record (e.g. a failing settle hook) cannot sink the others;
-its caller gets the exception.
+transaction: each distinct ``prepare(conn, records)`` hook once (it locks, in one
+fixed order, every budget row the batch will settle — the batch then cannot deadlock
+against a concurrent reservation on PostgreSQL), ``write_records`` (idempotent insert
++ daily rollup), then for each record actually inserted its ``settle(conn, record)``
+hook (the budget seam, see ``admission``). If the batch fails, each record is
+retried in a transaction of its own, so one bad record (e.g. a failing settle hook)
+cannot sink the others; its caller gets the exception.
 
 ``write`` returns True if the record was inserted, False if its ``request_id``
 was already stored (a replay: nothing is counted twice).
@@ -24,11 +26,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from metering.errors import DatabaseUnavailable
-from metering.gateway.admission import SettleHook
+from metering.gateway.admission import PrepareHook, SettleHook
 from metering.storage.records import write_records
 
 log = logging.getLogger("metering.gateway")
@@ -40,6 +42,7 @@ MAX_BATCH = 500
 class _Pending:
     record: Mapping[str, Any]
     settle: SettleHook | None
+    prepare: PrepareHook | None
     done: asyncio.Future[bool]
 
 
@@ -59,12 +62,17 @@ class RecordWriter:
             self._executor = ThreadPoolExecutor(1, thread_name_prefix="metering-recorder")
             self._task = asyncio.get_running_loop().create_task(self._run())
 
-    async def write(self, record: Mapping[str, Any], settle: SettleHook | None = None) -> bool:
-        """Commit ``record`` (and run ``settle`` in its transaction); wait for it."""
+    async def write(
+        self,
+        record: Mapping[str, Any],
+        settle: SettleHook | None = None,
+        prepare: PrepareHook | None = None,
+    ) -> bool:
+        """Commit ``record`` (``prepare`` and ``settle`` in its transaction); wait for it."""
         self.start()
         assert self._wakeup is not None
         done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Pending(record, settle, done))
+        self._queue.append(_Pending(record, settle, prepare, done))
         self._wakeup.set()
         # The commit goes on even if the request is cancelled meanwhile.
         return await asyncio.shield(done)
@@ -126,8 +134,19 @@ class RecordWriter:
 
     def _transaction(self, batch: list[_Pending]) -> list[bool]:
         with self._engine.begin() as conn:
+            _prepare(conn, batch)
             inserted = set(write_records(conn, [item.record for item in batch]))
             for item in batch:
                 if item.settle is not None and item.record["request_id"] in inserted:
                     item.settle(conn, item.record)
         return [item.record["request_id"] in inserted for item in batch]
+
+
+def _prepare(conn: Connection, batch: list[_Pending]) -> None:
+    """Each distinct prepare hook once, with the records of the items that carry it."""
+    groups: dict[int, tuple[PrepareHook, list[Mapping[str, Any]]]] = {}
+    for item in batch:
+        if item.prepare is not None:
+            groups.setdefault(id(item.prepare), (item.prepare, []))[1].append(item.record)
+    for hook, records in groups.values():
+        hook(conn, records)

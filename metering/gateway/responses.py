@@ -33,8 +33,13 @@ def error_body(status: int, error_type: str, message: str, code: str | None = No
     )
 
 
-def _headers(content_type: bytes, length: int | None, request_id: str | None) -> list[Any]:
-    headers: list[Any] = [(b"content-type", content_type)]
+def _headers(
+    content_type: bytes,
+    length: int | None,
+    request_id: str | None,
+    extra: list[tuple[bytes, bytes]] | None = None,
+) -> list[Any]:
+    headers: list[Any] = [(b"content-type", content_type), *(extra or ())]
     if length is not None:
         headers.append((b"content-length", str(length).encode()))
     if request_id is not None:
@@ -49,12 +54,13 @@ async def send_bytes(
     *,
     content_type: bytes = JSON_TYPE,
     request_id: str | None = None,
+    headers: list[tuple[bytes, bytes]] | None = None,
 ) -> None:
     await send(
         {
             "type": "http.response.start",
             "status": status,
-            "headers": _headers(content_type, len(body), request_id),
+            "headers": _headers(content_type, len(body), request_id, headers),
         }
     )
     await send({"type": "http.response.body", "body": body})
@@ -68,9 +74,14 @@ async def send_error(
     *,
     code: str | None = None,
     request_id: str | None = None,
+    headers: list[tuple[bytes, bytes]] | None = None,
 ) -> None:
     await send_bytes(
-        send, status, error_body(status, error_type, message, code), request_id=request_id
+        send,
+        status,
+        error_body(status, error_type, message, code),
+        request_id=request_id,
+        headers=headers,
     )
 
 

@@ -301,3 +301,14 @@ class BudgetSettlement(Base):
 
     request_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     settled_at: Mapped[datetime] = mapped_column(DateTime())
+
+
+class RateWindow(Base):
+    """Requests and tokens of one key in one fixed one-minute window (rate limits)."""
+
+    __tablename__ = "rate_windows"
+
+    key_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    window_start: Mapped[datetime] = mapped_column(DateTime(), primary_key=True)
+    requests: Mapped[int] = mapped_column(Integer, default=0)
+    tokens: Mapped[int] = mapped_column(BigInteger, default=0)
