@@ -9,7 +9,10 @@ import click
 
 from metering.cli.context import CliContext, pass_context
 from metering.cli.output import emit, format_option
+from metering.core.money import parse_usd_to_nano
+from metering.core.periods import parse_period, parse_timezone
 from metering.errors import InvalidInput
+from metering.storage.budgets import set_budget
 from metering.storage.keys import create_key, find_key, list_keys, set_key_enabled
 
 LIST_COLUMNS = (
@@ -61,6 +64,19 @@ def keys() -> None:
 @click.option("--rpm", type=click.IntRange(min=1), default=None, help="Requests per minute.")
 @click.option("--tpm", type=click.IntRange(min=1), default=None, help="Tokens per minute.")
 @click.option("--expires", default=None, help="Expiry: YYYY-MM-DD (00:00 UTC) or ISO date-time.")
+@click.option("--budget", default=None, help="The key's own hard limit in USD per --period.")
+@click.option(
+    "--period",
+    default=None,
+    help="Budget period: daily, weekly, monthly, yearly, Nh / Nd (rolling), or never.",
+)
+@click.option(
+    "--soft",
+    type=click.IntRange(min=1, max=100),
+    default=None,
+    help="Budget soft limit, % of --budget.",
+)
+@click.option("--timezone", default="UTC", show_default=True, help="IANA zone of the budget.")
 @format_option
 @pass_context
 def keys_create(
@@ -72,10 +88,23 @@ def keys_create(
     rpm: int | None,
     tpm: int | None,
     expires: str | None,
+    budget: str | None,
+    period: str | None,
+    soft: int | None,
+    timezone: str,
     fmt: str,
 ) -> None:
-    """Create a virtual key NAME and print its secret (shown only this once)."""
+    """Create a virtual key NAME and print its secret (shown only this once); with
+    --budget and --period, the key gets its own budget in the same transaction."""
     expires_at = parse_expiry(expires)
+    if (budget is None) != (period is None):
+        raise InvalidInput("--budget and --period go together (e.g. --budget 25 --period monthly)")
+    if budget is None and (soft is not None or timezone != "UTC"):
+        raise InvalidInput("--soft and --timezone describe a budget: add --budget and --period")
+    limit_nano = parse_usd_to_nano(budget) if budget is not None else None
+    if period is not None:  # refuse a bad budget before the key exists
+        parse_period(period)
+        parse_timezone(timezone)
     with ctx.engine().begin() as conn:
         created = create_key(
             conn,
@@ -87,6 +116,17 @@ def keys_create(
             tpm_limit=tpm,
             expires_at=expires_at,
         )
+        if limit_nano is not None and period is not None:
+            set_budget(
+                conn,
+                owner_type="key",
+                owner_id=created.info.id,
+                limit_nano=limit_nano,
+                period=period,
+                timezone=timezone,
+                soft_pct=soft,
+                now=datetime.now(UTC).replace(tzinfo=None),
+            )
     info = created.info
     if fmt == "json":
         click.echo(json.dumps({"id": info.id, "name": info.name, "key": created.secret}))

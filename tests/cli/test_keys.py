@@ -60,3 +60,51 @@ def test_errors_are_one_line_and_non_zero(db_url: str) -> None:
     assert code == 1 and "no virtual key named 'missing'" in out
     code, out = run(db_url, "keys", "create", "other", "--expires", "tomorrow")
     assert code == 1 and "--expires" in out
+
+
+def test_create_with_a_budget_sets_the_keys_own_budget(db_url: str) -> None:
+    code, out = run(
+        db_url,
+        "keys",
+        "create",
+        "capped",
+        "--team",
+        "ml",
+        "--budget",
+        "12.50",
+        "--period",
+        "weekly",
+        "--soft",
+        "80",
+        "--timezone",
+        "Europe/Paris",
+        "--rpm",
+        "60",
+        "--format",
+        "json",
+    )
+    assert code == 0, out
+    assert json.loads(out)["name"] == "capped"
+    code, out = run(db_url, "budgets", "list", "--format", "json")
+    assert code == 0, out
+    [budget] = json.loads(out)
+    assert (budget["owner_type"], budget["owner"]) == ("key", "capped")
+    assert (budget["limit"], budget["period"], budget["timezone"]) == (
+        "12.5",
+        "weekly",
+        "Europe/Paris",
+    )
+    assert (budget["spent"], budget["reserved"], budget["remaining"]) == ("0", "0", "12.5")
+    code, out = run(db_url, "keys", "show", "capped", "--format", "json")
+    assert json.loads(out)[0]["rpm"] == 60
+
+
+def test_create_budget_options_are_checked_before_anything_is_created(db_url: str) -> None:
+    code, out = run(db_url, "keys", "create", "half", "--budget", "5")
+    assert code == 1 and "--budget and --period go together" in out
+    code, out = run(db_url, "keys", "create", "soft", "--soft", "50")
+    assert code == 1 and "add --budget and --period" in out
+    code, out = run(db_url, "keys", "create", "bad", "--budget", "5", "--period", "fortnightly")
+    assert code == 1 and out.count("\n") == 1
+    code, out = run(db_url, "keys", "list", "--format", "json")
+    assert json.loads(out) == []  # the refused key was rolled back with its budget
