@@ -18,6 +18,9 @@ extra body field ``"sim": {...}`` (forwarded by the proxy like any unknown field
     hold: "name"           wait until ``sim.open_gate("name")`` before the last chunk
     chunks: 4              content chunks of a stream
     cut_after: 2           close the connection after that many stream chunks
+    cut_mid_chunk: 1       send half of that stream chunk's bytes, then close the connection
+    stall_after: 1         in a stream, wait ``stall`` seconds before that chunk
+    usage: {...} | null    replace the answer's usage (null: no usage, no usage chunk)
 """
 
 from __future__ import annotations
@@ -266,7 +269,7 @@ class Simulator:
                 "model_used": model,
                 "input_tokens": usage["prompt_tokens"],
             }
-        return {
+        answer: dict[str, Any] = {
             "id": f"cmpl-sim-{next(self._ids)}",
             "object": "chat.completion" if chat else "text_completion",
             "created": 1_700_000_000,
@@ -275,6 +278,12 @@ class Simulator:
             "usage": usage,
             "extra_fields": extra,
         }
+        if "usage" in sim:  # a faulty upstream: its own (or no) usage
+            if sim["usage"] is None:
+                del answer["usage"]
+            else:
+                answer["usage"] = sim["usage"]
+        return answer
 
     async def _stream(
         self,
@@ -285,7 +294,7 @@ class Simulator:
         chat: bool,
     ) -> web.StreamResponse:
         whole = self._response({**body, "n": 1}, sim, served, chat)
-        usage = whole["usage"]
+        usage = whole.get("usage")
         content = whole["choices"][0]["message" if chat else "text"]
         text = content["content"] if chat else content
         n_chunks = max(int(sim.get("chunks", 4)), 1)
@@ -301,6 +310,8 @@ class Simulator:
                 assert request.transport is not None
                 request.transport.close()  # a cut stream: no usage, no [DONE]
                 return response
+            if sim.get("stall_after") is not None and index == int(sim["stall_after"]):
+                await asyncio.sleep(float(sim.get("stall", 1)))  # not money: seconds
             if sim.get("hold") and index == len(pieces) - 1:
                 await self._gate(str(sim["hold"])).wait()
             last = index == len(pieces) - 1
@@ -312,9 +323,15 @@ class Simulator:
                 "choices": [choice],
                 "extra_fields": {**whole["extra_fields"], "chunk_index": index},
             }
-            await response.write(b"data: " + orjson.dumps(chunk) + b"\n\n")
+            event = b"data: " + orjson.dumps(chunk) + b"\n\n"
+            if sim.get("cut_mid_chunk") is not None and index == int(sim["cut_mid_chunk"]):
+                await response.write(event[: len(event) // 2])
+                assert request.transport is not None
+                request.transport.close()  # the connection breaks inside an event
+                return response
+            await response.write(event)
         options = body.get("stream_options")
-        if isinstance(options, dict) and options.get("include_usage"):
+        if isinstance(options, dict) and options.get("include_usage") and usage is not None:
             final = {**base, "choices": [], "usage": usage, "extra_fields": whole["extra_fields"]}
             await response.write(b"data: " + orjson.dumps(final) + b"\n\n")
         await response.write(b"data: [DONE]\n\n")

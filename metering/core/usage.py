@@ -26,6 +26,10 @@ from typing import Any
 
 from metering.errors import UsageError
 
+# No single response uses a billion tokens of one kind; a larger count is a broken
+# upstream, and pricing it could overflow the 64-bit nano-USD columns.
+MAX_TOKEN_COUNT = 10**9
+
 
 @dataclass(frozen=True, slots=True)
 class UsageBuckets:
@@ -94,6 +98,11 @@ def _count(obj: Mapping[str, Any] | None, name: str, where: str) -> int:
         raise UsageError(f"usage {where}{name} must be a whole number of tokens, got {value!r}")
     if value < 0:
         raise UsageError(f"usage {where}{name} must not be negative, got {value}")
+    if value > MAX_TOKEN_COUNT:
+        raise UsageError(
+            f"usage {where}{name} = {value} is implausible (more than {MAX_TOKEN_COUNT} "
+            "tokens in one response)"
+        )
     return value
 
 

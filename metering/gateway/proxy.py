@@ -34,7 +34,13 @@ from metering.gateway.responses import (
     send_error,
     start_stream,
 )
-from metering.gateway.streaming import SseSplitter, StreamWatcher, is_usage_only
+from metering.gateway.streaming import (
+    SseSplitter,
+    StreamWatcher,
+    answer_text,
+    estimated_usage,
+    is_usage_only,
+)
 from metering.gateway.upstream import UpstreamClient
 from metering.storage.keys import KeyInfo, utcnow
 
@@ -98,11 +104,19 @@ class Proxy:
         status: str,
         http_status: int | None,
         response: Mapping[str, Any] | None = None,
-        estimated: bool = False,
         error: str | None = None,
+        answer: str | None = None,
     ) -> bool:
-        """Write the call's record; False (after logging) if it could not be committed."""
+        """Write the call's record; False (after logging) if it could not be committed.
+        ``answer``: the text the upstream generated; if the response has no usable usage
+        the record is billed from an estimate of prompt and answer (never silently $0)."""
         facts, usage_error = self._facts(call, response or {})
+        estimated = False
+        if answer is not None and (usage_error is not None or not facts.has_usage):
+            usage_error = usage_error or "the upstream sent no usage"
+            guess = estimated_usage(prompt_text(call.data), answer)
+            facts, _ = self._facts(call, {**(response or {}), "usage": guess})
+            estimated = True
         bill = bill_response(
             facts,
             self._prices.book,
@@ -191,7 +205,9 @@ class Proxy:
             message = f"upstream answered {status} with a body that is not a JSON object"
             await self._fail(call, send, 502, "upstream_error", "invalid_response", message)
             return
-        if not await self._record(call, status="success", http_status=status, response=obj):
+        if not await self._record(
+            call, status="success", http_status=status, response=obj, answer=answer_text(obj)
+        ):
             await self._unavailable(send, call)
             return
         await send_bytes(send, status, raw, request_id=call.request_id)
@@ -261,9 +277,6 @@ class Proxy:
     async def _finish_stream(self, call: Call, send: Send, state: _StreamState) -> None:
         watcher = state.watcher
         response = watcher.response()
-        estimated = watcher.usage is None
-        if estimated:
-            response["usage"] = watcher.estimated_usage(prompt_text(call.data))
         if state.error is None and watcher.error is not None:
             state.status, state.error = "upstream_error", str(watcher.error.get("message"))
         ok = await self._record(
@@ -271,8 +284,8 @@ class Proxy:
             status=state.status,
             http_status=200,
             response=response,
-            estimated=estimated,
             error=state.error,
+            answer=watcher.text(),
         )
         if state.status == "cancelled" or not state.started:
             return

@@ -6,7 +6,8 @@ in a blank line) so that each event is forwarded as soon as it is complete and
 ``StreamWatcher`` reads each event's JSON for what the record needs: the
 response id, served model/provider, the usage chunk, and the text received.
 
-Estimate of a stream that ended without usage (client gone, upstream cut): about
+Estimate of an answer without usable usage (a stream cut or abandoned, or an upstream
+that sent no usage or nonsense counts): about
 4 characters per token (``CHARS_PER_TOKEN``), prompt tokens from the prompt's
 text, completion tokens from the text received; the record is billed with
 ``cost_source = "estimated"``.
@@ -14,6 +15,7 @@ text, completion tokens from the text received; the record is billed with
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -111,14 +113,36 @@ class StreamWatcher:
             response["usage"] = self.usage
         return response
 
+    def text(self) -> str:
+        return "".join(self.text_chars)
+
     def estimated_usage(self, prompt: str) -> dict[str, int]:
-        prompt_tokens = estimate_tokens(prompt)
-        completion_tokens = estimate_tokens("".join(self.text_chars))
-        return {
-            "prompt_tokens": prompt_tokens,
-            "completion_tokens": completion_tokens,
-            "total_tokens": prompt_tokens + completion_tokens,
-        }
+        return estimated_usage(prompt, self.text())
+
+
+def estimated_usage(prompt: str, completion: str) -> dict[str, int]:
+    """A usage object estimated from the prompt's and the answer's text."""
+    prompt_tokens = estimate_tokens(prompt)
+    completion_tokens = estimate_tokens(completion)
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+    }
+
+
+def answer_text(response: Mapping[str, Any]) -> str:
+    """The generated text of a whole response (every choice), for an estimate."""
+    parts: list[str] = []
+    choices = response.get("choices")
+    for choice in choices if isinstance(choices, list) else ():
+        if not isinstance(choice, dict):
+            continue
+        message = choice.get("message")
+        text = message.get("content") if isinstance(message, dict) else choice.get("text")
+        if isinstance(text, str):
+            parts.append(text)
+    return "".join(parts)
 
 
 def is_usage_only(obj: dict[str, Any] | None) -> bool:
