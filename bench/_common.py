@@ -126,8 +126,11 @@ def drop_pg_database(name: str) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def budgeted_key(env: dict[str, str], name: str = "bench") -> str:
+def budgeted_key(env: dict[str, str], name: str = "bench", *, budget: bool = True) -> str:
     """A virtual key with a monthly budget far above what a bench can spend; its secret."""
     secret = json.loads(metering(["keys", "create", name, "--format", "json"], env))["key"]
-    metering(["budgets", "set", "--key", name, "--limit", "1000000", "--period", "monthly"], env)
+    if budget:
+        metering(
+            ["budgets", "set", "--key", name, "--limit", "1000000", "--period", "monthly"], env
+        )
     return str(secret)

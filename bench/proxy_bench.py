@@ -115,11 +115,11 @@ def measure(
 
 
 def serve_metering(
-    url: str, upstream_port: int, workdir: Path
+    url: str, upstream_port: int, workdir: Path, *, budget: bool = True
 ) -> tuple[subprocess.Popen[bytes], int, str]:
     env = dict(os.environ, METERING_DATABASE_URL=url)
     metering(["db", "upgrade"], env)
-    key = budgeted_key(env)
+    key = budgeted_key(env, budget=budget)
     port = free_port()
     proc = start(
         [
@@ -241,6 +241,9 @@ def main() -> None:
     ap.add_argument("--modes", default="plain,stream", help="plain,stream")
     ap.add_argument("--rounds", type=int, default=1, help="repeat and print medians [1]")
     ap.add_argument("--postgres", action="store_true", help="also PostgreSQL (127.0.0.1:5432)")
+    ap.add_argument(
+        "--no-budget", action="store_true", help="key without a budget (to isolate its cost)"
+    )
     ap.add_argument("--no-sqlite", action="store_true", help="skip SQLite")
     ap.add_argument("--compare-litellm", type=Path, metavar="VENV", help="a LiteLLM proxy venv")
     ap.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
@@ -267,11 +270,11 @@ def main() -> None:
         wait_port(upstream_port, upstream)
         if not args.no_sqlite:
             url = f"sqlite:///{workdir / 'bench.db'}"
-            proc, port, key = serve_metering(url, upstream_port, workdir)
+            proc, port, key = serve_metering(url, upstream_port, workdir, budget=not args.no_budget)
             servers["metering-sqlite"] = (proc, port, key, url)
         if args.postgres:
             url = create_pg_database(PG_DB)
-            proc, port, key = serve_metering(url, upstream_port, workdir)
+            proc, port, key = serve_metering(url, upstream_port, workdir, budget=not args.no_budget)
             servers["metering-postgres"] = (proc, port, key, url)
         if args.compare_litellm:
             proc, port, key = serve_litellm(args.compare_litellm, upstream_port, workdir)

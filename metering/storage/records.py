@@ -8,6 +8,7 @@ rollup = sum(records) holds whatever is replayed.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -21,19 +22,31 @@ ROLLUP_KEY = ("day", "key_id", "team_id", "customer_id", "provider", "model")
 ERROR_STATUSES_OK = frozenset({"success"})
 
 
-def _insert(conn: Connection, model: Any) -> Any:
-    return (postgresql if conn.dialect.name == "postgresql" else sqlite).insert(model)
+# Statements are built once per dialect: building ``excluded`` and the ON CONFLICT
+# clause cost more CPU than executing them (profiled: ~1.5 ms per recorded request).
+@functools.cache
+def _insert_records_stmt(dialect: str) -> Any:
+    insert = (postgresql if dialect == "postgresql" else sqlite).insert(UsageRecord)
+    return insert.on_conflict_do_nothing(index_elements=["request_id"]).returning(
+        UsageRecord.request_id
+    )
+
+
+@functools.cache
+def _upsert_rollup_stmt(dialect: str) -> Any:
+    stmt = (postgresql if dialect == "postgresql" else sqlite).insert(DailyRollup)
+    table = DailyRollup.__table__.c
+    return stmt.on_conflict_do_update(
+        index_elements=list(ROLLUP_KEY),
+        set_={c: table[c] + stmt.excluded[c] for c in ("requests", "errors", *ROLLUP_SUMS)},
+    )
 
 
 def write_records(conn: Connection, records: Sequence[Mapping[str, Any]]) -> list[str]:
     """Insert records (dicts of UsageRecord columns); returns the request_ids inserted."""
     if not records:
         return []
-    stmt = (
-        _insert(conn, UsageRecord)
-        .on_conflict_do_nothing(index_elements=["request_id"])
-        .returning(UsageRecord.request_id)
-    )
+    stmt = _insert_records_stmt(conn.dialect.name)
     inserted = {row[0] for row in conn.execute(stmt, list(records))}
     add_to_rollup(conn, (r for r in records if r["request_id"] in inserted))
     return [r["request_id"] for r in records if r["request_id"] in inserted]
@@ -65,12 +78,7 @@ def add_to_rollup(conn: Connection, records: Iterable[Mapping[str, Any]], *, sig
     if not groups:
         return
     rows = [dict(zip(ROLLUP_KEY, k, strict=True), **v) for k, v in sorted(groups.items())]
-    stmt = _insert(conn, DailyRollup)
-    table = DailyRollup.__table__.c
-    stmt = stmt.on_conflict_do_update(
-        index_elements=list(ROLLUP_KEY),
-        set_={c: table[c] + stmt.excluded[c] for c in ("requests", "errors", *ROLLUP_SUMS)},
-    )
+    stmt = _upsert_rollup_stmt(conn.dialect.name)
     # One statement per group keeps a fixed (sorted) lock order across writers.
     for row in rows:
         conn.execute(stmt, row)
