@@ -34,6 +34,7 @@ def start_server(
     *,
     log_path: Path | None = None,
     port: int | None = None,
+    extra_args: tuple[str, ...] = (),
     **env: str,
 ) -> tuple[str, subprocess.Popen[bytes]]:
     """Start ``metering serve`` and wait until its ``/health`` answers 200."""
@@ -56,6 +57,7 @@ def start_server(
                 str(port),
                 "--upstream",
                 upstream,
+                *extra_args,
             ],
             env=environ,
             stdout=log or subprocess.DEVNULL,
