@@ -89,10 +89,12 @@ class PriceCache:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self.book = PriceBook([])
+        self.loaded = False  # False until one load succeeded (e.g. started with the DB down)
 
     def load(self) -> None:
         with self._engine.connect() as conn:
             self.book = load_price_book(conn)
+        self.loaded = True
 
     async def refresh_forever(self, interval: float) -> None:
         while True:
@@ -273,6 +275,12 @@ class GatewayApp:
             )
         if not self.writer.healthy and not await self._database_ok():
             raise Refused(503, "metering_unavailable", _DB_DOWN)
+        if not self.prices.loaded:
+            # Never meter with an empty price book (every record would be unpriced).
+            try:
+                await asyncio.to_thread(self.prices.load)
+            except SQLAlchemyError:
+                raise Refused(503, "metering_unavailable", _DB_DOWN) from None
         request_id, started_at = uuid.uuid4().hex, utcnow()
         stream = request.stream is True
         info = RequestInfo(

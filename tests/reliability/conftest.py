@@ -66,7 +66,9 @@ class Gateway:
         """Nothing reserved any more; every counter equals the records."""
         with self.engine.connect() as conn:
             held = conn.execute(select(func.count()).select_from(Reservation)).scalar_one()
-            reserved = conn.execute(select(func.sum(Budget.reserved_nano))).scalar_one()
+            reserved = conn.execute(
+                select(func.coalesce(func.sum(Budget.reserved_nano), 0))
+            ).scalar_one()
             assert (held, reserved) == (0, 0)
             assert check_budget_counters(conn, now=utcnow()) == []
 
