@@ -215,26 +215,30 @@ def create_key(
         customer_id = team_customer(conn, team_id)
     secret = new_secret()
     now = utcnow()
+    # No savepoint: pysqlite's SAVEPOINT handling would let the key survive a rollback of
+    # the caller's transaction. A taken name is caught here; a concurrent creation of the
+    # same name fails the whole transaction on the unique constraint (IntegrityError below).
+    if conn.execute(select(VirtualKey.id).where(VirtualKey.name == name)).first() is not None:
+        raise Conflict(f"a key named {name!r} already exists (pick another name)")
     try:
-        with conn.begin_nested():
-            key_id = conn.execute(
-                insert(VirtualKey)
-                .values(
-                    name=name,
-                    key_hash=hash_secret(secret),
-                    key_prefix=secret[:DISPLAY_PREFIX_CHARS] + "…",
-                    team_id=team_id,
-                    customer_id=customer_id,
-                    allowed_models=json.dumps(list(allowed_models)),
-                    rpm_limit=rpm_limit,
-                    tpm_limit=tpm_limit,
-                    enabled=True,
-                    expires_at=expires_at,
-                    created_at=now,
-                    updated_at=now,
-                )
-                .returning(VirtualKey.id)
-            ).scalar_one()
+        key_id = conn.execute(
+            insert(VirtualKey)
+            .values(
+                name=name,
+                key_hash=hash_secret(secret),
+                key_prefix=secret[:DISPLAY_PREFIX_CHARS] + "…",
+                team_id=team_id,
+                customer_id=customer_id,
+                allowed_models=json.dumps(list(allowed_models)),
+                rpm_limit=rpm_limit,
+                tpm_limit=tpm_limit,
+                enabled=True,
+                expires_at=expires_at,
+                created_at=now,
+                updated_at=now,
+            )
+            .returning(VirtualKey.id)
+        ).scalar_one()
     except IntegrityError:
         raise Conflict(f"a key named {name!r} already exists (pick another name)") from None
     return CreatedKey(info=get_key(conn, int(key_id)), secret=secret)

@@ -80,3 +80,12 @@ def test_disable_enable_expiry_and_authenticate(engine: Engine) -> None:
         info = set_key_expiry(conn, "app", expires_at=now - timedelta(seconds=1))
         assert "expired" in (info.blocked_reason(now) or "")
         assert authenticate(conn, created.secret) == info  # found; the gateway refuses it
+
+
+def test_key_creation_rolls_back_with_its_transaction(engine: Engine) -> None:
+    """A key created in a transaction that fails later is not left behind (no savepoint leak)."""
+    with pytest.raises(RuntimeError), engine.begin() as conn:
+        create_key(conn, name="ephemeral")  # no new team: nothing else began the transaction
+        raise RuntimeError("something later in the same transaction failed")
+    with engine.connect() as conn, pytest.raises(NotFound):
+        find_key(conn, "ephemeral")
