@@ -52,6 +52,10 @@ def cost_columns(bill: Bill) -> dict[str, int | str | None]:
     }
 
 
+def _clip(value: str, limit: int) -> str:
+    return value if len(value) <= limit else value[: limit - 1] + "…"
+
+
 def record_values(
     *,
     request_id: str,
@@ -73,14 +77,16 @@ def record_values(
     """Every column of a usage_records row (naive-UTC timestamps, nano-USD amounts)."""
     return {
         "request_id": request_id,
-        "response_id": facts.response_id,
+        # Names and ids the upstream chose are cut to their columns' lengths, so that a
+        # strange answer can never make its record unwritable.
+        "response_id": None if facts.response_id is None else _clip(facts.response_id, 200),
         "started_at": started_at,
         "ended_at": ended_at,
         "key_id": key_id,
         "team_id": team_id,
         "customer_id": customer_id,
-        "provider": facts.provider,
-        "model": facts.model,
+        "provider": _clip(facts.provider, 100),
+        "model": _clip(facts.model, 300),
         "requested_model": requested_model,
         "request_type": request_type,
         "stream": stream,

@@ -7,20 +7,32 @@ forwarded as the client sent it (a streamed request only gains
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from metering.core.responses import split_model
+from metering.core.usage import MAX_TOKEN_COUNT
 from metering.errors import InvalidInput
+
+# Bounds that keep every admitted request recordable (the usage_records columns) and
+# its worst case finite: a longer name or a larger count is refused with 400.
+MAX_MODEL_CHARS = 300
+MAX_PROVIDER_CHARS = 100
+MAX_CHOICES = 128  # n / best_of (OpenAI's own limit)
 
 
 def _provider_model(value: str) -> str:
     try:
-        split_model(value)
+        provider, _ = split_model(value)
     except InvalidInput as exc:
         raise ValueError(str(exc)) from None
+    if len(value) > MAX_MODEL_CHARS or len(provider) > MAX_PROVIDER_CHARS:
+        raise ValueError(
+            f"model names are at most {MAX_MODEL_CHARS} characters "
+            f"(provider at most {MAX_PROVIDER_CHARS})"
+        )
     return value
 
 
@@ -33,8 +45,8 @@ class _Common(BaseModel):
     frequency_penalty: float | None = None
     logit_bias: dict[str, float] | None = None
     logprobs: int | bool | None = None
-    max_tokens: int | None = None
-    n: int | None = None
+    max_tokens: Annotated[int, Field(ge=1, le=MAX_TOKEN_COUNT)] | None = None
+    n: Annotated[int, Field(ge=1, le=MAX_CHOICES)] | None = None
     presence_penalty: float | None = None
     seed: int | None = None
     stop: str | list[str] | None = None
@@ -60,7 +72,7 @@ class CompletionRequest(_Common):
     """``POST /v1/completions`` (seed)."""
 
     prompt: str | list[str]
-    best_of: int | None = None
+    best_of: Annotated[int, Field(ge=1, le=MAX_CHOICES)] | None = None
     echo: bool | None = None
     suffix: str | None = None
 
@@ -76,7 +88,7 @@ class ChatCompletionRequest(_Common):
     """``POST /v1/chat/completions`` (OpenAI chat shape)."""
 
     messages: list[ChatMessage]
-    max_completion_tokens: int | None = None
+    max_completion_tokens: Annotated[int, Field(ge=1, le=MAX_TOKEN_COUNT)] | None = None
     top_logprobs: int | None = None
 
 

@@ -73,8 +73,8 @@ class Gateway:
             assert check_budget_counters(conn, now=utcnow()) == []
 
 
-@pytest.fixture
-async def gateway(engine: Engine, simulator: Simulator) -> AsyncIterator[Gateway]:
+def new_gateway(engine: Engine, simulator: Simulator) -> Gateway:
+    """A key in team "ml" of customer "acme", the key and the team under $100 budgets."""
     with engine.begin() as conn:
         created = create_key(conn, name="app", team="ml", customer="acme")
         now = utcnow()
@@ -88,7 +88,12 @@ async def gateway(engine: Engine, simulator: Simulator) -> AsyncIterator[Gateway
                 period="monthly",
                 now=now,
             )
-    made = Gateway(engine, simulator, created.secret)
+    return Gateway(engine, simulator, created.secret)
+
+
+@pytest.fixture
+async def gateway(engine: Engine, simulator: Simulator) -> AsyncIterator[Gateway]:
+    made = new_gateway(engine, simulator)
     yield made
     for app in made.apps:
         await app.shutdown()
