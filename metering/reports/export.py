@@ -18,11 +18,20 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, func, literal_column, select
 
 from metering.core.money import format_usd
 from metering.reports.common import DayWindow, Names, load_names, parse_month
-from metering.storage.models import COST_COLUMNS, TOKEN_COLUMNS, DailyRollup, UsageRecord
+from metering.reports.csv_sql import CsvSql
+from metering.storage.models import (
+    COST_COLUMNS,
+    TOKEN_COLUMNS,
+    Customer,
+    DailyRollup,
+    Team,
+    UsageRecord,
+    VirtualKey,
+)
 
 Detail = Literal["summary", "requests"]
 CHUNK_ROWS = 5_000  # rows fetched per round trip; memory stays bounded by this
@@ -146,6 +155,79 @@ def request_rows(conn: Connection, window: DayWindow, names: Names) -> Iterator[
         yield out
 
 
+def _request_line_sql(conn: Connection) -> str:
+    """SQL rendering one CSV line of REQUEST_COLUMNS per record (see ``csv_sql``)."""
+    sql = CsvSql(conn.dialect.name)
+    u, k, t, c = "usage_records.", "virtual_keys.", "teams.", "customers."
+    names = {
+        "key": sql.text(f"coalesce({k}name, '#' || CAST({u}key_id AS TEXT))"),
+        "team": sql.text(
+            f"CASE WHEN {u}team_id <> 0 THEN coalesce({t}name, '#' || CAST({u}team_id AS TEXT)) END"
+        ),
+        "customer": sql.text(
+            f"CASE WHEN {u}customer_id <> 0 "
+            f"THEN coalesce({c}name, '#' || CAST({u}customer_id AS TEXT)) END"
+        ),
+    }
+    cells = []
+    for column in REQUEST_COLUMNS:
+        if column in names:
+            cells.append(names[column])
+        elif column in MONEY_COLUMNS:
+            cells.append(sql.usd(u + column))
+        elif column in ("started_at", "ended_at"):
+            cells.append(sql.timestamp(u + column))
+        elif column == "stream":
+            cells.append(sql.boolean(u + column))
+        elif column in TOKEN_COLUMNS:
+            cells.append(sql.integer(u + column))
+        elif column in ("http_status", "latency_ms", "price_version_id"):
+            cells.append(sql.integer(u + column, nullable=True))
+        else:
+            cells.append(sql.text(u + column))
+    return " || ',' || ".join(cells)
+
+
+def request_lines(conn: Connection, window: DayWindow) -> Iterator[list[tuple[Any, ...]]]:
+    """Chunks of (CSV line, *COST_COLUMNS as ints) per request, in (started_at, id) order.
+
+    The database renders the line; the costs come back as integers for the totals."""
+    u = UsageRecord
+    query = (
+        select(
+            literal_column(_request_line_sql(conn)).label("line"),
+            *(getattr(u, col) for col in COST_COLUMNS),
+        )
+        .select_from(u)
+        .outerjoin(VirtualKey, VirtualKey.id == u.key_id)
+        .outerjoin(Team, Team.id == u.team_id)
+        .outerjoin(Customer, Customer.id == u.customer_id)
+        .where(*window.where_instant(u.started_at))
+        .order_by(u.started_at, u.id)
+    )
+    result = conn.execution_options(stream_results=True).execute(query)
+    for chunk in result.partitions(CHUNK_ROWS):
+        yield list(chunk)
+
+
+def _write_request_lines(
+    conn: Connection,
+    window: DayWindow,
+    fh: Any,
+    result: ExportResult,
+    progress: Callable[[int], None] | None,
+) -> None:
+    for chunk in request_lines(conn, window):
+        columns = list(zip(*chunk, strict=True))
+        fh.write("\n".join(columns[0]))
+        fh.write("\n")
+        for name, values in zip(COST_COLUMNS, columns[1:], strict=True):
+            result.totals[name] += sum(int(v) for v in values)
+        result.rows += len(chunk)
+        if progress is not None:
+            progress(len(chunk))
+
+
 def _cell(column: str, value: Any) -> str:
     if value is None:
         return ""
@@ -167,12 +249,6 @@ def write_export(
     """Write the month's CSV to ``out`` (atomically: a temporary file renamed into place)."""
     window = parse_month(month)
     path = out if out is not None else default_path(month, detail)
-    names = load_names(conn)
-    rows = (
-        request_rows(conn, window, names)
-        if detail == "requests"
-        else summary_rows(conn, window, names)
-    )
     columns = REQUEST_COLUMNS if detail == "requests" else SUMMARY_COLUMNS
     result = ExportResult(path=path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -181,21 +257,34 @@ def write_export(
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
             writer = csv.writer(fh, lineterminator="\n")
             writer.writerow(columns)
-            pending = 0
-            for row in rows:
-                writer.writerow([_cell(c, row.get(c)) for c in columns])
-                _add_totals(result, row)
-                pending += 1
-                if progress is not None and pending == CHUNK_ROWS:
-                    progress(pending)
-                    pending = 0
-            if progress is not None and pending:
-                progress(pending)
+            if detail == "requests":
+                _write_request_lines(conn, window, fh, result, progress)
+            else:
+                _write_rows(writer, summary_rows(conn, window, load_names(conn)), result, progress)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return result
+
+
+def _write_rows(
+    writer: Any,
+    rows: Iterator[dict[str, Any]],
+    result: ExportResult,
+    progress: Callable[[int], None] | None,
+) -> None:
+    """Rows rendered cell by cell in Python (the summary, a few thousand rows)."""
+    pending = 0
+    for row in rows:
+        writer.writerow([_cell(c, row.get(c)) for c in SUMMARY_COLUMNS])
+        _add_totals(result, row)
+        pending += 1
+        if progress is not None and pending == CHUNK_ROWS:
+            progress(pending)
+            pending = 0
+    if progress is not None and pending:
+        progress(pending)
 
 
 def _add_totals(result: ExportResult, row: Mapping[str, Any]) -> None:

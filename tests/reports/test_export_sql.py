@@ -1,0 +1,75 @@
+"""The per-request CSV is rendered by the database (``csv_sql``); it must be byte-identical
+to the cell-by-cell Python rendering (``request_rows`` + ``csv.writer``), on awkward
+values too: names with commas, quotes and line breaks, negative adjustments, whole
+dollars, single nano-dollars, NULL reported cost and latency, the epoch of a day."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, update
+
+from metering.reports.common import load_names, parse_month
+from metering.reports.export import REQUEST_COLUMNS, _cell, request_rows, write_export
+from metering.storage.models import COST_COLUMNS, Team, UsageRecord, VirtualKey
+from metering.storage.records import write_records
+from tests.reports.factory import Org
+
+
+def _python_rendering(engine: Engine) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(REQUEST_COLUMNS)
+    with engine.connect() as conn:
+        for row in request_rows(conn, parse_month("2026-11"), load_names(conn)):
+            writer.writerow([_cell(c, row.get(c)) for c in REQUEST_COLUMNS])
+    return out.getvalue()
+
+
+def _awkward(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    base = next(r for r in records if r["started_at"].month == 11)
+    amounts = (
+        -1,
+        -1_000_000_000,
+        -2_500_000_001,
+        1,
+        7_000_000_000,
+        123_456_789_012,
+        999_999_999,
+    )
+    out = []
+    for i, amount in enumerate(amounts):
+        rec = dict(base, request_id=f"awkward-{i}", started_at=datetime(2026, 11, 2, 0, 0, i))
+        rec.update(ended_at=rec["started_at"], adjustment_cost=amount, reported_cost=None)
+        rec.update(total_cost=amount, computed_cost=amount if i % 2 else None, latency_ms=None)
+        rec.update(model=f'm,"odd"\n{i}', cache_hit_type="semantic" if i % 2 else None)
+        rec.update(stream=bool(i % 2), http_status=None if i == 3 else 200)
+        out.append(rec)
+    return out
+
+
+def test_sql_lines_equal_python_cells(
+    engine: Engine, month_data: tuple[Org, list[dict[str, Any]]], tmp_path: Path
+) -> None:
+    _, records = month_data
+    with engine.begin() as conn:
+        write_records(conn, _awkward(records))
+        conn.execute(update(VirtualKey).where(VirtualKey.id == 1).values(name='al,"ice"'))
+        conn.execute(update(Team).where(Team.id == 2).values(name="m\nl"))
+        # a team id whose row is gone is shown as #id, like the Python rendering does
+        conn.execute(
+            update(UsageRecord).where(UsageRecord.request_id == "awkward-0").values(team_id=99)
+        )
+    with engine.connect() as conn:
+        result = write_export(conn, month="2026-11", detail="requests", out=tmp_path / "r.csv")
+    expected = _python_rendering(engine)
+    assert (tmp_path / "r.csv").read_text(encoding="utf-8") == expected
+    rows = list(csv.DictReader(io.StringIO(expected)))
+    assert result.rows == len(rows)
+    november = [r for r in records if r["started_at"].month == 11] + _awkward(records)
+    for column in COST_COLUMNS:
+        assert result.totals[column] == sum(int(r[column]) for r in november), column
