@@ -134,3 +134,23 @@ def budgeted_key(env: dict[str, str], name: str = "bench", *, budget: bool = Tru
             ["budgets", "set", "--key", name, "--limit", "1000000", "--period", "monthly"], env
         )
     return str(secret)
+
+
+def timed_metering(
+    args: Sequence[str], env: dict[str, str], out: Path
+) -> tuple[float, int, str]:  # not money: seconds
+    """Run ``metering ARGS`` (stdout to ``out``): wall seconds, its peak RSS in MB (wait4),
+    the last line it printed."""
+    t0 = time.perf_counter()
+    with open(out, "wb") as fh, open(out.with_suffix(".err"), "wb") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "metering", *args], env=env, stdout=fh, stderr=err
+        )
+        _pid, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t0
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        message = out.with_suffix(".err").read_text()[-2000:]
+        raise RuntimeError(f"metering {' '.join(args)} failed: {message}")
+    lines = out.read_text().strip().splitlines()
+    return wall, usage.ru_maxrss // 1024, lines[-1] if lines else ""

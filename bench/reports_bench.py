@@ -19,13 +19,11 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-from _common import create_pg_database, drop_pg_database, metering
+from _common import create_pg_database, drop_pg_database, metering, timed_metering
 from reports_data import build_rollup, create_models, create_owners, insert_records
 from sqlalchemy import text
 
@@ -75,22 +73,6 @@ def check_rollup(url: str) -> tuple[int, int, int]:
         rollups = conn.execute(text("SELECT sum(total_cost) FROM daily_rollups")).scalar_one()
     engine.dispose()
     return int(n), int(records), int(rollups)
-
-
-def timed(args: list[str], env: dict[str, str], out: Path) -> tuple[float, int, str]:
-    """Run ``metering ARGS``: (wall seconds, peak RSS in MB, last line of stdout)."""
-    t0 = time.perf_counter()
-    with open(out, "wb") as fh:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "metering", *args], env=env, stdout=fh, stderr=subprocess.PIPE
-        )
-        _pid, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - t0
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
-        raise RuntimeError(f"metering {' '.join(args)} failed: {proc.stderr.read().decode()}")  # type: ignore[union-attr]
-    lines = out.read_bytes().decode().strip().splitlines()
-    return wall, usage.ru_maxrss // 1024, lines[-1] if lines else ""
 
 
 def main() -> None:
@@ -145,7 +127,7 @@ def main() -> None:
         )
         print(f"{'command':58} {'wall s':>8} {'peak RSS MB':>11}  output")
         for cmd in commands:
-            runs = [timed(cmd, env, workdir / "stdout.txt") for _ in range(args.repeat)]
+            runs = [timed_metering(cmd, env, workdir / "stdout.txt") for _ in range(args.repeat)]
             walls = sorted(r[0] for r in runs)
             wall = f"{walls[0]:.2f}" if len(walls) == 1 else f"{walls[0]:.2f}-{walls[-1]:.2f}"
             shown = " ".join(c for c in cmd if not c.startswith(str(workdir)))

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 from sqlalchemy import Connection, Engine
 
 from metering.core.billing import BillingPolicy
@@ -29,7 +30,7 @@ from metering.storage.keys import KeyInfo, find_key
 from metering.storage.prices import load_price_book
 from metering.storage.records import write_records
 
-BATCH_ROWS = 500
+BATCH_ROWS = 2_000
 MAX_REPORTED_BAD = 1_000  # bad lines kept with their reason; all are counted
 MAX_REQUEST_ID = 64
 
@@ -103,10 +104,18 @@ class _Context:
         return self.keys[text]
 
 
+def _parse_line(text: str) -> Any:
+    try:
+        return orjson.loads(text)  # several times faster than json
+    except orjson.JSONDecodeError:
+        # json also reads NaN and integers beyond 64 bits, and its message names the column
+        return json.loads(text)
+
+
 def build_record(ctx: _Context, text: str) -> dict[str, Any]:
     """One JSON line → the values of a usage record (raises MeteringError when unusable)."""
     try:
-        line = json.loads(text)
+        line = _parse_line(text)
     except json.JSONDecodeError as exc:
         raise InvalidInput(f"not JSON ({exc.msg} at column {exc.colno})") from None
     if not isinstance(line, dict):
