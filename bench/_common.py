@@ -136,21 +136,38 @@ def budgeted_key(env: dict[str, str], name: str = "bench", *, budget: bool = Tru
     return str(secret)
 
 
+def _peak_rss_kb(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
 def timed_metering(
     args: Sequence[str], env: dict[str, str], out: Path
 ) -> tuple[float, int, str]:  # not money: seconds
-    """Run ``metering ARGS`` (stdout to ``out``): wall seconds, its peak RSS in MB (wait4),
-    the last line it printed."""
+    """Run ``metering ARGS`` (stdout to ``out``): wall seconds, its peak RSS in MB, the last
+    line it printed. The peak is the child's VmHWM polled every 20 ms (rusage's maxrss
+    would count the parent's memory the child had between fork and exec)."""
     t0 = time.perf_counter()
+    peak = 0
     with open(out, "wb") as fh, open(out.with_suffix(".err"), "wb") as err:
         proc = subprocess.Popen(
             [sys.executable, "-m", "metering", *args], env=env, stdout=fh, stderr=err
         )
-        _pid, status, usage = os.wait4(proc.pid, 0)
+        while True:
+            pid, status, _usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            peak = max(peak, _peak_rss_kb(proc.pid))
+            time.sleep(0.02)
     wall = time.perf_counter() - t0
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         message = out.with_suffix(".err").read_text()[-2000:]
         raise RuntimeError(f"metering {' '.join(args)} failed: {message}")
     lines = out.read_text().strip().splitlines()
-    return wall, usage.ru_maxrss // 1024, lines[-1] if lines else ""
+    return wall, peak // 1024, lines[-1] if lines else ""
