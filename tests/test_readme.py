@@ -12,8 +12,12 @@ README = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding=
 
 
 def _command_paths(group: click.Group, prefix: str = "metering") -> list[str]:
+    """Every command path, loading lazily registered commands as `metering NAME` would."""
+    ctx = click.Context(group)
     paths = []
-    for name, command in sorted(group.commands.items()):
+    for name in group.list_commands(ctx):
+        command = group.get_command(ctx, name)
+        assert command is not None, name
         path = f"{prefix} {name}"
         if isinstance(command, click.Group):
             paths += _command_paths(command, path)

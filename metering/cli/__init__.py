@@ -1,18 +1,112 @@
-"""The ``metering`` command: one module per noun, thin commands that parse, call, print."""
+"""The ``metering`` command: one module per noun, thin commands that parse, call, print.
+
+The group knows every command's name and one-line help but imports a command's module
+(and with it pandas, matplotlib, alembic, uvicorn…) only when that command runs, so
+``metering spend`` does not pay for ``metering chart``'s imports.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
+from typing import Any, NamedTuple
 
 import click
 
-from metering import __version__
-from metering.config import DEFAULT_DATABASE_URL
 from metering.errors import MeteringError
+
+# Kept equal to metering.config.DEFAULT_DATABASE_URL (tests/cli/test_lazy.py): importing
+# the settings module would import pydantic-settings on every start.
+DEFAULT_DATABASE_URL = "sqlite:///metering.db"
+
+
+class LazyCommand(NamedTuple):
+    module: str  # metering.cli.<module>
+    attribute: str  # the click command in it
+    help: str  # its short help, as `metering --help` lists it (checked by the tests)
+
+
+COMMANDS: dict[str, LazyCommand] = {
+    "budgets": LazyCommand(
+        "budgets",
+        "budgets",
+        "Budgets of keys, teams and customers (every applicable one must allow a request).",
+    ),
+    "chart": LazyCommand(
+        "chart", "chart", "Daily spend of a month as stacked bars, titled, in USD, with a legend."
+    ),
+    "db": LazyCommand("db", "db", "Database schema."),
+    "demo": LazyCommand(
+        "demo",
+        "demo",
+        "Run the whole pipeline locally: simulated upstream, proxy, keys, traffic, report.",
+    ),
+    "export": LazyCommand(
+        "export", "export", "Write the month's cost CSV; amounts are decimal USD strings."
+    ),
+    "ingest": LazyCommand(
+        "ingest",
+        "ingest",
+        "Backfill saved responses: one JSON object a line with key (name or id), timestamp "
+        "(ISO-8601; UTC when no zone), response, and optional request_id and model.",
+    ),
+    "keys": LazyCommand(
+        "keys",
+        "keys",
+        "Virtual keys (sk-bf-…): the secret is shown once, only its hash is stored.",
+    ),
+    "prices": LazyCommand("prices", "prices", "Price sheets: import, list, show, quote."),
+    "reconcile": LazyCommand(
+        "reconcile",
+        "reconcile_command",
+        "Check rollups and budget counters against the records (exit 1 when they disagree); "
+        "list reported-vs-computed cost differences and unpriced records.",
+    ),
+    "reprice": LazyCommand(
+        "reprice",
+        "reprice_command",
+        "Recompute records' costs with the price version in force at their time: fills "
+        "unpriced records once their model has a price, applies corrected prices.",
+    ),
+    "serve": LazyCommand(
+        "serve",
+        "serve",
+        "Run the metering proxy: authenticate, meter and forward completions upstream.",
+    ),
+    "spend": LazyCommand(
+        "spend", "spend", "Requests, errors, token sums and cost components (USD) per group."
+    ),
+}
 
 
 class MeteringGroup(click.Group):
-    """Turns domain errors into one clear line on stderr and exit status 1."""
+    """Loads a command's module on first use; turns domain errors into one clear line on
+    stderr and exit status 1."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*self.commands, *COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in COMMANDS:
+            lazy = COMMANDS[cmd_name]
+            module = importlib.import_module(f"metering.cli.{lazy.module}")
+            command = getattr(module, lazy.attribute)
+            assert isinstance(command, click.Command)
+            self.add_command(command, cmd_name)
+        return self.commands.get(cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """Like click's, from the table above: listing the commands imports none of them."""
+        names = self.list_commands(ctx)
+        if not names:
+            return
+        limit = formatter.width - 6 - max(len(name) for name in names)
+        rows = []
+        for name in names:
+            # A stand-in with the listed help gives click's own shortening of it.
+            command = self.commands.get(name) or click.Command(name, help=COMMANDS[name].help)
+            rows.append((name, command.get_short_help_str(limit)))
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -21,8 +115,24 @@ class MeteringGroup(click.Group):
             raise click.ClickException(str(exc)) from None
 
 
+def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if not value or ctx.resilient_parsing:
+        return
+    from metering import __version__
+
+    click.echo(f"metering, version {__version__}")
+    ctx.exit()
+
+
 @click.group(cls=MeteringGroup)
-@click.version_option(__version__, prog_name="metering")
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_print_version,
+    help="Show the version and exit.",
+)
 @click.option(
     "--database-url",
     envvar="METERING_DATABASE_URL",
@@ -38,36 +148,3 @@ def main(ctx: click.Context, database_url: str) -> None:
     obj = CliContext(database_url=database_url)
     ctx.obj = obj
     ctx.call_on_close(obj.close)
-
-
-def _register() -> None:
-    from metering.cli import budgets as budgets_cli
-    from metering.cli import (
-        chart,
-        db,
-        demo,
-        export,
-        ingest,
-        keys,
-        prices,
-        reconcile,
-        reprice,
-        serve,
-        spend,
-    )
-
-    main.add_command(db.db)
-    main.add_command(prices.prices)
-    main.add_command(spend.spend)
-    main.add_command(export.export)
-    main.add_command(chart.chart)
-    main.add_command(reconcile.reconcile_command)
-    main.add_command(reprice.reprice_command)
-    main.add_command(ingest.ingest)
-    main.add_command(keys.keys)
-    main.add_command(serve.serve)
-    main.add_command(demo.demo)
-    main.add_command(budgets_cli.budgets)
-
-
-_register()

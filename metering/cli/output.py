@@ -27,6 +27,10 @@ def format_option(func: F) -> F:
 
 
 def _cell(value: Any) -> str:
+    if type(value) is str:  # the common cases first: listings can be thousands of rows
+        return value
+    if type(value) is int:
+        return str(value)
     if value is None:
         return ""
     if isinstance(value, bool):

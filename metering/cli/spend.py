@@ -14,10 +14,10 @@ from metering.reports.spend import (
     METRIC_COLUMNS,
     SpendFilter,
     format_metrics,
-    frame_totals,
     parse_group_by,
-    spend_frame,
+    spend_groups,
     spend_rows,
+    spend_totals,
 )
 from metering.storage.keys import find_key
 
@@ -60,12 +60,12 @@ def spend(
     with ctx.engine().connect() as conn:
         key_id = find_key(conn, key).id if key is not None else None
         filters = SpendFilter(window=window, key_id=key_id, provider=provider, model=model)
-        frame = spend_frame(conn, by=group_by, filters=filters)
-    rows = spend_rows(frame)
+        groups = spend_groups(conn, by=group_by, filters=filters)
+    rows = spend_rows(groups)
     columns = [*group_by, *METRIC_COLUMNS]
     if fmt != "table" or not group_by:
         emit(rows, fmt, columns=columns)
         return
-    footer: dict[str, Any] = format_metrics(frame_totals(frame))
+    footer: dict[str, Any] = format_metrics(spend_totals(groups))
     footer[group_by[0]] = "TOTAL"
     emit(rows, fmt, columns=columns, footer=footer)

@@ -7,11 +7,10 @@ traffic is at most 366 × keys × models rows to sum, whatever the request count
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import pandas as pd
 from sqlalchemy import Connection, and_, func, or_, select
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -88,22 +87,34 @@ def _group_expressions(conn: Connection, by: Sequence[str]) -> dict[str, Any]:
     return {name: source[name].label(f"g_{name}") for name in by}
 
 
-def _display(name: str, value: Any, names: Names) -> Any:
+def _display(name: str, names: Names) -> Callable[[Any], Any]:
+    """How a group field read from SQL is shown: names for ids, ISO text for days."""
     if name == "key":
-        return names.key(int(value))
+        return lambda value: names.key(int(value))
     if name == "team":
-        return names.team(int(value))
+        return lambda value: names.team(int(value))
     if name == "customer":
-        return names.customer(int(value))
+        return lambda value: names.customer(int(value))
     if name == "day":
-        return as_date(value).isoformat()
-    return value
+        return lambda value: as_date(value).isoformat()
+    return lambda value: value
 
 
-def spend_frame(
+def _sort_key(by: Sequence[str]) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
+    """Ascending on every group field, a missing team/customer (None) first."""
+
+    def key(rec: dict[str, Any]) -> tuple[Any, ...]:
+        return tuple((rec[name] is not None, rec[name] or "") for name in by)
+
+    return key
+
+
+def spend_groups(
     conn: Connection, *, by: Sequence[str], filters: SpendFilter | None = None
-) -> pd.DataFrame:
-    """One row per group: the group fields (display values) and int64 nano-USD / counts."""
+) -> list[dict[str, Any]]:
+    """One dict per group, sorted by the group fields: the group fields (display values),
+    then the counts, token sums and nano-USD sums as exact ints. SQL does the summing; a
+    result is at most days × keys × models rows, so plain dicts shape it."""
     filters = filters or SpendFilter()
     groups = _group_expressions(conn, by)
     sums = [func.coalesce(func.sum(getattr(DailyRollup, c)), 0).label(c) for c in METRIC_COLUMNS]
@@ -111,25 +122,24 @@ def spend_frame(
     if groups:
         query = query.group_by(*groups.values())
     names = load_names(conn) if {"key", "team", "customer"} & set(by) else Names({}, {}, {})
+    shown = [(name, _display(name, names)) for name in by]
+    width = len(by)
     records: list[dict[str, Any]] = []
     for row in conn.execute(query):
-        m = row._mapping
-        if not groups and int(m["requests"]) == 0:
+        if not groups and int(row[0]) == 0:
             break  # an aggregate without GROUP BY returns one row even when nothing matched
-        rec = {name: _display(name, m[f"g_{name}"], names) for name in by}
+        rec = {name: show(value) for (name, show), value in zip(shown, row, strict=False)}
         # PostgreSQL's SUM(bigint) is numeric (Decimal): exact, turned into int here.
-        rec.update({c: int(m[c]) for c in METRIC_COLUMNS})
+        rec.update(zip(METRIC_COLUMNS, map(int, row[width:]), strict=True))
         records.append(rec)
-    frame = pd.DataFrame.from_records(records, columns=[*by, *METRIC_COLUMNS])
-    frame = frame.astype(dict.fromkeys(METRIC_COLUMNS, "int64"))
-    if by and not frame.empty:
-        frame = frame.sort_values(list(by), na_position="first", kind="stable")
-    return frame.reset_index(drop=True)
+    if by:
+        records.sort(key=_sort_key(by))
+    return records
 
 
-def frame_totals(frame: pd.DataFrame) -> dict[str, int]:
-    """Exact column sums (int64) of the metric columns."""
-    return {c: int(frame[c].sum()) for c in METRIC_COLUMNS}
+def spend_totals(groups: Sequence[dict[str, Any]]) -> dict[str, int]:
+    """Exact sums of the metric columns over the groups."""
+    return {c: sum(int(g[c]) for g in groups) for c in METRIC_COLUMNS}
 
 
 def format_metrics(values: dict[str, Any]) -> dict[str, Any]:
@@ -142,14 +152,6 @@ def format_metrics(values: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def spend_rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    rows = []
-    for rec in frame.to_dict(orient="records"):
-        rows.append(
-            format_metrics({str(k): (None if _is_missing(v) else v) for k, v in rec.items()})
-        )
-    return rows
-
-
-def _is_missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and value != value)
+def spend_rows(groups: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The groups as output rows: costs as decimal USD strings (counts are ints already)."""
+    return [g | {c: format_usd(g[c]) for c in SPEND_COSTS} for g in groups]

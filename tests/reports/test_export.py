@@ -19,7 +19,7 @@ from metering.reports.export import (
     default_path,
     write_export,
 )
-from metering.reports.spend import SpendFilter, frame_totals, spend_frame
+from metering.reports.spend import SpendFilter, spend_groups, spend_totals
 from metering.storage.models import COST_COLUMNS, TOKEN_COLUMNS
 from tests.reports.factory import Org
 
@@ -41,8 +41,8 @@ def test_summary_totals_equal_spend_to_the_nano_dollar(
     out = tmp_path / "costs.csv"
     with engine.connect() as conn:
         result = write_export(conn, month="2026-11", out=out)
-        spend = frame_totals(
-            spend_frame(conn, by=("key",), filters=SpendFilter(window=parse_month("2026-11")))
+        spend = spend_totals(
+            spend_groups(conn, by=("key",), filters=SpendFilter(window=parse_month("2026-11")))
         )
     rows = _read(out)
     assert list(rows[0]) == list(SUMMARY_COLUMNS)

@@ -14,10 +14,10 @@ from metering.reports.spend import (
     GROUP_FIELDS,
     METRIC_COLUMNS,
     SpendFilter,
-    frame_totals,
     parse_group_by,
-    spend_frame,
+    spend_groups,
     spend_rows,
+    spend_totals,
 )
 from metering.storage.prices import load_price_book
 from metering.storage.records import write_records
@@ -47,13 +47,6 @@ def _expected(raw: pd.DataFrame, by: tuple[str, ...]) -> list[dict[str, Any]]:
     return out
 
 
-def _actual(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    return [
-        {k: (None if isinstance(v, float) and v != v else v) for k, v in rec.items()}
-        for rec in frame.to_dict(orient="records")
-    ]
-
-
 def test_spend_agrees_with_pandas_over_raw_records_every_grouping(
     engine: Engine, month_data: tuple[Org, list[dict[str, Any]]]
 ) -> None:
@@ -63,9 +56,9 @@ def test_spend_agrees_with_pandas_over_raw_records_every_grouping(
     window = SpendFilter(window=DayWindow(date(2026, 11, 1), date(2026, 11, 30)))
     with engine.connect() as conn:
         for by in GROUPINGS:
-            frame = spend_frame(conn, by=by, filters=window)
-            assert _actual(frame) == _expected(november, by), by
-            assert frame_totals(frame) == {c: int(november[c].sum()) for c in METRIC_COLUMNS}
+            groups = spend_groups(conn, by=by, filters=window)
+            assert groups == _expected(november, by), by
+            assert spend_totals(groups) == {c: int(november[c].sum()) for c in METRIC_COLUMNS}
 
 
 def test_spend_without_window_covers_everything(
@@ -74,9 +67,9 @@ def test_spend_without_window_covers_everything(
     org, records = month_data
     raw = records_frame(org, records)
     with engine.connect() as conn:
-        frame = spend_frame(conn, by=("month",))
-    assert list(frame["month"]) == ["2026-10", "2026-11", "2026-12"]
-    assert frame_totals(frame) == {c: int(raw[c].sum()) for c in METRIC_COLUMNS}
+        groups = spend_groups(conn, by=("month",))
+    assert [g["month"] for g in groups] == ["2026-10", "2026-11", "2026-12"]
+    assert spend_totals(groups) == {c: int(raw[c].sum()) for c in METRIC_COLUMNS}
 
 
 def test_generated_month_exercises_every_token_class_and_cost_source(
@@ -126,8 +119,8 @@ def test_spend_filters(
     chosen = [r for r in records if keep(r)]
     assert chosen
     with engine.connect() as conn:
-        frame = spend_frame(conn, by=("provider",), filters=filters)
-    totals = frame_totals(frame)
+        groups = spend_groups(conn, by=("provider",), filters=filters)
+    totals = spend_totals(groups)
     assert totals["requests"] == len(chosen)
     assert totals["total_cost"] == sum(r["total_cost"] for r in chosen)
     assert totals["reasoning_tokens"] == sum(r["reasoning_tokens"] for r in chosen)
@@ -162,24 +155,22 @@ def test_utc_day_boundaries(engine: Engine) -> None:
         )
         write_records(conn, [late, early])
     with engine.connect() as conn:
-        by_day = spend_frame(conn, by=("day",))
-        only_3rd = spend_frame(
+        by_day = spend_groups(conn, by=("day",))
+        only_3rd = spend_groups(
             conn, by=(), filters=SpendFilter(window=DayWindow(until=date(2026, 11, 3)))
         )
-        only_4th = spend_frame(
+        only_4th = spend_groups(
             conn, by=(), filters=SpendFilter(window=DayWindow(since=date(2026, 11, 4)))
         )
-    assert list(by_day["day"]) == ["2026-11-03", "2026-11-04"]
-    assert list(by_day["total_cost"]) == [late["total_cost"], early["total_cost"]]
-    assert frame_totals(only_3rd)["total_cost"] == late["total_cost"]
-    assert frame_totals(only_4th)["total_cost"] == early["total_cost"]
+    assert [g["day"] for g in by_day] == ["2026-11-03", "2026-11-04"]
+    assert [g["total_cost"] for g in by_day] == [late["total_cost"], early["total_cost"]]
+    assert spend_totals(only_3rd)["total_cost"] == late["total_cost"]
+    assert spend_totals(only_4th)["total_cost"] == early["total_cost"]
 
 
 def test_spend_rows_are_decimal_strings() -> None:
-    frame = pd.DataFrame(
-        [{"provider": "openai", **dict.fromkeys(METRIC_COLUMNS, 0), "total_cost": 7_250_000}]
-    ).astype(dict.fromkeys(METRIC_COLUMNS, "int64"))
-    (row,) = spend_rows(frame)
+    groups = [{"provider": "openai", **dict.fromkeys(METRIC_COLUMNS, 0), "total_cost": 7_250_000}]
+    (row,) = spend_rows(groups)
     assert row["total_cost"] == "0.00725"
     assert row["input_cost"] == "0"
     assert row["requests"] == 0 and isinstance(row["requests"], int)
@@ -187,8 +178,8 @@ def test_spend_rows_are_decimal_strings() -> None:
 
 def test_empty_database_gives_no_rows(engine: Engine) -> None:
     with engine.connect() as conn:
-        assert spend_frame(conn, by=("key",)).empty
-        assert spend_frame(conn, by=()).empty
+        assert spend_groups(conn, by=("key",)) == []
+        assert spend_groups(conn, by=()) == []
 
 
 def test_group_by_parsing() -> None:

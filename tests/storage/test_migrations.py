@@ -11,8 +11,16 @@ from alembic import command
 from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import make_url
 
+from metering.errors import DatabaseUnavailable
 from metering.storage.engine import make_engine
-from metering.storage.migrate import alembic_config, current_revision, head_revision, upgrade
+from metering.storage.migrate import (
+    SCHEMA_REVISION,
+    alembic_config,
+    current_revision,
+    ensure_schema,
+    head_revision,
+    upgrade,
+)
 from metering.storage.models import Base
 from metering.storage.prices import sync_shipped_sheets
 
@@ -63,5 +71,26 @@ def test_upgrade_keeps_rows(empty_db_url: str) -> None:
         with engine.connect() as conn:
             count = conn.execute(text("select count(*) from price_versions")).scalar_one()
         assert count == len(added)
+    finally:
+        engine.dispose()
+
+
+def test_schema_revision_is_the_head_of_the_migrations(tmp_path: Path) -> None:
+    """ensure_schema's one-SELECT check trusts SCHEMA_REVISION: a new revision updates it."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'head.db'}")
+    try:
+        assert head_revision(engine) == SCHEMA_REVISION
+    finally:
+        engine.dispose()
+
+
+def test_open_database_refuses_an_outdated_schema(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    try:
+        upgrade(engine, "0001")
+        with pytest.raises(DatabaseUnavailable, match="run `metering db upgrade`"):
+            ensure_schema(engine)
+        upgrade(engine)
+        ensure_schema(engine)
     finally:
         engine.dispose()
