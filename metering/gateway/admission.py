@@ -20,6 +20,13 @@ are valid and before anything is sent upstream. ``admit`` either
   every request in the batch that carries this same hook (compared by identity).
   It is where every row the settle hooks will change is locked, in one fixed order
   (e.g. budgets by id), so a batch cannot deadlock against a concurrent ``admit``.
+  It may return a ``BatchHook``: its ``finish(conn)`` runs after every settle hook of
+  the batch, still in its transaction (settle hooks may leave their work to it, so a
+  batch changes each budget row once).
+
+An admitter that has an ``attach(writer)`` method is given the gateway's
+``RecordWriter`` when the app is made: its own writes can then go through the same
+single writer thread (``RecordWriter.lane``/``submit``).
 
 ``Admitter.sweep()`` (blocking; the gateway runs it in a thread at startup and
 every ``SWEEP_SECONDS``) releases what crashed processes left behind.
@@ -41,8 +48,13 @@ from sqlalchemy import Connection
 from metering.core.pricing import PriceBook
 from metering.storage.keys import KeyInfo
 
+
+class BatchHook(Protocol):
+    def finish(self, conn: Connection) -> None: ...
+
+
 SettleHook = Callable[[Connection, Mapping[str, Any]], None]
-PrepareHook = Callable[[Connection, Sequence[Mapping[str, Any]]], None]
+PrepareHook = Callable[[Connection, Sequence[Mapping[str, Any]]], BatchHook | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +67,9 @@ class RequestInfo:
     body: Mapping[str, Any]  # the parsed JSON body (max_tokens, n, best_of, prompt…)
     body_bytes: int
     prices: PriceBook  # the gateway's cached price book
+    # Whether a budget applies to the key, its team or customer, as cached with the key
+    # (at most ``cache_ttl`` stale); None: not known.
+    has_budget: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,11 +31,11 @@ from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from metering.config import Settings
-from metering.core.pricing import PriceBook
 from metering.errors import DatabaseUnavailable, InvalidInput, RequestRefused
 from metering.gateway.admission import AdmitAll, Admitter, RequestInfo
 from metering.gateway.auth import KeyCache, key_from_headers
 from metering.gateway.budget_gate import budget_payload
+from metering.gateway.price_cache import PriceCache
 from metering.gateway.proxy import Call, Proxy
 from metering.gateway.recorder import RecordWriter
 from metering.gateway.requests import (
@@ -46,7 +46,6 @@ from metering.gateway.requests import (
 from metering.gateway.responses import Receive, Scope, Send, header, send_bytes, send_error
 from metering.gateway.upstream import AiohttpUpstream, UpstreamClient
 from metering.storage.keys import KeyInfo, utcnow
-from metering.storage.prices import load_price_book
 
 log = logging.getLogger("metering.gateway")
 
@@ -83,28 +82,6 @@ class Refused(Exception):
         return [(b"retry-after", str(self.retry_after).encode())]
 
 
-class PriceCache:
-    """The price book in memory, reloaded in the background."""
-
-    def __init__(self, engine: Engine) -> None:
-        self._engine = engine
-        self.book = PriceBook([])
-        self.loaded = False  # False until one load succeeded (e.g. started with the DB down)
-
-    def load(self) -> None:
-        with self._engine.connect() as conn:
-            self.book = load_price_book(conn)
-        self.loaded = True
-
-    async def refresh_forever(self, interval: float) -> None:
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                await asyncio.to_thread(self.load)
-            except SQLAlchemyError as exc:
-                log.warning("price book not refreshed (kept the previous one): %s", exc)
-
-
 class GatewayApp:
     def __init__(
         self,
@@ -122,6 +99,9 @@ class GatewayApp:
         self.keys = KeyCache(engine, ttl=settings.cache_ttl)
         self.prices = PriceCache(engine)
         self.writer = RecordWriter(engine)
+        attach = getattr(self.admission, "attach", None)
+        if attach is not None:  # reservations go through the same single writer
+            attach(self.writer)
         self.proxy = Proxy(
             upstream, self.writer, self.prices, billing_policy=settings.billing_policy
         )
@@ -292,6 +272,7 @@ class GatewayApp:
             body=data,
             body_bytes=len(body),
             prices=self.prices.book,
+            has_budget=self.keys.has_budget(key),
         )
         try:
             admission = await self.admission.admit(key, info)

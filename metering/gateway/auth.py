@@ -4,6 +4,11 @@ A looked-up key (or "no such key") is reused for at most ``ttl`` seconds, so
 ``metering keys disable`` takes effect within ``ttl`` (default 1 s) in every
 server process, while a busy key costs one database read per ``ttl`` instead of
 one per request. Concurrent misses for the same key share one read.
+
+With the key, the same read caches whether any budget applies to it (its own, its
+team's or its customer's): ``has_budget(key)``. The budget gate skips the worst-case
+computation for a key without; the budgets themselves are always read fresh by the
+gate's writer, so a new budget binds at once.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from metering.errors import DatabaseUnavailable
 from metering.gateway.responses import Scope, header
+from metering.storage.budget_rows import applicable_budget_ids
 from metering.storage.keys import SECRET_PREFIX, KeyInfo, authenticate, hash_secret
 
 
@@ -49,6 +55,11 @@ class KeyCache:
         self._clock = clock
         self._entries: dict[str, _Entry] = {}
         self._pending: dict[str, asyncio.Future[KeyInfo | None]] = {}
+        self._budgeted: dict[int, bool] = {}  # key id → a budget applies (read with the key)
+
+    def has_budget(self, key: KeyInfo) -> bool | None:
+        """Whether a budget applied to ``key`` when it was read (None: not known)."""
+        return self._budgeted.get(key.id)
 
     async def lookup(self, secret: str) -> KeyInfo | None:
         """The key for ``secret`` (usable or not), None if unknown.
@@ -82,7 +93,13 @@ class KeyCache:
     def _read(self, secret: str) -> KeyInfo | None:
         try:
             with self._engine.connect() as conn:
-                return authenticate(conn, secret)
+                key = authenticate(conn, secret)
+                if key is not None:
+                    ids = applicable_budget_ids(
+                        conn, key_id=key.id, team_id=key.team_id, customer_id=key.customer_id
+                    )
+                    self._budgeted[key.id] = bool(ids)
+                return key
         except SQLAlchemyError as exc:
             raise DatabaseUnavailable(
                 f"cannot read virtual keys: {exc.__class__.__name__}"
@@ -90,3 +107,4 @@ class KeyCache:
 
     def forget(self) -> None:
         self._entries.clear()
+        self._budgeted.clear()

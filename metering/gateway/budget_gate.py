@@ -2,81 +2,83 @@
 
 ``BudgetGate.admit`` (before anything goes upstream):
 
-1. no budget applies to the key, its team or its customer → admitted; the settle
-   hook still runs, so a budget created while the request is in flight counts it;
-2. otherwise every model the request may be served by (``model`` and its
-   ``fallbacks``) needs a price (else 403 ``model_unpriced``) and a bounded worst
-   case (else 400); the largest worst case is reserved atomically in every
-   applicable budget (402 ``budget_exceeded`` naming the refusing budget, its limit,
-   spent, reserved and reset time). The reservation expires ``ttl_seconds`` after the
-   request started (default: the upstream timeout plus ``EXPIRY_MARGIN_SECONDS``), so
-   a crashed process cannot hold budget forever; any later ``reserve`` on the same
-   budgets, or ``sweep()``, gives it back.
+1. every request goes to the gateway's single writer, also when no budget applies:
+   that round trip is what proves the database reachable before anything is sent
+   upstream (fail closed, 503). A key cached (``KeyCache``) with no budget and no
+   rate limit skips only the worst-case computation; if the writer finds a budget
+   after all (created within ``cache_ttl``), the request is decided again with it;
+2. the writer (a ``RecordWriter`` lane) decides requests queued together in ONE transaction
+   (``storage.budget_batch.reserve_many``: the budgets of their owners locked in id
+   order, each request decided in turn against ``spent + reserved + amount ≤ limit``
+   in memory under that lock), and each waits for its own decision:
 
-Before either, a key with ``rpm_limit``/``tpm_limit`` is counted in its rate window
-(``gateway.rate_limits``; 429 ``rate_limited`` with ``Retry-After``) in the same
-thread hop; a request then refused for its budget gives its estimated tokens back
-(its request still counts: it reached the gateway).
+   * a key with ``rpm_limit``/``tpm_limit`` is counted in its rate window first
+     (``gateway.rate_limits``; 429 ``rate_limited`` with ``Retry-After``); a request
+     then refused for its budget gives its estimated tokens back;
+   * no budget applies → admitted; else every model the request may be served by
+     (``model`` and its ``fallbacks``) needs a price (else 403 ``model_unpriced``) and a
+     bounded worst case (else 400); the largest worst case is reserved in every
+     applicable budget (402 ``budget_exceeded`` naming the refusing budget, its limit,
+     spent, reserved and reset time). The reservation expires ``ttl_seconds`` after
+     the request started (default: the upstream timeout plus
+     ``EXPIRY_MARGIN_SECONDS``); any later reservation on the same budgets, or
+     ``sweep()``, gives an expired one back.
 
-The returned hooks run in the recorder's batch transaction: ``prepare_batch`` first
-locks every budget the batch will settle (one query, ascending id) and the rate
-windows it will correct, so settling many records cannot deadlock against a
-concurrent ``reserve`` (which also locks in ascending id order); then, after each
-record's insert, ``storage.budgets.settle`` replaces its reservation with the
-record's ``total_cost`` and the rate window's token estimate with its actual tokens.
+Where the atomicity comes from: on SQLite, the batch is one write transaction of the
+process's only writer thread (``BEGIN IMMEDIATE``; other processes queue on the busy
+timeout); on PostgreSQL, ``SELECT … ORDER BY id FOR UPDATE`` row locks held to the
+commit — several processes lock budgets in the same order, so none can overspend or
+deadlock (a deadlock victim is retried).
 
+The returned hooks run in the recorder's batch transaction (``settlement``).
 ``sweep()`` (the app runs it at startup and every ``SWEEP_SECONDS``) releases expired
 reservations — spent is not changed — and drops rate windows older than a few minutes.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, or_, select
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from metering.config import Settings
 from metering.core.budget import reservation_nano, search_queries_bound_for, shape_of_request
 from metering.core.money import format_usd
-from metering.core.rate_limits import window_start
 from metering.errors import DatabaseUnavailable, InvalidInput, RequestRefused
 from metering.gateway.admission import Admission, RequestInfo
 from metering.gateway.rate_limits import RateCharge, has_rate_limit, take_rate
-from metering.storage.budget_rows import applicable_budget_ids, begin_write, lock_budgets
-from metering.storage.budgets import Released, budget_status, release_expired, reserve, settle
+from metering.gateway.recorder import Lane, RecordWriter
+from metering.gateway.settlement import SettleWithRate, prepare_batch, settle_record
+from metering.storage.budget_batch import ReserveAsk, Unbounded, reserve_many
+from metering.storage.budgets import Released, budget_status, release_expired
 from metering.storage.keys import KeyInfo
-from metering.storage.models import Budget, Reservation
-from metering.storage.rate_limits import delete_windows_before, lock_windows
+from metering.storage.rate_limits import delete_windows_before
+
+__all__ = ["BudgetGate", "budget_payload", "prepare_batch", "settle_record"]
 
 log = logging.getLogger("metering.budgets")
 
 EXPIRY_MARGIN_SECONDS = 300
-DEADLOCK_RETRIES = 3  # PostgreSQL may pick a reserve as a deadlock victim; it is retried
+DEADLOCK_RETRIES = 3  # PostgreSQL may pick a reservation batch as a deadlock victim: retried
 RATE_WINDOWS_KEPT = timedelta(minutes=5)  # the sweep drops older rate-limit windows
+_ADMITTED = Admission(settle=settle_record, prepare=prepare_batch)
 
 
 def _utcnow() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
-def settle_record(conn: Connection, record: Mapping[str, Any]) -> None:
-    """The settle hook: the record (just inserted in ``conn``'s transaction) → budgets."""
-    settle(
-        conn,
-        request_id=record["request_id"],
-        key_id=record["key_id"],
-        team_id=record.get("team_id"),
-        customer_id=record.get("customer_id"),
-        actual_nano=int(record.get("total_cost") or 0),
-        started_at=record["started_at"],
-        now=_utcnow(),
-    )
+@dataclass(frozen=True, slots=True)
+class _Ask:
+    key: KeyInfo
+    info: RequestInfo
+    reserve: ReserveAsk
+    unbounded: RequestRefused | None  # why the worst case is unknown (if it is)
 
 
 class BudgetGate:
@@ -85,6 +87,8 @@ class BudgetGate:
     def __init__(self, engine: Engine, *, ttl_seconds: int) -> None:
         self._engine = engine
         self._ttl = ttl_seconds
+        self._writer: RecordWriter | None = None
+        self._lane: Lane[_Ask, RateCharge | None] | None = None
 
     @classmethod
     def from_settings(cls, engine: Engine, settings: Settings) -> BudgetGate:
@@ -92,28 +96,36 @@ class BudgetGate:
         ttl = int(settings.upstream_timeout) + EXPIRY_MARGIN_SECONDS
         return cls(engine, ttl_seconds=ttl)
 
-    async def admit(self, key: KeyInfo, info: RequestInfo) -> Admission:
-        try:
-            charge = await asyncio.to_thread(self._admit, key, info)
-        except SQLAlchemyError as exc:
-            log.error("request %s: admission failed: %s", info.request_id, exc)
-            raise DatabaseUnavailable(f"budget reservation failed: {exc}") from None
-        hook = settle_record if charge is None else _SettleWithRate(charge).__call__
-        return Admission(settle=hook, prepare=prepare_batch)
+    def attach(self, writer: RecordWriter) -> None:
+        """Decide reservations on ``writer``'s thread (the gateway's single writer)."""
+        self._writer = writer
+        self._lane = writer.lane(self._decide_batch)
 
-    def _admit(self, key: KeyInfo, info: RequestInfo) -> RateCharge | None:
-        charge = None
-        if has_rate_limit(key):
-            with self._engine.begin() as conn:
-                charge = take_rate(conn, key, info.body, now=info.started_at)
+    async def admit(self, key: KeyInfo, info: RequestInfo) -> Admission:
+        if self._writer is None or self._lane is None:
+            self.attach(RecordWriter(self._engine))
+        assert self._writer is not None and self._lane is not None
+        # Without budget (as cached) nor rate limit, the worst case is worked out only if
+        # the writer finds a budget after all.
+        lazy = info.has_budget is False and not has_rate_limit(key)
         try:
-            self._reserve(key, info)
-        except RequestRefused:
-            if charge is not None:
-                with self._engine.begin() as conn:
-                    charge.give_back_tokens(conn)
-            raise
-        return charge
+            charge = await self._writer.submit(self._lane, self._ask(key, info, lazy=lazy))
+        except _NeedsWorstCase:
+            charge = await self._writer.submit(self._lane, self._ask(key, info, lazy=False))
+        return _ADMITTED if charge is None else Admission(SettleWithRate(charge), prepare_batch)
+
+    def _ask(self, key: KeyInfo, info: RequestInfo, *, lazy: bool) -> _Ask:
+        amount: int | None = None
+        unbounded = None
+        if not lazy:
+            try:
+                amount = self.worst_case_nano(info)
+            except RequestRefused as exc:
+                unbounded = exc
+        owners = (key.id, key.team_id, key.customer_id)
+        return _Ask(
+            key, info, ReserveAsk(info.request_id, owners, amount, info.started_at), unbounded
+        )
 
     def worst_case_nano(self, info: RequestInfo) -> int:
         """The largest worst case over the requested model and its fallbacks."""
@@ -143,33 +155,65 @@ class BudgetGate:
                 ) from None
         return max(amounts)
 
-    def _reserve(self, key: KeyInfo, info: RequestInfo) -> None:
-        with self._engine.connect() as conn:
-            ids = applicable_budget_ids(
-                conn, key_id=key.id, team_id=key.team_id, customer_id=key.customer_id
-            )
-        if not ids:
-            return
-        amount = self.worst_case_nano(info)
+    # ---- on the writer's thread ------------------------------------------------------
+
+    def _decide_batch(self, asks: list[_Ask]) -> list[RateCharge | BaseException | None]:
+        """One transaction deciding every ask (retried whole if PostgreSQL picks it as a
+        deadlock victim); a database failure refuses them all with 503."""
         for attempt in range(DEADLOCK_RETRIES + 1):
             try:
                 with self._engine.begin() as conn:
-                    result = reserve(
-                        conn,
-                        request_id=info.request_id,
-                        key_id=key.id,
-                        team_id=key.team_id,
-                        customer_id=key.customer_id,
-                        amount_nano=amount,
-                        now=info.started_at,
-                        ttl_seconds=self._ttl,
-                    )
-                break
+                    return self._decide(conn, asks)
             except DBAPIError as exc:
-                if attempt == DEADLOCK_RETRIES or not _is_deadlock(exc):
-                    raise
-        if result.refusal is not None:
-            raise RequestRefused(result.refusal.message(), status=402, error_type="budget_exceeded")
+                if attempt < DEADLOCK_RETRIES and _is_deadlock(exc):
+                    continue
+                return [_unavailable(asks, exc)] * len(asks)
+            except SQLAlchemyError as exc:
+                return [_unavailable(asks, exc)] * len(asks)
+        raise AssertionError("unreachable")
+
+    def _decide(
+        self, conn: Connection, asks: list[_Ask]
+    ) -> list[RateCharge | BaseException | None]:
+        charges: list[RateCharge | None] = [None] * len(asks)
+
+        def count_rates(conn: Connection) -> list[Exception | None]:
+            refused: list[Exception | None] = []
+            for index, ask in enumerate(asks):
+                try:
+                    if has_rate_limit(ask.key):
+                        charges[index] = take_rate(
+                            conn, ask.key, ask.info.body, now=ask.info.started_at
+                        )
+                    refused.append(None)
+                except RequestRefused as exc:
+                    refused.append(exc)
+            return refused
+
+        results = reserve_many(
+            conn,
+            [a.reserve for a in asks],
+            now=_utcnow(),
+            ttl_seconds=self._ttl,
+            before_decisions=count_rates,
+        )
+        decisions: list[RateCharge | BaseException | None] = []
+        for ask, result, charge in zip(asks, results, charges, strict=True):
+            refusal: BaseException | None = None
+            if isinstance(result, Unbounded):
+                refusal = ask.unbounded or _NeedsWorstCase()
+            elif isinstance(result, Exception):
+                refusal = result
+            elif result.refusal is not None:
+                message = result.refusal.message()
+                refusal = RequestRefused(message, status=402, error_type="budget_exceeded")
+            if refusal is None:
+                decisions.append(charge)
+                continue
+            if charge is not None:
+                charge.give_back_tokens(conn)
+            decisions.append(refusal)
+        return decisions
 
     def sweep(self) -> Released:
         """Release every expired reservation (spent unchanged) and drop old rate windows."""
@@ -188,38 +232,13 @@ class BudgetGate:
         return released
 
 
-@dataclass(frozen=True, slots=True)
-class _SettleWithRate:
-    charge: RateCharge
-
-    def __call__(self, conn: Connection, record: Mapping[str, Any]) -> None:
-        settle_record(conn, record)
-        self.charge.settle(conn, record)
+class _NeedsWorstCase(Exception):
+    """A budget applies to a request decided without its worst case (see ``admit``)."""
 
 
-def prepare_batch(conn: Connection, records: Sequence[Mapping[str, Any]]) -> None:
-    """Lock, before the batch inserts anything, every budget its settlements will touch
-    (applicable to any of its records, or holding one of their reservations) in
-    ascending id order, then the rate windows they correct in (key, window) order.
-    ``reserve`` locks budgets in the same order, so the two cannot deadlock. (A budget
-    created while the batch runs is locked later by its settle; PostgreSQL would then
-    abort one side, and the recorder retries the batch record by record.)"""
-    begin_write(conn)
-    keys = {r["key_id"] for r in records}
-    teams = {r["team_id"] for r in records if r.get("team_id") is not None}
-    customers = {r["customer_id"] for r in records if r.get("customer_id") is not None}
-    owners = [(Budget.owner_type == "key") & Budget.owner_id.in_(keys)]
-    if teams:
-        owners.append((Budget.owner_type == "team") & Budget.owner_id.in_(teams))
-    if customers:
-        owners.append((Budget.owner_type == "customer") & Budget.owner_id.in_(customers))
-    ids = set(conn.execute(select(Budget.id).where(or_(*owners))).scalars())
-    held = select(Reservation.budget_id).where(
-        Reservation.request_id.in_([r["request_id"] for r in records])
-    )
-    ids.update(conn.execute(held).scalars())
-    lock_budgets(conn, ids)
-    lock_windows(conn, [(r["key_id"], window_start(r["started_at"])) for r in records])
+def _unavailable(asks: list[_Ask], exc: SQLAlchemyError) -> DatabaseUnavailable:
+    log.error("%d request(s): budget reservation failed: %s", len(asks), exc)
+    return DatabaseUnavailable(f"budget reservation failed: {exc}")
 
 
 def _fallbacks(body: Mapping[str, Any]) -> list[str]:

@@ -14,6 +14,12 @@ cannot sink the others; its caller gets the exception.
 
 ``write`` returns True if the record was inserted, False if its ``request_id``
 was already stored (a replay: nothing is counted twice).
+
+The writer's one thread is THE database writer of the process: other group commits
+(the budget gate's reservations) are ``Lane``s of the same writer (``submit``). Each
+cycle takes what every lane has queued and commits lane by lane (reservations first,
+their callers woken as soon as theirs is committed) in a single thread hop, so on
+SQLite nothing in the process waits on the write lock for another of its writers.
 """
 
 from __future__ import annotations
@@ -21,21 +27,33 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from metering.errors import DatabaseUnavailable
-from metering.gateway.admission import PrepareHook, SettleHook
+from metering.gateway.admission import BatchHook, PrepareHook, SettleHook
 from metering.storage.records import write_records
 
 log = logging.getLogger("metering.gateway")
 
 MAX_BATCH = 500
+
+Item = TypeVar("Item")
+Result = TypeVar("Result")
+
+
+@dataclass(slots=True)
+class Lane(Generic[Item, Result]):
+    """A group commit on the writer's thread: ``commit(items)`` (blocking) gives one
+    result or exception per item, in order; it must not raise."""
+
+    commit: Callable[[list[Item]], list[Result | BaseException]]
+    pending: list[tuple[Item, asyncio.Future[Result]]] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -43,13 +61,13 @@ class _Pending:
     record: Mapping[str, Any]
     settle: SettleHook | None
     prepare: PrepareHook | None
-    done: asyncio.Future[bool]
 
 
 class RecordWriter:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
-        self._queue: list[_Pending] = []
+        self._records: Lane[_Pending, bool] = Lane(self._commit)
+        self._lanes: list[Lane[Any, Any]] = [self._records]
         self._wakeup: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         self._executor: ThreadPoolExecutor | None = None
@@ -62,6 +80,24 @@ class RecordWriter:
             self._executor = ThreadPoolExecutor(1, thread_name_prefix="metering-recorder")
             self._task = asyncio.get_running_loop().create_task(self._run())
 
+    def lane(
+        self, commit: Callable[[list[Item]], list[Result | BaseException]]
+    ) -> Lane[Item, Result]:
+        """A new group commit run by this writer's thread, before the records' one."""
+        lane: Lane[Item, Result] = Lane(commit)
+        self._lanes.insert(len(self._lanes) - 1, lane)
+        return lane
+
+    async def submit(self, lane: Lane[Item, Result], item: Item) -> Result:
+        """Queue ``item`` on ``lane``; its result once its batch is committed."""
+        self.start()
+        assert self._wakeup is not None
+        done: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
+        lane.pending.append((item, done))
+        self._wakeup.set()
+        # The commit goes on even if the caller is cancelled meanwhile.
+        return await asyncio.shield(done)
+
     async def write(
         self,
         record: Mapping[str, Any],
@@ -69,20 +105,14 @@ class RecordWriter:
         prepare: PrepareHook | None = None,
     ) -> bool:
         """Commit ``record`` (``prepare`` and ``settle`` in its transaction); wait for it."""
-        self.start()
-        assert self._wakeup is not None
-        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Pending(record, settle, prepare, done))
-        self._wakeup.set()
-        # The commit goes on even if the request is cancelled meanwhile.
-        return await asyncio.shield(done)
+        return await self.submit(self._records, _Pending(record, settle, prepare))
 
     async def close(self) -> None:
         """Commit what is queued, then stop."""
         if self._task is None:
             return
         assert self._wakeup is not None and self._executor is not None
-        while self._queue:
+        while any(lane.pending for lane in self._lanes):
             self._wakeup.set()
             await asyncio.sleep(0.001)
         self._task.cancel()
@@ -97,18 +127,27 @@ class RecordWriter:
         while True:
             await self._wakeup.wait()
             self._wakeup.clear()
-            while self._queue:
-                batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
-                results = await asyncio.shield(
-                    loop.run_in_executor(self._executor, self._commit, batch)
-                )
-                for item, result in zip(batch, results, strict=True):
-                    if item.done.done():
-                        continue
-                    if isinstance(result, BaseException):
-                        item.done.set_exception(result)
-                    else:
-                        item.done.set_result(result)
+            while any(lane.pending for lane in self._lanes):
+                work: list[tuple[Lane[Any, Any], list[tuple[Any, asyncio.Future[Any]]]]] = []
+                for lane in self._lanes:
+                    if lane.pending:
+                        work.append((lane, lane.pending[:MAX_BATCH]))
+                        lane.pending = lane.pending[MAX_BATCH:]
+                await asyncio.shield(loop.run_in_executor(self._executor, self._cycle, loop, work))
+
+    def _cycle(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        work: list[tuple[Lane[Any, Any], list[tuple[Any, asyncio.Future[Any]]]]],
+    ) -> None:
+        """One thread hop: each lane's batch committed in turn; its callers woken at once."""
+        for lane, batch in work:
+            try:
+                results = lane.commit([item for item, _ in batch])
+            except Exception as exc:  # a lane must not raise; never leave its callers waiting
+                log.exception("writer lane failed")
+                results = [exc] * len(batch)
+            loop.call_soon_threadsafe(_deliver, batch, results)
 
     def _commit(self, batch: list[_Pending]) -> list[bool | BaseException]:
         try:
@@ -134,19 +173,32 @@ class RecordWriter:
 
     def _transaction(self, batch: list[_Pending]) -> list[bool]:
         with self._engine.begin() as conn:
-            _prepare(conn, batch)
+            prepared = _prepare(conn, batch)
             inserted = set(write_records(conn, [item.record for item in batch]))
             for item in batch:
                 if item.settle is not None and item.record["request_id"] in inserted:
                     item.settle(conn, item.record)
+            for state in prepared:
+                state.finish(conn)
         return [item.record["request_id"] in inserted for item in batch]
 
 
-def _prepare(conn: Connection, batch: list[_Pending]) -> None:
-    """Each distinct prepare hook once, with the records of the items that carry it."""
+def _deliver(batch: list[tuple[Any, asyncio.Future[Any]]], results: list[Any]) -> None:
+    for (_, done), result in zip(batch, results, strict=True):
+        if done.done():
+            continue
+        if isinstance(result, BaseException):
+            done.set_exception(result)
+        else:
+            done.set_result(result)
+
+
+def _prepare(conn: Connection, batch: list[_Pending]) -> list[BatchHook]:
+    """Each distinct prepare hook once, with the records of the items that carry it;
+    the batch states they return (``finish``ed after the settle hooks)."""
     groups: dict[int, tuple[PrepareHook, list[Mapping[str, Any]]]] = {}
     for item in batch:
         if item.prepare is not None:
             groups.setdefault(id(item.prepare), (item.prepare, []))[1].append(item.record)
-    for hook, records in groups.values():
-        hook(conn, records)
+    states = [hook(conn, records) for hook, records in groups.values()]
+    return [state for state in states if state is not None]

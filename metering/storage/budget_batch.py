@@ -1,0 +1,350 @@
+"""Reserve and settle for many requests in ONE transaction (the gateway's single writer).
+
+Same rules as ``storage.reservations`` (reserve → settle), batched so that concurrent
+requests share one transaction and one lock of their budgets:
+
+``reserve_many``
+    locks every budget of the batch's owners (one ``SELECT … ORDER BY id FOR UPDATE``;
+    SQLite: the transaction is a write transaction from its first statement), gives
+    back their expired reservations, rolls them into the current window, then decides
+    the requests one after the other against the counters in memory — each sees
+    what the ones before it reserved, exactly as if they had run one by one — so every
+    reservation is still checked against ``spent + reserved + amount ≤ limit`` under
+    the lock. Rate windows are counted in the same transaction, after the budgets
+    (the recorder locks them in the same order).
+``BatchSettlement``
+    the recorder's side: ``lock`` (before the records are inserted: budgets of the
+    batch's owners and those holding their reservations, in id order, rolled forward),
+    ``finish`` (after: settlement markers, the reservations dropped by one
+    ``DELETE … RETURNING``, each record's cost added to every applicable budget whose
+    window contains its ``started_at``, counters saved once per budget).
+
+Statements are built once per dialect: building them cost more CPU than running them.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, and_, bindparam, delete, insert, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from metering.core.budget import BudgetState, first_refusal
+from metering.errors import Conflict
+from metering.storage.budget_rows import (
+    OWNER_RANK,
+    BudgetRow,
+    begin_write,
+    note_soft_limit,
+    roll_forward,
+)
+from metering.storage.models import Budget, BudgetSettlement, Reservation
+from metering.storage.owners import owner_names
+from metering.storage.reservations import Refusal, ReserveResult
+
+Owners = tuple[int, int | None, int | None]  # key_id, team_id, customer_id
+
+
+@dataclass(frozen=True, slots=True)
+class ReserveAsk:
+    """One request's reservation: ``amount_nano`` None = the request cannot be bounded
+    (unpriced model): accepted only if no budget applies, else ``unbounded`` is set."""
+
+    request_id: str
+    owners: Owners
+    amount_nano: int | None
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Unbounded:
+    """A budget applies to a request whose cost cannot be bounded."""
+
+    budget_id: int
+
+
+def _owner_filter(held: bool) -> Any:
+    table = Budget.__table__.c
+    conditions = [
+        and_(table.owner_type == kind, table.owner_id.in_(bindparam(kind, expanding=True)))
+        for kind in ("key", "team", "customer")
+    ]
+    if held:
+        holding = select(Reservation.budget_id).where(
+            Reservation.request_id.in_(bindparam("held", expanding=True))
+        )
+        conditions.append(table.id.in_(holding))
+    return or_(*conditions)
+
+
+@functools.cache
+def _lock_stmt(dialect: str, held: bool) -> Any:
+    query = select(Budget.__table__).where(_owner_filter(held)).order_by(Budget.id)
+    return query.with_for_update() if dialect == "postgresql" else query
+
+
+@functools.cache
+def _release_expired_stmt() -> Any:
+    return (
+        delete(Reservation)
+        .where(
+            Reservation.budget_id.in_(bindparam("ids", expanding=True)),
+            Reservation.expires_at <= bindparam("now"),
+        )
+        .returning(Reservation.budget_id, Reservation.amount_nano)
+    )
+
+
+@functools.cache
+def _taken_stmt() -> Any:
+    return select(Reservation.request_id).where(
+        Reservation.request_id.in_(bindparam("ids", expanding=True))
+    )
+
+
+@functools.cache
+def _insert_reservations_stmt() -> Any:
+    return insert(Reservation)
+
+
+@functools.cache
+def _drop_held_stmt() -> Any:
+    return (
+        delete(Reservation)
+        .where(Reservation.request_id.in_(bindparam("ids", expanding=True)))
+        .returning(Reservation.budget_id, Reservation.amount_nano)
+    )
+
+
+@functools.cache
+def _marker_stmt(dialect: str) -> Any:
+    stmt = (postgresql if dialect == "postgresql" else sqlite).insert(BudgetSettlement)
+    return stmt.on_conflict_do_nothing(index_elements=["request_id"]).returning(
+        BudgetSettlement.request_id
+    )
+
+
+@functools.cache
+def _save_stmt() -> Any:
+    return (
+        update(Budget)
+        .where(Budget.id == bindparam("b_id"))
+        .values(
+            period_start=bindparam("b_period_start"),
+            spent_nano=bindparam("b_spent"),
+            reserved_nano=bindparam("b_reserved"),
+            soft_crossed_at=bindparam("b_soft"),
+            updated_at=bindparam("b_now"),
+        )
+    )
+
+
+def lock_owner_budgets(
+    conn: Connection, owners: Sequence[Owners], *, held: Sequence[str] = ()
+) -> dict[int, BudgetRow]:
+    """Lock (ascending id) the budgets of these owners, and those holding reservations of
+    the ``held`` request ids; their rows by id."""
+    begin_write(conn)
+    params: dict[str, Any] = {
+        "key": sorted({o[0] for o in owners}),
+        "team": sorted({o[1] for o in owners if o[1] is not None}),
+        "customer": sorted({o[2] for o in owners if o[2] is not None}),
+    }
+    if held:
+        params["held"] = list(held)
+    stmt = _lock_stmt(conn.dialect.name, bool(held))
+    rows = conn.execute(stmt, params).mappings().all()
+    return {int(r["id"]): BudgetRow.from_mapping(r) for r in rows}
+
+
+def applicable(rows: Mapping[int, BudgetRow], owners: Owners) -> list[BudgetRow]:
+    """The rows that apply to a request of these owners, key → team → customer, by id."""
+    key_id, team_id, customer_id = owners
+    wanted = {("key", key_id), ("team", team_id), ("customer", customer_id)}
+    found = [r for r in rows.values() if (r.owner_type, r.owner_id) in wanted]
+    return sorted(found, key=lambda r: (OWNER_RANK[r.owner_type], r.id))
+
+
+def save_rows(conn: Connection, rows: Sequence[BudgetRow], *, now: datetime) -> None:
+    if rows:
+        conn.execute(
+            _save_stmt(),
+            [
+                {
+                    "b_id": r.id,
+                    "b_period_start": r.period_start,
+                    "b_spent": r.spent_nano,
+                    "b_reserved": r.reserved_nano,
+                    "b_soft": r.soft_crossed_at,
+                    "b_now": now,
+                }
+                for r in rows
+            ],
+        )
+
+
+def prepare_rows(conn: Connection, rows: Mapping[int, BudgetRow], *, now: datetime) -> None:
+    """Give back the expired reservations of these locked rows; roll them forward."""
+    if any(row.reserved_nano for row in rows.values()):  # else nothing can have expired
+        expired = conn.execute(_release_expired_stmt(), {"ids": sorted(rows), "now": now})
+        for budget_id, amount in expired:
+            rows[int(budget_id)].reserved_nano -= int(amount)
+    for row in rows.values():
+        roll_forward(conn, row, now=now)
+
+
+def reserve_many(
+    conn: Connection,
+    asks: Sequence[ReserveAsk],
+    *,
+    now: datetime,
+    ttl_seconds: int,
+    before_decisions: Any = None,
+) -> list[ReserveResult | Unbounded | Exception]:
+    """Decide every ask (in order) in the caller's transaction; commit right after.
+
+    ``before_decisions(conn)``: runs after the budgets are locked and before any
+    decision (the gateway counts rate windows there); it may return a list of one
+    exception or None per ask — an ask with an exception is not reserved."""
+    rows = lock_owner_budgets(conn, [a.owners for a in asks])
+    skip: list[Exception | None] = [None] * len(asks)
+    if before_decisions is not None:
+        skip = before_decisions(conn)
+    if not rows:
+        return [
+            s if s is not None else ReserveResult(True, a.amount_nano or 0, ())
+            for a, s in zip(asks, skip, strict=True)
+        ]
+    prepare_rows(conn, rows, now=now)
+    taken = set(conn.execute(_taken_stmt(), {"ids": [a.request_id for a in asks]}).scalars())
+    results: list[ReserveResult | Unbounded | Exception] = []
+    inserts: list[dict[str, Any]] = []
+    refused: list[tuple[int, BudgetRow, int]] = []
+    for index, (ask, skipped) in enumerate(zip(asks, skip, strict=True)):
+        mine = applicable(rows, ask.owners)
+        if skipped is not None:
+            results.append(skipped)
+            continue
+        if not mine:
+            results.append(ReserveResult(True, ask.amount_nano or 0, ()))
+            continue
+        if ask.amount_nano is None:
+            results.append(Unbounded(mine[0].id))
+            continue
+        if ask.request_id in taken:
+            results.append(Conflict(f"request {ask.request_id!r} already holds a reservation"))
+            continue
+        states = [
+            BudgetState(r.id, r.owner_type, r.owner_id, r.limit_nano, r.spent_nano, r.reserved_nano)
+            for r in mine
+        ]
+        refusing = first_refusal(states, ask.amount_nano)
+        if refusing is not None:
+            row = rows[refusing.budget_id]
+            refused.append((index, row, row.reserved_nano))
+            results.append(ReserveResult(False, ask.amount_nano, ()))
+            continue
+        expires = ask.created_at + timedelta(seconds=ttl_seconds)
+        for row in mine:
+            row.reserved_nano += ask.amount_nano
+            inserts.append(
+                {
+                    "request_id": ask.request_id,
+                    "budget_id": row.id,
+                    "amount_nano": ask.amount_nano,
+                    "created_at": ask.created_at,
+                    "expires_at": expires,
+                }
+            )
+        taken.add(ask.request_id)
+        results.append(ReserveResult(True, ask.amount_nano, tuple(r.id for r in mine)))
+    if inserts:
+        conn.execute(_insert_reservations_stmt(), inserts)
+    save_rows(conn, list(rows.values()), now=now)
+    if refused:
+        names = owner_names(conn, [(r.owner_type, r.owner_id) for _, r, _ in refused])
+        for index, row, reserved in refused:
+            amount = asks[index].amount_nano or 0
+            refusal = Refusal(
+                budget_id=row.id,
+                owner_type=row.owner_type,
+                owner_id=row.owner_id,
+                owner_name=names[(row.owner_type, row.owner_id)],
+                limit_nano=row.limit_nano,
+                spent_nano=row.spent_nano,
+                reserved_nano=reserved,
+                requested_nano=amount,
+                next_reset=row.window[1],
+            )
+            results[index] = ReserveResult(False, amount, (), refusal)
+    return results
+
+
+@dataclass(slots=True)
+class BatchSettlement:
+    """The budgets of one recorder batch: locked before its records are inserted,
+    charged after (``add`` per inserted record, then ``finish`` once)."""
+
+    rows: dict[int, BudgetRow]
+    now: datetime
+    rolled: list[BudgetRow]  # moved to a new window by ``lock``: saved by ``finish``
+    records: list[Mapping[str, Any]] = field(default_factory=list)
+
+    @classmethod
+    def lock(
+        cls, conn: Connection, records: Sequence[Mapping[str, Any]], *, now: datetime
+    ) -> BatchSettlement:
+        owners = [_owners_of(r) for r in records]
+        rows = lock_owner_budgets(conn, owners, held=[r["request_id"] for r in records])
+        # Before the inserts: a new window's spend is counted from the records without them.
+        rolled = [row for row in rows.values() if roll_forward(conn, row, now=now)]
+        return cls(rows, now, rolled)
+
+    def add(self, record: Mapping[str, Any]) -> None:
+        self.records.append(record)
+
+    def finish(self, conn: Connection) -> None:
+        """Charge the added records (each once: a settlement marker per request)."""
+        records, self.records = self.records, []
+        if conn.dialect.name == "postgresql" and records:
+            # A budget created after ``lock`` (committed before this statement) counts
+            # these records too: its spend was computed without them.
+            fresh = lock_owner_budgets(conn, [_owners_of(r) for r in records])
+            for budget_id, row in fresh.items():
+                self.rows.setdefault(budget_id, row)
+        if not self.rows:  # no budget applies and none holds a reservation of these
+            return
+        marked = conn.execute(
+            _marker_stmt(conn.dialect.name),
+            [{"request_id": r["request_id"], "settled_at": self.now} for r in records],
+        )
+        settled = set(marked.scalars())
+        changed = {row.id: row for row in self.rolled}
+        held = conn.execute(_drop_held_stmt(), {"ids": sorted(settled)}) if settled else ()
+        for budget_id, amount in held:
+            holder = self.rows.get(int(budget_id))
+            if holder is not None:
+                holder.reserved_nano -= int(amount)
+                changed[holder.id] = holder
+        charged: dict[int, BudgetRow] = {}
+        for record in records:
+            if record["request_id"] not in settled:
+                continue
+            started_at = record["started_at"]
+            cost = int(record.get("total_cost") or 0)
+            for row in applicable(self.rows, _owners_of(record)):
+                start, end = row.window
+                if start <= started_at and (end is None or started_at < end):
+                    row.spent_nano += cost
+                    changed[row.id] = charged[row.id] = row
+        for row in charged.values():
+            note_soft_limit(conn, row, now=self.now)
+        save_rows(conn, sorted(changed.values(), key=lambda r: r.id), now=self.now)
+
+
+def _owners_of(record: Mapping[str, Any]) -> Owners:
+    return (record["key_id"], record.get("team_id"), record.get("customer_id"))
