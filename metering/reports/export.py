@@ -18,19 +18,16 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from sqlalchemy import Connection, func, literal_column, select
+from sqlalchemy import Connection, func, select
 
 from metering.core.money import format_usd
 from metering.reports.common import DayWindow, Names, load_names, parse_month
-from metering.reports.csv_sql import CsvSql
+from metering.reports.request_csv import copy_postgres, write_sqlite
 from metering.storage.models import (
     COST_COLUMNS,
     TOKEN_COLUMNS,
-    Customer,
     DailyRollup,
-    Team,
     UsageRecord,
-    VirtualKey,
 )
 
 Detail = Literal["summary", "requests"]
@@ -155,79 +152,6 @@ def request_rows(conn: Connection, window: DayWindow, names: Names) -> Iterator[
         yield out
 
 
-def _request_line_sql(conn: Connection) -> str:
-    """SQL rendering one CSV line of REQUEST_COLUMNS per record (see ``csv_sql``)."""
-    sql = CsvSql(conn.dialect.name)
-    u, k, t, c = "usage_records.", "virtual_keys.", "teams.", "customers."
-    names = {
-        "key": sql.text(f"coalesce({k}name, '#' || CAST({u}key_id AS TEXT))"),
-        "team": sql.text(
-            f"CASE WHEN {u}team_id <> 0 THEN coalesce({t}name, '#' || CAST({u}team_id AS TEXT)) END"
-        ),
-        "customer": sql.text(
-            f"CASE WHEN {u}customer_id <> 0 "
-            f"THEN coalesce({c}name, '#' || CAST({u}customer_id AS TEXT)) END"
-        ),
-    }
-    cells = []
-    for column in REQUEST_COLUMNS:
-        if column in names:
-            cells.append(names[column])
-        elif column in MONEY_COLUMNS:
-            cells.append(sql.usd(u + column))
-        elif column in ("started_at", "ended_at"):
-            cells.append(sql.timestamp(u + column))
-        elif column == "stream":
-            cells.append(sql.boolean(u + column))
-        elif column in TOKEN_COLUMNS:
-            cells.append(sql.integer(u + column))
-        elif column in ("http_status", "latency_ms", "price_version_id"):
-            cells.append(sql.integer(u + column, nullable=True))
-        else:
-            cells.append(sql.text(u + column))
-    return " || ',' || ".join(cells)
-
-
-def request_lines(conn: Connection, window: DayWindow) -> Iterator[list[tuple[Any, ...]]]:
-    """Chunks of (CSV line, *COST_COLUMNS as ints) per request, in (started_at, id) order.
-
-    The database renders the line; the costs come back as integers for the totals."""
-    u = UsageRecord
-    query = (
-        select(
-            literal_column(_request_line_sql(conn)).label("line"),
-            *(getattr(u, col) for col in COST_COLUMNS),
-        )
-        .select_from(u)
-        .outerjoin(VirtualKey, VirtualKey.id == u.key_id)
-        .outerjoin(Team, Team.id == u.team_id)
-        .outerjoin(Customer, Customer.id == u.customer_id)
-        .where(*window.where_instant(u.started_at))
-        .order_by(u.started_at, u.id)
-    )
-    result = conn.execution_options(stream_results=True).execute(query)
-    for chunk in result.partitions(CHUNK_ROWS):
-        yield list(chunk)
-
-
-def _write_request_lines(
-    conn: Connection,
-    window: DayWindow,
-    fh: Any,
-    result: ExportResult,
-    progress: Callable[[int], None] | None,
-) -> None:
-    for chunk in request_lines(conn, window):
-        columns = list(zip(*chunk, strict=True))
-        fh.write("\n".join(columns[0]))
-        fh.write("\n")
-        for name, values in zip(COST_COLUMNS, columns[1:], strict=True):
-            result.totals[name] += sum(int(v) for v in values)
-        result.rows += len(chunk)
-        if progress is not None:
-            progress(len(chunk))
-
-
 def _cell(column: str, value: Any) -> str:
     if value is None:
         return ""
@@ -254,12 +178,20 @@ def write_export(
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            writer = csv.writer(fh, lineterminator="\n")
-            writer.writerow(columns)
-            if detail == "requests":
-                _write_request_lines(conn, window, fh, result, progress)
-            else:
+        if detail == "requests":
+            with os.fdopen(fd, "wb") as raw:
+                raw.write((",".join(columns) + "\n").encode("utf-8"))
+                if conn.dialect.name == "postgresql":
+                    rows, totals = copy_postgres(conn, window, REQUEST_COLUMNS, raw, progress)
+                else:
+                    rows, totals = write_sqlite(
+                        conn, window, REQUEST_COLUMNS, raw, progress, scratch=Path(tmp)
+                    )
+            result.rows, result.totals = rows, totals
+        else:
+            with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+                writer = csv.writer(fh, lineterminator="\n")
+                writer.writerow(columns)
                 _write_rows(writer, summary_rows(conn, window, load_names(conn)), result, progress)
         os.replace(tmp, path)
     except BaseException:

@@ -11,6 +11,7 @@ from sqlalchemy import Engine
 from metering.core.money import format_usd, parse_usd_to_nano
 from metering.errors import InvalidInput
 from metering.reports import export as export_module
+from metering.reports import request_csv
 from metering.reports.common import parse_month
 from metering.reports.export import (
     REQUEST_COLUMNS,
@@ -115,6 +116,7 @@ def test_export_streams_in_chunks_with_progress(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(export_module, "CHUNK_ROWS", 7)
+    monkeypatch.setattr(request_csv, "CHUNK_ROWS", 7)
     steps: list[int] = []
     with engine.connect() as conn:
         total = count_rows(conn, "2026-11", "requests")

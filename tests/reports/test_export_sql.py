@@ -11,8 +11,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import Engine, update
 
+from metering.reports import request_csv
 from metering.reports.common import load_names, parse_month
 from metering.reports.export import REQUEST_COLUMNS, _cell, request_rows, write_export
 from metering.storage.models import COST_COLUMNS, Team, UsageRecord, VirtualKey
@@ -47,15 +49,16 @@ def _awkward(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         rec.update(ended_at=rec["started_at"], adjustment_cost=amount, reported_cost=None)
         rec.update(total_cost=amount, computed_cost=amount if i % 2 else None, latency_ms=None)
         rec.update(model=f'm,"odd"\n{i}', cache_hit_type="semantic" if i % 2 else None)
+        if i == 2:  # an empty text is an empty cell (COPY would quote it: "")
+            rec.update(cache_hit_type="", request_type="")
+        if i == 4:
+            rec.update(model="\\.")
         rec.update(stream=bool(i % 2), http_status=None if i == 3 else 200)
         out.append(rec)
     return out
 
 
-def test_sql_lines_equal_python_cells(
-    engine: Engine, month_data: tuple[Org, list[dict[str, Any]]], tmp_path: Path
-) -> None:
-    _, records = month_data
+def _store_awkward(engine: Engine, records: list[dict[str, Any]]) -> None:
     with engine.begin() as conn:
         write_records(conn, _awkward(records))
         conn.execute(update(VirtualKey).where(VirtualKey.id == 1).values(name='al,"ice"'))
@@ -64,12 +67,64 @@ def test_sql_lines_equal_python_cells(
         conn.execute(
             update(UsageRecord).where(UsageRecord.request_id == "awkward-0").values(team_id=99)
         )
+
+
+def test_sql_lines_equal_python_cells(
+    engine: Engine, month_data: tuple[Org, list[dict[str, Any]]], tmp_path: Path
+) -> None:
+    _, records = month_data
+    _store_awkward(engine, records)
     with engine.connect() as conn:
         result = write_export(conn, month="2026-11", detail="requests", out=tmp_path / "r.csv")
     expected = _python_rendering(engine)
-    assert (tmp_path / "r.csv").read_text(encoding="utf-8") == expected
+    assert (tmp_path / "r.csv").read_bytes().decode("utf-8") == expected
     rows = list(csv.DictReader(io.StringIO(expected)))
     assert result.rows == len(rows)
     november = [r for r in records if r["started_at"].month == 11] + _awkward(records)
     for column in COST_COLUMNS:
         assert result.totals[column] == sum(int(r[column]) for r in november), column
+
+
+def test_sqlite_parts_in_worker_processes_write_the_same_file(
+    db_url: str,
+    engine: Engine,
+    month_data: tuple[Org, list[dict[str, Any]]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The month split over 3 processes (day-aligned parts) gives the one-pass file."""
+    if not db_url.startswith("sqlite"):
+        pytest.skip("PostgreSQL exports with one COPY")
+    _, records = month_data
+    _store_awkward(engine, records)
+    monkeypatch.setattr(request_csv, "PARALLEL_MIN_ROWS", 1)
+    monkeypatch.setattr(request_csv, "CHUNK_ROWS", 7)
+    monkeypatch.setattr(request_csv.os, "cpu_count", lambda: 3)
+    steps: list[int] = []
+    with engine.connect() as conn:
+        parts = request_csv.plan_parts(conn, parse_month("2026-11"), 3)
+        result = write_export(
+            conn, month="2026-11", detail="requests", out=tmp_path / "r.csv", progress=steps.append
+        )
+    assert len(parts) == 3 and parts[0].lo < parts[1].lo < parts[2].lo < parts[2].hi
+    expected = _python_rendering(engine)
+    assert (tmp_path / "r.csv").read_bytes().decode("utf-8") == expected
+    assert not [p for p in tmp_path.iterdir() if ".part" in p.name]  # part files removed
+    november = [r for r in records if r["started_at"].month == 11] + _awkward(records)
+    assert result.rows == len(november) == sum(steps)
+    for column in COST_COLUMNS:
+        assert result.totals[column] == sum(int(r[column]) for r in november), column
+
+
+def test_a_carriage_return_is_quoted(
+    engine: Engine, month_data: tuple[Org, list[dict[str, Any]]], tmp_path: Path
+) -> None:
+    """RFC 4180 (and COPY): a cell holding CR is quoted. csv.writer on Python 3.11 with
+    "\\n" line ends leaves it bare, the one place the file differs from it on purpose."""
+    _, records = month_data
+    (rec,) = _awkward(records)[:1]
+    with engine.begin() as conn:
+        write_records(conn, [dict(rec, request_type="a\rb")])
+    with engine.connect() as conn:
+        write_export(conn, month="2026-11", detail="requests", out=tmp_path / "r.csv")
+    assert b',"a\rb",' in (tmp_path / "r.csv").read_bytes()
