@@ -4,14 +4,14 @@ Starts the simulated upstream (``metering.simulator``) and the real proxy
 (``metering serve`` as a child process) on free loopback ports, with a
 temporary SQLite database unless one is given; creates two keys; sends a few
 dozen requests over real HTTP (streamed and not, several providers, a
-fallback, a gateway cache hit); returns the spend by provider/model and writes
-a per-request CSV. The child process is always stopped.
+fallback, a gateway cache hit); returns the spend by provider/model (as
+``metering spend --by provider,model``) and writes the month's requests CSV (as
+``metering export --detail requests``). The child process is always stopped.
 """
 
 from __future__ import annotations
 
 import asyncio
-import csv
 import os
 import signal
 import socket
@@ -21,6 +21,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,8 @@ from sqlalchemy import Engine, func, select
 
 from metering.core.money import format_usd
 from metering.errors import Conflict, MeteringError
+from metering.reports.export import write_export
+from metering.reports.spend import spend_groups, spend_rows
 from metering.simulator import Simulator
 from metering.storage.database import open_database
 from metering.storage.keys import create_key
@@ -65,12 +68,6 @@ TRAFFIC: list[tuple[str, dict[str, Any], bool]] = [
     ),
     ("openai/gpt-4o", {"prompt": "The provider fails this one.", "sim": {"status": 503}}, False),
 ]
-CSV_COLUMNS = (
-    "request_id", "started_at", "key", "provider", "model", "requested_model", "stream",
-    "status", "http_status", "prompt_tokens", "cached_read_tokens", "cached_write_tokens",
-    "completion_tokens", "reasoning_tokens", "citation_tokens", "search_queries",
-    "cache_hit_type", "cost_source", "total_cost",
-)  # fmt: skip
 
 
 @dataclass
@@ -145,52 +142,21 @@ async def _send_traffic(url: str, secrets: list[str]) -> int:
 
 
 def spend_by_model(engine: Engine) -> list[dict[str, Any]]:
-    u = UsageRecord.__table__.c
-    query = (
-        select(
-            u.provider,
-            u.model,
-            func.count().label("requests"),
-            func.sum(u.prompt_tokens).label("prompt_tokens"),
-            func.sum(u.completion_tokens).label("completion_tokens"),
-            func.sum(u.total_cost).label("total_cost"),
-        )
-        .group_by(u.provider, u.model)
-        .order_by(u.provider, u.model)
-    )
+    """The demo's spend per provider/model, as `metering spend --by provider,model` shows it."""
     with engine.connect() as conn:
-        rows = conn.execute(query).all()
-    return [
-        {
-            "provider": r.provider,
-            "model": r.model,
-            "requests": int(r.requests),
-            "prompt_tokens": int(r.prompt_tokens or 0),
-            "completion_tokens": int(r.completion_tokens or 0),
-            "total_cost": format_usd(int(r.total_cost or 0)),
-        }
-        for r in rows
-    ]
+        return spend_rows(spend_groups(conn, by=("provider", "model")))
 
 
-def write_request_csv(engine: Engine, path: Path) -> None:
-    from metering.storage.models import VirtualKey
-
-    u, k = UsageRecord.__table__.c, VirtualKey.__table__.c
-    query = (
-        select(UsageRecord.__table__, k.name.label("key"))
-        .join(VirtualKey.__table__, k.id == u.key_id)
-        .order_by(u.started_at, u.id)
-    )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with engine.connect() as conn, path.open("w", newline="", encoding="utf-8") as out:
-        writer = csv.writer(out)
-        writer.writerow(CSV_COLUMNS)
-        for row in conn.execute(query):
-            values = dict(row._mapping)
-            values["total_cost"] = format_usd(values["total_cost"])
-            values["started_at"] = values["started_at"].isoformat(timespec="milliseconds")
-            writer.writerow(["" if values[c] is None else values[c] for c in CSV_COLUMNS])
+def write_request_csvs(engine: Engine, out: Path, months: list[str]) -> list[Path]:
+    """The requests CSV of `metering export --detail requests` for the month(s) the demo ran
+    in (two only if it ran across a month boundary; the second gets the month in its name)."""
+    paths = []
+    with engine.connect() as conn:
+        for i, month in enumerate(months):
+            path = out if i == 0 else out.with_name(f"{out.stem}-{month}{out.suffix}")
+            write_export(conn, month=month, detail="requests", out=path)
+            paths.append(path)
+    return paths
 
 
 def _demo_key(engine: Engine, name: str, *, team: str) -> str:
@@ -224,12 +190,14 @@ def run_demo(
                     proxy_url = f"http://127.0.0.1:{port}"
                     asyncio.run(_wait_ready(proxy_url, proxy))
                     say(f"metering proxy on {proxy_url} (database {url})")
+                    first_month = datetime.now(UTC).strftime("%Y-%m")
                     sent = asyncio.run(_send_traffic(proxy_url, secrets))
+                    months = sorted({first_month, datetime.now(UTC).strftime("%Y-%m")})
                 finally:
                     _stop_proxy(proxy)
             say(f"sent {sent} requests through the proxy")
             spend = spend_by_model(engine)
-            write_request_csv(engine, out)
+            write_request_csvs(engine, out, months)
             with engine.connect() as conn:
                 total = conn.execute(select(func.sum(UsageRecord.total_cost))).scalar() or 0
             return DemoResult(sent, spend, format_usd(int(total)), out, url, proxy.pid)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,16 @@ def test_demo_command_prints_spend_as_decimal_strings(tmp_path: Path) -> None:
     spend = json.loads(result.stdout)
     assert {"openai", "anthropic", "perplexity", "gemini"} <= {r["provider"] for r in spend}
     assert all(isinstance(row["total_cost"], str) for row in spend)
+    assert {"input_cost", "cache_read_cost", "reasoning_cost", "search_cost"} <= set(spend[0])
     assert out.exists()
+
+
+def test_demo_table_has_a_total_row(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["demo", "--out", str(tmp_path / "demo.csv")])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0].split()[:4] == ["provider", "model", "requests", "errors"]
+    assert lines[-1].split()[0] == "TOTAL"
 
 
 def test_demo_records_every_shape_and_stops_the_proxy(tmp_path: Path) -> None:
@@ -32,7 +42,9 @@ def test_demo_records_every_shape_and_stops_the_proxy(tmp_path: Path) -> None:
     result = run_demo(database_url=f"sqlite:///{db}", out=out)
     rows = list(csv.DictReader(out.open(encoding="utf-8")))
     assert len(rows) == result.requests_sent == sum(r["requests"] for r in result.spend) >= 24
-    assert {r["stream"] for r in rows} == {"True", "False"}
+    assert {r["stream"] for r in rows} == {"true", "false"}
+    csv_total = sum(Decimal(r["total_cost"]) for r in rows)
+    assert csv_total == Decimal(result.total_cost)  # to the last digit
     assert any(r["cache_hit_type"] == "direct" for r in rows)
     assert any(r["requested_model"] != f"{r['provider']}/{r['model']}" for r in rows)  # fallback
     assert any(r["status"] == "upstream_error" for r in rows)

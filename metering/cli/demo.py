@@ -9,6 +9,21 @@ import click
 
 from metering.cli.output import emit, format_option
 
+# The table shows the essentials; JSON and CSV carry every column of `metering spend`.
+TABLE_COLUMNS = (
+    "provider",
+    "model",
+    "requests",
+    "errors",
+    "prompt_tokens",
+    "cached_read_tokens",
+    "cached_write_tokens",
+    "completion_tokens",
+    "reasoning_tokens",
+    "search_queries",
+    "total_cost",
+)
+
 
 @click.command(name="demo")
 @click.option(
@@ -21,7 +36,8 @@ from metering.cli.output import emit, format_option
     "--out",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="Per-request CSV (default: reports/demo-<timestamp>.csv).",
+    help="Requests CSV, as `metering export --detail requests` writes it "
+    "(default: reports/demo-<timestamp>.csv).",
 )
 @format_option
 def demo(demo_database_url: str | None, out: Path | None, fmt: str) -> None:
@@ -33,7 +49,12 @@ def demo(demo_database_url: str | None, out: Path | None, fmt: str) -> None:
     result = run_demo(
         database_url=demo_database_url, out=out, say=lambda line: click.echo(line, err=True)
     )
-    total = {"provider": "total", "total_cost": result.total_cost}
-    total["requests"] = str(sum(row["requests"] for row in result.spend))
-    emit(result.spend, fmt, footer=total if fmt == "table" else None)
-    click.echo(f"per-request CSV: {result.csv_path}", err=True)
+    if fmt != "table":
+        emit(result.spend, fmt)
+    else:
+        total: dict[str, object] = {"provider": "TOTAL", "total_cost": result.total_cost}
+        for column in TABLE_COLUMNS[2:-1]:
+            total[column] = sum(int(row[column]) for row in result.spend)
+        emit(result.spend, fmt, columns=TABLE_COLUMNS, footer=total)
+        click.echo("(every token and cost column: --format json or csv)", err=True)
+    click.echo(f"requests CSV: {result.csv_path}", err=True)
