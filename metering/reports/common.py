@@ -11,7 +11,7 @@ from sqlalchemy import Connection, Date, cast, func, or_, select
 from sqlalchemy.sql.elements import ColumnElement
 
 from metering.errors import InvalidInput
-from metering.storage.models import Customer, Team, VirtualKey
+from metering.storage.models import COST_COLUMNS, Customer, Team, VirtualKey
 
 # The token sums and cost columns every spend row / export row carries (SPEC §9).
 SPEND_TOKENS = (
@@ -23,18 +23,7 @@ SPEND_TOKENS = (
     "citation_tokens",
     "search_queries",
 )
-SPEND_COSTS = (
-    "input_cost",
-    "cache_read_cost",
-    "cache_write_cost",
-    "output_cost",
-    "reasoning_cost",
-    "citation_cost",
-    "search_cost",
-    "request_cost",
-    "adjustment_cost",
-    "total_cost",
-)
+SPEND_COSTS = COST_COLUMNS  # every component, the adjustment and the billed total
 
 
 @dataclass(frozen=True, slots=True)

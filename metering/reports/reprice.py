@@ -31,26 +31,13 @@ from metering.core.responses import find_price
 from metering.errors import InvalidInput
 from metering.reports.common import DayWindow, billable
 from metering.storage.budgets import rebuild_budget_counters
-from metering.storage.models import RepriceAudit, UsageRecord
+from metering.storage.models import COST_COLUMNS, RepriceAudit, UsageRecord
 from metering.storage.prices import load_price_book
 from metering.storage.records import add_to_rollup
 
 CHUNK_ROWS = 1_000
-COMPARED = (
-    "input_cost",
-    "cache_read_cost",
-    "cache_write_cost",
-    "output_cost",
-    "reasoning_cost",
-    "citation_cost",
-    "search_cost",
-    "request_cost",
-    "adjustment_cost",
-    "total_cost",
-    "computed_cost",
-    "cost_source",
-    "price_version_id",
-)
+# What a reprice may change on a record.
+COMPARED = (*COST_COLUMNS, "computed_cost", "cost_source", "price_version_id")
 
 
 @dataclass
