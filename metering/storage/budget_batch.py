@@ -19,19 +19,19 @@ requests share one transaction and one lock of their budgets:
     ``DELETE … RETURNING``, each record's cost added to every applicable budget whose
     window contains its ``started_at``, counters saved once per budget).
 
-Statements are built once per dialect: building them cost more CPU than running them.
+The statements are SQL text run on the DBAPI cursor (``storage.raw_sql``): SQLAlchemy
+Core's per-execute work cost more CPU than running them.
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, delete, insert, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Connection
 
 from metering.core.budget import BudgetState, first_refusal
 from metering.errors import Conflict
@@ -42,8 +42,8 @@ from metering.storage.budget_rows import (
     note_soft_limit,
     roll_forward,
 )
-from metering.storage.models import Budget, BudgetSettlement, Reservation
 from metering.storage.owners import owner_names
+from metering.storage.raw_sql import is_postgres, render, rows_of, run, sqlite_datetime
 from metering.storage.reservations import Refusal, ReserveResult
 
 Owners = tuple[int, int | None, int | None]  # key_id, team_id, customer_id
@@ -67,80 +67,40 @@ class Unbounded:
     budget_id: int
 
 
-def _owner_filter(held: bool) -> Any:
-    table = Budget.__table__.c
-    conditions = [
-        and_(table.owner_type == kind, table.owner_id.in_(bindparam(kind, expanding=True)))
-        for kind in ("key", "team", "customer")
-    ]
+_BUDGET_COLUMNS = ", ".join(f.name for f in fields(BudgetRow))
+
+
+_OWNED = "(owner_type = ? AND owner_id IN ({ids}))"
+_HOLDING = "id IN (SELECT budget_id FROM reservations WHERE request_id IN ({ids}))"
+_LOCK = "SELECT {columns} FROM budgets WHERE {where} ORDER BY id{lock}"
+_SAVE = (
+    "UPDATE budgets SET period_start = ?, spent_nano = ?, reserved_nano = ?, "
+    "soft_crossed_at = ?, updated_at = ? WHERE id = ?"
+)
+_RELEASE_EXPIRED = (
+    "DELETE FROM reservations WHERE budget_id IN ({ids}) AND expires_at <= ? "
+    "RETURNING budget_id, amount_nano"
+)
+_TAKEN = "SELECT request_id FROM reservations WHERE request_id IN ({ids})"
+_RESERVE = (
+    "INSERT INTO reservations (request_id, budget_id, amount_nano, created_at, expires_at) "
+    "VALUES {rows}"
+)
+_DROP_HELD = "DELETE FROM reservations WHERE request_id IN ({ids}) RETURNING budget_id, amount_nano"
+_MARK_SETTLED = (
+    "INSERT INTO budget_settlements (request_id, settled_at) VALUES {rows} "
+    "ON CONFLICT (request_id) DO NOTHING RETURNING request_id"
+)
+
+
+@functools.cache
+def _lock_sql(postgres: bool, keys: int, teams: int, customers: int, held: int) -> str:
+    clauses = [render(postgres, _OWNED, ids=n) for n in (keys, teams, customers) if n]
     if held:
-        holding = select(Reservation.budget_id).where(
-            Reservation.request_id.in_(bindparam("held", expanding=True))
-        )
-        conditions.append(table.id.in_(holding))
-    return or_(*conditions)
-
-
-@functools.cache
-def _lock_stmt(dialect: str, held: bool) -> Any:
-    query = select(Budget.__table__).where(_owner_filter(held)).order_by(Budget.id)
-    return query.with_for_update() if dialect == "postgresql" else query
-
-
-@functools.cache
-def _release_expired_stmt() -> Any:
-    return (
-        delete(Reservation)
-        .where(
-            Reservation.budget_id.in_(bindparam("ids", expanding=True)),
-            Reservation.expires_at <= bindparam("now"),
-        )
-        .returning(Reservation.budget_id, Reservation.amount_nano)
-    )
-
-
-@functools.cache
-def _taken_stmt() -> Any:
-    return select(Reservation.request_id).where(
-        Reservation.request_id.in_(bindparam("ids", expanding=True))
-    )
-
-
-@functools.cache
-def _insert_reservations_stmt() -> Any:
-    return insert(Reservation)
-
-
-@functools.cache
-def _drop_held_stmt() -> Any:
-    return (
-        delete(Reservation)
-        .where(Reservation.request_id.in_(bindparam("ids", expanding=True)))
-        .returning(Reservation.budget_id, Reservation.amount_nano)
-    )
-
-
-@functools.cache
-def _marker_stmt(dialect: str) -> Any:
-    stmt = (postgresql if dialect == "postgresql" else sqlite).insert(BudgetSettlement)
-    return stmt.on_conflict_do_nothing(index_elements=["request_id"]).returning(
-        BudgetSettlement.request_id
-    )
-
-
-@functools.cache
-def _save_stmt() -> Any:
-    return (
-        update(Budget)
-        .where(Budget.id == bindparam("b_id"))
-        .values(
-            period_start=bindparam("b_period_start"),
-            spent_nano=bindparam("b_spent"),
-            reserved_nano=bindparam("b_reserved"),
-            soft_crossed_at=bindparam("b_soft"),
-            updated_at=bindparam("b_now"),
-        )
-    )
+        clauses.append(render(postgres, _HOLDING, ids=held))
+    lock = " FOR UPDATE" if postgres else ""
+    where = " OR ".join(clauses)
+    return render(postgres, _LOCK, columns=_BUDGET_COLUMNS, where=where, lock=lock)
 
 
 def lock_owner_budgets(
@@ -149,16 +109,23 @@ def lock_owner_budgets(
     """Lock (ascending id) the budgets of these owners, and those holding reservations of
     the ``held`` request ids; their rows by id."""
     begin_write(conn)
-    params: dict[str, Any] = {
-        "key": sorted({o[0] for o in owners}),
-        "team": sorted({o[1] for o in owners if o[1] is not None}),
-        "customer": sorted({o[2] for o in owners if o[2] is not None}),
-    }
-    if held:
-        params["held"] = list(held)
-    stmt = _lock_stmt(conn.dialect.name, bool(held))
-    rows = conn.execute(stmt, params).mappings().all()
-    return {int(r["id"]): BudgetRow.from_mapping(r) for r in rows}
+    keys = sorted({o[0] for o in owners})
+    teams = sorted({o[1] for o in owners if o[1] is not None})
+    customers = sorted({o[2] for o in owners if o[2] is not None})
+    params: list[Any] = []
+    for kind, ids in (("key", keys), ("team", teams), ("customer", customers)):
+        if ids:
+            params += [kind, *ids]
+    params += held
+    if not params:
+        return {}
+    sql = _lock_sql(is_postgres(conn), len(keys), len(teams), len(customers), len(held))
+    rows = [BudgetRow(*r) for r in run(conn, sql, params)]
+    if not is_postgres(conn):
+        for row in rows:
+            row.period_start = sqlite_datetime(row.period_start) or row.period_start
+            row.soft_crossed_at = sqlite_datetime(row.soft_crossed_at)
+    return {int(r.id): r for r in rows}
 
 
 def applicable(rows: Mapping[int, BudgetRow], owners: Owners) -> list[BudgetRow]:
@@ -170,27 +137,22 @@ def applicable(rows: Mapping[int, BudgetRow], owners: Owners) -> list[BudgetRow]
 
 
 def save_rows(conn: Connection, rows: Sequence[BudgetRow], *, now: datetime) -> None:
-    if rows:
-        conn.execute(
-            _save_stmt(),
-            [
-                {
-                    "b_id": r.id,
-                    "b_period_start": r.period_start,
-                    "b_spent": r.spent_nano,
-                    "b_reserved": r.reserved_nano,
-                    "b_soft": r.soft_crossed_at,
-                    "b_now": now,
-                }
-                for r in rows
-            ],
+    sql = render(is_postgres(conn), _SAVE)
+    for r in rows:
+        run(
+            conn, sql, (r.period_start, r.spent_nano, r.reserved_nano, r.soft_crossed_at, now, r.id)
         )
 
 
 def prepare_rows(conn: Connection, rows: Mapping[int, BudgetRow], *, now: datetime) -> None:
     """Give back the expired reservations of these locked rows; roll them forward."""
     if any(row.reserved_nano for row in rows.values()):  # else nothing can have expired
-        expired = conn.execute(_release_expired_stmt(), {"ids": sorted(rows), "now": now})
+        ids = sorted(rows)
+        expired = run(
+            conn,
+            render(is_postgres(conn), _RELEASE_EXPIRED, ids=len(ids)),
+            [*ids, now],
+        )
         for budget_id, amount in expired:
             rows[int(budget_id)].reserved_nano -= int(amount)
     for row in rows.values():
@@ -220,9 +182,11 @@ def reserve_many(
             for a, s in zip(asks, skip, strict=True)
         ]
     prepare_rows(conn, rows, now=now)
-    taken = set(conn.execute(_taken_stmt(), {"ids": [a.request_id for a in asks]}).scalars())
+    asked = [a.request_id for a in asks]
+    sql = render(is_postgres(conn), _TAKEN, ids=len(asked))
+    taken = {r[0] for r in run(conn, sql, asked)}
     results: list[ReserveResult | Unbounded | Exception] = []
-    inserts: list[dict[str, Any]] = []
+    inserts: list[tuple[Any, ...]] = []
     refused: list[tuple[int, BudgetRow, int]] = []
     for index, (ask, skipped) in enumerate(zip(asks, skip, strict=True)):
         mine = applicable(rows, ask.owners)
@@ -251,19 +215,12 @@ def reserve_many(
         expires = ask.created_at + timedelta(seconds=ttl_seconds)
         for row in mine:
             row.reserved_nano += ask.amount_nano
-            inserts.append(
-                {
-                    "request_id": ask.request_id,
-                    "budget_id": row.id,
-                    "amount_nano": ask.amount_nano,
-                    "created_at": ask.created_at,
-                    "expires_at": expires,
-                }
-            )
+            inserts.append((ask.request_id, row.id, ask.amount_nano, ask.created_at, expires))
         taken.add(ask.request_id)
         results.append(ReserveResult(True, ask.amount_nano, tuple(r.id for r in mine)))
     if inserts:
-        conn.execute(_insert_reservations_stmt(), inserts)
+        sql = render(is_postgres(conn), _RESERVE, rows=rows_of(5, len(inserts)))
+        run(conn, sql, [v for row in inserts for v in row])
     save_rows(conn, list(rows.values()), now=now)
     if refused:
         names = owner_names(conn, [(r.owner_type, r.owner_id) for _, r, _ in refused])
@@ -318,13 +275,16 @@ class BatchSettlement:
                 self.rows.setdefault(budget_id, row)
         if not self.rows:  # no budget applies and none holds a reservation of these
             return
-        marked = conn.execute(
-            _marker_stmt(conn.dialect.name),
-            [{"request_id": r["request_id"], "settled_at": self.now} for r in records],
-        )
-        settled = set(marked.scalars())
+        settled = _mark_settled(conn, [r["request_id"] for r in records], now=self.now)
         changed = {row.id: row for row in self.rolled}
-        held = conn.execute(_drop_held_stmt(), {"ids": sorted(settled)}) if settled else ()
+        held: list[tuple[Any, ...]] = []
+        if settled:
+            ids = sorted(settled)
+            held = run(
+                conn,
+                render(is_postgres(conn), _DROP_HELD, ids=len(ids)),
+                ids,
+            )
         for budget_id, amount in held:
             holder = self.rows.get(int(budget_id))
             if holder is not None:
@@ -344,6 +304,14 @@ class BatchSettlement:
         for row in charged.values():
             note_soft_limit(conn, row, now=self.now)
         save_rows(conn, sorted(changed.values(), key=lambda r: r.id), now=self.now)
+
+
+def _mark_settled(conn: Connection, request_ids: list[str], *, now: datetime) -> set[str]:
+    """Settlement markers; the request ids not settled before (each is settled once)."""
+    if not request_ids:
+        return set()
+    sql = render(is_postgres(conn), _MARK_SETTLED, rows=rows_of(2, len(request_ids)))
+    return {r[0] for r in run(conn, sql, [v for rid in request_ids for v in (rid, now)])}
 
 
 def _owners_of(record: Mapping[str, Any]) -> Owners:

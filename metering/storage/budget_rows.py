@@ -22,6 +22,7 @@ from metering.core.budget import soft_limit_reached
 from metering.core.money import format_usd
 from metering.core.periods import parse_period, period_window
 from metering.storage.models import Budget, BudgetEvent, Reservation, UsageRecord
+from metering.storage.raw_sql import run
 
 log = logging.getLogger("metering.budgets")
 
@@ -80,7 +81,7 @@ def begin_write(conn: Connection) -> None:
         return
     dbapi = conn.connection.dbapi_connection
     if dbapi is not None and not dbapi.in_transaction:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        run(conn, "BEGIN IMMEDIATE")
 
 
 def applicable_budget_ids(

@@ -13,32 +13,51 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Connection
-from sqlalchemy.dialects import postgresql, sqlite
 
-from metering.storage.models import COST_COLUMNS, TOKEN_COLUMNS, DailyRollup, UsageRecord
+from metering.storage.models import COST_COLUMNS, TOKEN_COLUMNS, UsageRecord
+from metering.storage.raw_sql import is_postgres, render, rows_of, run
 
 ROLLUP_SUMS = (*TOKEN_COLUMNS, *COST_COLUMNS)
 ROLLUP_KEY = ("day", "key_id", "team_id", "customer_id", "provider", "model")
 ERROR_STATUSES_OK = frozenset({"success"})
 
 
-# Statements are built once per dialect: building ``excluded`` and the ON CONFLICT
-# clause cost more CPU than executing them (profiled: ~1.5 ms per recorded request).
-@functools.cache
-def _insert_records_stmt(dialect: str) -> Any:
-    insert = (postgresql if dialect == "postgresql" else sqlite).insert(UsageRecord)
-    return insert.on_conflict_do_nothing(index_elements=["request_id"]).returning(
-        UsageRecord.request_id
-    )
+# SQL text on the DBAPI cursor (``storage.raw_sql``): SQLAlchemy Core's per-execute
+# work cost more CPU than the statements (≈ 80 µs against ≈ 11 µs each).
+_RECORD_COLUMNS = tuple(c for c in UsageRecord.__table__.columns if c.name != "id")
+_RECORD_DEFAULTS = tuple(
+    c.default.arg if c.default is not None and c.default.is_scalar else None
+    for c in _RECORD_COLUMNS
+)
+_INSERT_RECORDS = (
+    "INSERT INTO usage_records ({columns}) VALUES {rows} "
+    "ON CONFLICT (request_id) DO NOTHING RETURNING request_id"
+)
+_ROLLUP_COLUMNS = (*ROLLUP_KEY, "requests", "errors", *ROLLUP_SUMS)
+_UPSERT_ROLLUP = (
+    "INSERT INTO daily_rollups ({columns}) VALUES ({values}) "
+    "ON CONFLICT ({key}) DO UPDATE SET {sums}"
+)
+RECORDS_PER_STATEMENT = 200  # × 45 columns: under SQLite's 32,766 parameters
 
 
 @functools.cache
-def _upsert_rollup_stmt(dialect: str) -> Any:
-    stmt = (postgresql if dialect == "postgresql" else sqlite).insert(DailyRollup)
-    table = DailyRollup.__table__.c
-    return stmt.on_conflict_do_update(
-        index_elements=list(ROLLUP_KEY),
-        set_={c: table[c] + stmt.excluded[c] for c in ("requests", "errors", *ROLLUP_SUMS)},
+def _insert_records_sql(postgres: bool, count: int) -> str:
+    columns = ", ".join(c.name for c in _RECORD_COLUMNS)
+    rows = rows_of(len(_RECORD_COLUMNS), count)
+    return render(postgres, _INSERT_RECORDS, columns=columns, rows=rows)
+
+
+@functools.cache
+def _upsert_rollup_sql(postgres: bool) -> str:
+    sums = ", ".join(f"{c} = daily_rollups.{c} + excluded.{c}" for c in _ROLLUP_COLUMNS[6:])
+    return render(
+        postgres,
+        _UPSERT_ROLLUP,
+        columns=", ".join(_ROLLUP_COLUMNS),
+        values=len(_ROLLUP_COLUMNS),
+        key=", ".join(ROLLUP_KEY),
+        sums=sums,
     )
 
 
@@ -46,8 +65,17 @@ def write_records(conn: Connection, records: Sequence[Mapping[str, Any]]) -> lis
     """Insert records (dicts of UsageRecord columns); returns the request_ids inserted."""
     if not records:
         return []
-    stmt = _insert_records_stmt(conn.dialect.name)
-    inserted = {row[0] for row in conn.execute(stmt, list(records))}
+    inserted: set[str] = set()
+    postgres = is_postgres(conn)
+    for first in range(0, len(records), RECORDS_PER_STATEMENT):
+        chunk = records[first : first + RECORDS_PER_STATEMENT]
+        params = [
+            r.get(c.name, default)
+            for r in chunk
+            for c, default in zip(_RECORD_COLUMNS, _RECORD_DEFAULTS, strict=True)
+        ]
+        found = run(conn, _insert_records_sql(postgres, len(chunk)), params)
+        inserted.update(row[0] for row in found)
     add_to_rollup(conn, (r for r in records if r["request_id"] in inserted))
     return [r["request_id"] for r in records if r["request_id"] in inserted]
 
@@ -77,8 +105,7 @@ def add_to_rollup(conn: Connection, records: Iterable[Mapping[str, Any]], *, sig
             sums[col] += sign * int(r.get(col) or 0)
     if not groups:
         return
-    rows = [dict(zip(ROLLUP_KEY, k, strict=True), **v) for k, v in sorted(groups.items())]
-    stmt = _upsert_rollup_stmt(conn.dialect.name)
+    sql = _upsert_rollup_sql(is_postgres(conn))
     # One statement per group keeps a fixed (sorted) lock order across writers.
-    for row in rows:
-        conn.execute(stmt, row)
+    for key, sums in sorted(groups.items()):
+        run(conn, sql, [*key, *(sums[c] for c in _ROLLUP_COLUMNS[6:])])
