@@ -85,6 +85,26 @@ def units_cost_nano(units: int, price_each: Decimal) -> int:
     return usd_to_nano(_CONTEXT.multiply(Decimal(units), price_each))
 
 
+def _whole(scaled: Decimal) -> int | None:
+    return int(scaled) if scaled == scaled.to_integral_value(context=_CONTEXT) else None
+
+
+def nano_per_token(rate_per_million: Decimal) -> int | None:
+    """A USD-per-1M-tokens rate in nano-USD a token, when that is a whole number, else None.
+
+    Then ``tokens × it`` equals ``tokens_cost_nano(tokens, rate)`` exactly: the product is
+    already an integer, and rounding an integer half-even leaves it unchanged.
+    """
+    return _whole(
+        _CONTEXT.multiply(rate_per_million, Decimal(NANO_PER_USD // TOKENS_PER_RATE_UNIT))
+    )
+
+
+def nano_per_unit(price_each: Decimal) -> int | None:
+    """A USD price each in nano-USD, when whole (then ``units × it == units_cost_nano``)."""
+    return _whole(_CONTEXT.multiply(price_each, Decimal(NANO_PER_USD)))
+
+
 def nano_to_decimal(nano: int) -> Decimal:
     return _CONTEXT.divide(Decimal(nano), Decimal(NANO_PER_USD))
 

@@ -9,13 +9,20 @@ prompt exceeds a tier's threshold, the tier's rates apply to the whole request.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from metering.core.money import format_rate, tokens_cost_nano, units_cost_nano
+from metering.core.money import (
+    format_rate,
+    nano_per_token,
+    nano_per_unit,
+    tokens_cost_nano,
+    units_cost_nano,
+)
 from metering.core.usage import UsageBuckets
 from metering.errors import PricingError
 
@@ -114,11 +121,15 @@ class PriceVersion:
 
     def rates_for(self, prompt_tokens: int) -> Rates:
         """The rates in force for a request of this prompt size, fallbacks applied."""
+        return _with_fallbacks(self.sheet_rates_for(prompt_tokens))
+
+    def sheet_rates_for(self, prompt_tokens: int) -> Rates:
+        """The rates in force for a request of this prompt size, as the sheet gives them."""
         rates = self.rates
         for tier in sorted(self.tiers, key=lambda t: t.above_prompt_tokens):
             if prompt_tokens > tier.above_prompt_tokens:
                 rates = rates.overlaid(tier.rates)
-        return _with_fallbacks(rates)
+        return rates
 
     def same_prices(self, other: PriceVersion) -> bool:
         return self.rates == other.rates and sorted(
@@ -160,14 +171,83 @@ class CostBreakdown:
 
     @property
     def total(self) -> int:
-        return sum(getattr(self, f.name) for f in fields(self))
+        return (  # every field, spelt out: this runs for every record
+            self.input
+            + self.cache_read
+            + self.cache_write
+            + self.output
+            + self.reasoning
+            + self.citation
+            + self.search
+            + self.request
+        )
 
     def as_dict(self) -> dict[str, int]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
+@dataclass(frozen=True, slots=True)
+class WholeNanoRates:
+    """Rates (fallbacks applied) that are whole nano-USD a token (a query, a request)."""
+
+    input: int
+    cache_read: int
+    cache_write: int
+    output: int
+    reasoning: int
+    citation: int
+    input_audio: int
+    input_image: int
+    output_audio: int
+    search_query: int
+    request: int
+
+
+def whole_nano_rates(rates: Rates) -> WholeNanoRates | None:
+    """A sheet's rates in whole nano-USD (fallbacks applied), or None when one is fractional."""
+    r = _with_fallbacks(rates)
+    values = [nano_per_token(getattr(r, n)) for n in TOKEN_RATES]
+    values += [nano_per_unit(getattr(r, n)) for n in UNIT_PRICES]
+    whole = [v for v in values if v is not None]
+    return WholeNanoRates(*whole) if len(whole) == len(values) else None
+
+
+# A pure function of a hashable value: memoised so that pricing a request at a rate that
+# is whole nano-USD a token (nearly every sheet rate) is integer arithmetic only.
+_whole_nano_rates = functools.lru_cache(maxsize=1024)(whole_nano_rates)
+
+
+def price_usage_whole(
+    usage: UsageBuckets, r: WholeNanoRates, *, requests: int = 1
+) -> CostBreakdown:
+    """``price_usage`` for whole nano-USD rates: exact integer products, nothing to round."""
+    return CostBreakdown(
+        input=usage.input_text * r.input
+        + usage.input_audio * r.input_audio
+        + usage.input_image * r.input_image,
+        cache_read=usage.cache_read * r.cache_read,
+        cache_write=usage.cache_write * r.cache_write,
+        output=usage.output * r.output + usage.output_audio * r.output_audio,
+        reasoning=usage.reasoning * r.reasoning,
+        citation=usage.citation * r.citation,
+        search=usage.search_queries * r.search_query,
+        request=requests * r.request,
+    )
+
+
 def price_usage(usage: UsageBuckets, version: PriceVersion, *, requests: int = 1) -> CostBreakdown:
     """Price every bucket exactly once with the version's rates (tier chosen by prompt size)."""
+    sheet = version.rates if not version.tiers else version.sheet_rates_for(usage.prompt_tokens)
+    whole = _whole_nano_rates(sheet)
+    if whole is not None:
+        return price_usage_whole(usage, whole, requests=requests)
+    return price_usage_decimal(usage, version, requests=requests)
+
+
+def price_usage_decimal(
+    usage: UsageBuckets, version: PriceVersion, *, requests: int = 1
+) -> CostBreakdown:
+    """``price_usage`` in Decimal arithmetic, rounding each product once (any rate)."""
     r = version.rates_for(usage.prompt_tokens)
     assert r.input is not None and r.output is not None  # _with_fallbacks fills every rate
     assert r.cache_read is not None and r.cache_write is not None and r.reasoning is not None

@@ -86,6 +86,12 @@ def _count(obj: Mapping[str, Any] | None, name: str, where: str) -> int:
     if obj is None:
         return 0
     value = obj.get(name)
+    if type(value) is int and 0 <= value <= MAX_TOKEN_COUNT:
+        return value  # the usual case, checked in one step
+    return _checked_count(value, name, where)
+
+
+def _checked_count(value: Any, name: str, where: str) -> int:
     if value is None:
         return 0
     if isinstance(value, bool):

@@ -11,19 +11,27 @@ rollup kept in step). A timestamp without a zone is UTC.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
-from collections.abc import Callable, Iterable, Mapping
+import multiprocessing
+import multiprocessing.context
+import os
+import re
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import ExitStack
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from multiprocessing.pool import AsyncResult, Pool
 from typing import Any
 
 import orjson
 from sqlalchemy import Connection, Engine
 
-from metering.core.billing import BillingPolicy
-from metering.core.pricing import PriceBook
+from metering.core.billing import BillingPolicy, bill_request
+from metering.core.pricing import PriceBook, PriceVersion
 from metering.core.records import record_values
-from metering.core.responses import bill_response, read_response, split_model
+from metering.core.responses import ResponseFacts, find_price, read_response, split_model
 from metering.errors import InvalidInput, MeteringError
 from metering.storage.budgets import rebuild_budget_counters
 from metering.storage.keys import KeyInfo, find_key
@@ -31,6 +39,7 @@ from metering.storage.prices import load_price_book
 from metering.storage.records import write_records
 
 BATCH_ROWS = 2_000
+CHUNK_LINES = 1_000  # lines a worker parses and prices at a time
 MAX_REPORTED_BAD = 1_000  # bad lines kept with their reason; all are counted
 MAX_REQUEST_ID = 64
 
@@ -88,12 +97,54 @@ def derived_request_id(key_id: int, at: datetime, model: str, response: Any) -> 
     return "ingest-" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:40]
 
 
+# orjson writes what json.dumps(sort_keys=True, separators=(",", ":")) writes, except
+# for floats (json: 1e-05, orjson: 0.00001), text beyond ASCII (json escapes it), DEL
+# (json escapes it) and NaN/Infinity (json only, never read by orjson). A response with
+# a number that has a fraction or an exponent goes to json; so may a string that looks
+# like one (e.g. "12:30.5"), which costs only time.
+_FLOAT = re.compile(rb"[:,\[]-?[0-9]+[.eE]")
+
+
+def fast_derived_request_id(key_id: int, at: datetime, model: str, response: Any) -> str:
+    """``derived_request_id``, byte for byte, several times faster when the content allows.
+
+    ``response`` must be what orjson read (no NaN, Infinity or integers beyond 64 bits).
+    """
+    try:
+        body = orjson.dumps(response, option=orjson.OPT_SORT_KEYS)
+    except orjson.JSONEncodeError:
+        return derived_request_id(key_id, at, model, response)
+    if (
+        not body.isascii()
+        or b"\x7f" in body
+        or not model.isascii()
+        or "\x7f" in model
+        or _FLOAT.search(body) is not None
+    ):
+        return derived_request_id(key_id, at, model, response)
+    head = orjson.dumps([key_id, at.isoformat(), model])
+    canonical = b"".join((head[:-1], b",", body, b"]"))
+    return "ingest-" + hashlib.sha256(canonical).hexdigest()[:40]
+
+
+_Chunk = tuple[list[dict[str, Any]], list[tuple[int, str]]]
+
+
 @dataclass
 class _Context:
     conn: Connection
     book: PriceBook
     policy: BillingPolicy
     keys: dict[str, KeyInfo] = field(default_factory=dict)
+    prices: dict[tuple[str, str, str, date], PriceVersion | None] = field(default_factory=dict)
+
+    def price(self, facts: ResponseFacts, requested: str, on: date) -> PriceVersion | None:
+        at = (facts.provider, facts.model, requested, on)
+        if at not in self.prices:
+            self.prices[at] = find_price(
+                self.book, provider=facts.provider, model=facts.model, requested=requested, on=on
+            )
+        return self.prices[at]
 
     def key(self, ref: Any) -> KeyInfo:
         if isinstance(ref, bool) or not isinstance(ref, str | int):
@@ -104,18 +155,19 @@ class _Context:
         return self.keys[text]
 
 
-def _parse_line(text: str) -> Any:
+def _parse_line(text: str) -> tuple[Any, bool]:
+    """The line's value, and whether orjson read it."""
     try:
-        return orjson.loads(text)  # several times faster than json
+        return orjson.loads(text), True  # several times faster than json
     except orjson.JSONDecodeError:
         # json also reads NaN and integers beyond 64 bits, and its message names the column
-        return json.loads(text)
+        return json.loads(text), False
 
 
 def build_record(ctx: _Context, text: str) -> dict[str, Any]:
     """One JSON line → the values of a usage record (raises MeteringError when unusable)."""
     try:
-        line = _parse_line(text)
+        line, by_orjson = _parse_line(text)
     except json.JSONDecodeError as exc:
         raise InvalidInput(f"not JSON ({exc.msg} at column {exc.colno})") from None
     if not isinstance(line, dict):
@@ -131,11 +183,18 @@ def build_record(ctx: _Context, text: str) -> dict[str, Any]:
     model = requested_model(line, response)
     request_id = line.get("request_id")
     if request_id is None:
-        request_id = derived_request_id(key.id, at, model, response)
+        derive = fast_derived_request_id if by_orjson else derived_request_id
+        request_id = derive(key.id, at, model, response)
     elif not isinstance(request_id, str) or not 0 < len(request_id) <= MAX_REQUEST_ID:
         raise InvalidInput(f"request_id must be a string of 1 to {MAX_REQUEST_ID} characters")
     facts = read_response(response, model)
-    bill = bill_response(facts, ctx.book, requested=model, on=at.date(), policy=ctx.policy)
+    bill = bill_request(  # what bill_response does, with the price looked up once a day
+        facts.usage,
+        ctx.price(facts, model, at.date()),
+        reported_total=facts.reported_cost,
+        policy=ctx.policy,
+        cache_hit_type=facts.cache_hit_type,
+    )
     extra = response.get("extra_fields")
     extra = extra if isinstance(extra, Mapping) else {}
     latency = extra.get("latency")
@@ -176,6 +235,43 @@ def _rebuild_budgets(engine: Engine, now: datetime) -> list[str]:
         return rebuild_budget_counters(conn, now=now)
 
 
+def _build_chunk(ctx: _Context, first: int, raws: list[bytes]) -> _Chunk:
+    """Lines ``first``… → their records (in order) and their bad lines with reasons."""
+    records: list[dict[str, Any]] = []
+    bad: list[tuple[int, str]] = []
+    for lineno, raw in enumerate(raws, start=first):
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            bad.append((lineno, "not UTF-8 text"))
+            continue
+        if not text.strip():
+            continue
+        try:
+            records.append(build_record(ctx, text))
+        except (MeteringError, ValueError, TypeError) as exc:
+            bad.append((lineno, str(exc) or type(exc).__name__))
+    ctx.conn.rollback()  # never hold a read transaction while the writer commits
+    return records, bad
+
+
+def _chunks(
+    lines: Iterable[bytes], progress: Callable[[int], None] | None
+) -> Iterator[tuple[int, list[bytes]]]:
+    lineno = 1
+    chunk: list[bytes] = []
+    for raw in lines:
+        if progress is not None:
+            progress(len(raw))
+        chunk.append(raw)
+        if len(chunk) >= CHUNK_LINES:
+            yield lineno, chunk
+            lineno += len(chunk)
+            chunk = []
+    if chunk:
+        yield lineno, chunk
+
+
 def ingest_lines(
     engine: Engine,
     lines: Iterable[bytes],
@@ -184,39 +280,82 @@ def ingest_lines(
     policy: BillingPolicy = "reported",
     progress: Callable[[int], None] | None = None,
 ) -> IngestResult:
-    """Ingest JSON lines (raw bytes, numbered from 1); memory bounded by one batch."""
+    """Ingest JSON lines (raw bytes, numbered from 1); memory bounded by a few chunks.
+
+    A long input is parsed and priced in worker processes (one per core) while this
+    process writes their records in line order; a short one is done here.
+    """
     result = IngestResult()
+    chunks = _chunks(lines, progress)
+    head = list(itertools.islice(chunks, 2))
     with engine.connect() as conn:
-        ctx = _Context(conn=conn, book=load_price_book(conn), policy=policy)
+        book = load_price_book(conn)
+        conn.rollback()
+    with ExitStack() as stack:
+        built: Iterable[_Chunk]
+        if len(head) > 1 and engine.url.database not in (None, "", ":memory:"):
+            pool = stack.enter_context(
+                _fork_context().Pool(
+                    processes=os.cpu_count() or 1,
+                    initializer=_start_worker,
+                    initargs=(engine, book, policy),
+                )
+            )
+            built = _in_order(pool, itertools.chain(head, chunks))
+        else:
+            conn = stack.enter_context(engine.connect())
+            ctx = _Context(conn=conn, book=book, policy=policy)
+            built = (
+                _build_chunk(ctx, first, raws) for first, raws in itertools.chain(head, chunks)
+            )
         batch: list[dict[str, Any]] = []
         seen: set[str] = set()  # a request_id twice in one batch must not be added twice
-        for lineno, raw in enumerate(lines, start=1):
-            if progress is not None:
-                progress(len(raw))
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError:
-                result.add_bad(lineno, "not UTF-8 text")
-                continue
-            if not text.strip():
-                continue
-            try:
-                record = build_record(ctx, text)
-            except (MeteringError, ValueError, TypeError) as exc:
-                result.add_bad(lineno, str(exc) or type(exc).__name__)
-                continue
-            if record["request_id"] in seen:
-                result.duplicate += 1
-                continue
-            seen.add(record["request_id"])
-            batch.append(record)
-            if len(batch) >= BATCH_ROWS:
-                conn.rollback()  # end the read transaction before writing elsewhere
-                _write_batch(engine, batch, result)
-                batch, seen = [], set()
-        conn.rollback()
+        for records, bad in built:
+            for lineno, reason in bad:
+                result.add_bad(lineno, reason)
+            for record in records:
+                if record["request_id"] in seen:
+                    result.duplicate += 1
+                    continue
+                seen.add(record["request_id"])
+                batch.append(record)
+                if len(batch) >= BATCH_ROWS:
+                    _write_batch(engine, batch, result)
+                    batch, seen = [], set()
     if batch:
         _write_batch(engine, batch, result)
     if result.ingested:
         result.budget_changes = _rebuild_budgets(engine, now)
     return result
+
+
+def _in_order(pool: Pool, todo: Iterator[tuple[int, list[bytes]]]) -> Iterator[_Chunk]:
+    """The workers' chunks in line order, a few at a time (memory stays bounded, unlike
+    ``imap``, which reads the whole input ahead)."""
+    pending: deque[AsyncResult[_Chunk]] = deque()
+    ahead = 2 * (os.cpu_count() or 1)
+    for chunk in todo:
+        pending.append(pool.apply_async(_worker_build, (chunk,)))
+        if len(pending) >= ahead:
+            yield pending.popleft().get()
+    while pending:
+        yield pending.popleft().get()
+
+
+def _fork_context() -> multiprocessing.context.BaseContext:
+    # fork: the workers inherit the engine and the price book instead of pickling them
+    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else None
+    return multiprocessing.get_context(method)
+
+
+# One per worker process, set by its initializer (a pool's way of keeping state).
+_worker: list[_Context] = []
+
+
+def _start_worker(engine: Engine, book: PriceBook, policy: BillingPolicy) -> None:
+    engine.dispose(close=False)  # the parent's pooled connections stay the parent's
+    _worker.append(_Context(conn=engine.connect(), book=book, policy=policy))
+
+
+def _worker_build(chunk: tuple[int, list[bytes]]) -> _Chunk:
+    return _build_chunk(_worker[0], *chunk)

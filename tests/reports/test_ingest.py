@@ -142,3 +142,22 @@ def test_derived_request_id_is_deterministic() -> None:
     two = derived_request_id(1, at, "openai/gpt-4o", {"usage": {"b": 2, "a": 1}, "id": "x"})
     assert one == two and one.startswith("ingest-") and len(one) <= 64
     assert one != derived_request_id(2, at, "openai/gpt-4o", {"id": "x"})
+
+
+def test_worker_processes_give_the_same_result(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ingest_module, "CHUNK_LINES", 2)  # several chunks: worker processes
+    monkeypatch.setattr(ingest_module, "BATCH_ROWS", 2)
+    with engine.begin() as conn:
+        seed_org(conn)
+    read: list[int] = []
+    first = ingest_lines(engine, _lines(), now=NOW, progress=read.append)
+    assert sum(read) == sum(len(line) for line in _lines())
+    assert (first.ingested, first.duplicate, first.bad) == (3, 0, 6)
+    assert [n for n, _ in first.bad_lines] == [3, 4, 5, 8, 9, 10]
+    assert dict(first.bad_lines)[9] == "not UTF-8 text"
+    again = ingest_lines(engine, _lines() + _lines(), now=NOW)
+    assert (again.ingested, again.duplicate, again.bad) == (0, 6, 12)
+    assert [n for n, _ in again.bad_lines][6:] == [13, 14, 15, 18, 19, 20]
+    assert _count(engine) == (3, 3)

@@ -1,0 +1,37 @@
+"""The orjson rendering of a derived request id equals the json one, byte for byte."""
+
+import json
+from datetime import datetime
+from typing import Any
+
+import orjson
+from hypothesis import given
+from hypothesis import strategies as st
+
+from metering.reports.ingest import derived_request_id, fast_derived_request_id
+
+AT = datetime(2026, 11, 3, 12, 0, 0, 500_000)
+text_st = st.text(max_size=8) | st.sampled_from(["chat.completion", "12:30.5", "1e5", "é", "\x7f"])
+json_st = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**63), max_value=2**64 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | text_st,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(text_st, inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@given(st.dictionaries(text_st, json_st, max_size=6), st.integers(1, 10**6), text_st)
+def test_fast_derived_id_equals_the_json_one(response: Any, key_id: int, model: str) -> None:
+    read = orjson.loads(json.dumps(response))  # as ingest reads a line
+    expected = derived_request_id(key_id, AT, model, read)
+    assert fast_derived_request_id(key_id, AT, model, read) == expected
+
+
+def test_fast_derived_id_of_a_usual_response() -> None:
+    response = {"id": "x", "model": "gemini-2.5-pro", "usage": {"prompt_tokens": 3}}
+    assert fast_derived_request_id(1, AT, "gemini/gemini-2.5-pro", response) == (
+        derived_request_id(1, AT, "gemini/gemini-2.5-pro", response)
+    )
