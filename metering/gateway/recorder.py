@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -133,21 +134,30 @@ class RecordWriter:
                     if lane.pending:
                         work.append((lane, lane.pending[:MAX_BATCH]))
                         lane.pending = lane.pending[MAX_BATCH:]
-                await asyncio.shield(loop.run_in_executor(self._executor, self._cycle, loop, work))
+                cycle = loop.run_in_executor(self._executor, self._cycle, loop, work)
+                last = work[-1][1]
+                # Delivered by the hop back itself (no second wake-up of the loop), even
+                # if this task is cancelled meanwhile (``close``).
+                cycle.add_done_callback(functools.partial(_deliver_last, last))
+                await asyncio.shield(cycle)
 
     def _cycle(
         self,
         loop: asyncio.AbstractEventLoop,
         work: list[tuple[Lane[Any, Any], list[tuple[Any, asyncio.Future[Any]]]]],
-    ) -> None:
-        """One thread hop: each lane's batch committed in turn; its callers woken at once."""
-        for lane, batch in work:
+    ) -> list[Any]:
+        """One thread hop: each lane's batch committed in turn; its callers woken at once
+        (those of the last lane by the hop's return: its results)."""
+        results: list[Any] = []
+        for index, (lane, batch) in enumerate(work):
             try:
                 results = lane.commit([item for item, _ in batch])
             except Exception as exc:  # a lane must not raise; never leave its callers waiting
                 log.exception("writer lane failed")
                 results = [exc] * len(batch)
-            loop.call_soon_threadsafe(_deliver, batch, results)
+            if index < len(work) - 1:
+                loop.call_soon_threadsafe(_deliver, batch, results)
+        return results
 
     def _commit(self, batch: list[_Pending]) -> list[bool | BaseException]:
         try:
@@ -191,6 +201,15 @@ def _deliver(batch: list[tuple[Any, asyncio.Future[Any]]], results: list[Any]) -
             done.set_exception(result)
         else:
             done.set_result(result)
+
+
+def _deliver_last(batch: list[Any], cycle: asyncio.Future[list[Any]]) -> None:
+    if cycle.cancelled():
+        _deliver(batch, [DatabaseUnavailable("the database writer stopped")] * len(batch))
+    elif (exc := cycle.exception()) is not None:
+        _deliver(batch, [exc] * len(batch))
+    else:
+        _deliver(batch, cycle.result())
 
 
 def _prepare(conn: Connection, batch: list[_Pending]) -> list[BatchHook]:
