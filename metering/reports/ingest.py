@@ -14,7 +14,6 @@ import hashlib
 import itertools
 import json
 import multiprocessing
-import multiprocessing.context
 import os
 import re
 from collections import deque
@@ -293,9 +292,9 @@ def ingest_lines(
         conn.rollback()
     with ExitStack() as stack:
         built: Iterable[_Chunk]
-        if len(head) > 1 and engine.url.database not in (None, "", ":memory:"):
+        if len(head) > 1 and _can_fork(engine):
             pool = stack.enter_context(
-                _fork_context().Pool(
+                multiprocessing.get_context("fork").Pool(
                     processes=os.cpu_count() or 1,
                     initializer=_start_worker,
                     initargs=(engine, book, policy),
@@ -342,10 +341,11 @@ def _in_order(pool: Pool, todo: Iterator[tuple[int, list[bytes]]]) -> Iterator[_
         yield pending.popleft().get()
 
 
-def _fork_context() -> multiprocessing.context.BaseContext:
-    # fork: the workers inherit the engine and the price book instead of pickling them
-    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else None
-    return multiprocessing.get_context(method)
+def _can_fork(engine: Engine) -> bool:
+    """Workers are forked: they inherit the engine and the price book (neither pickles),
+    and they need a database they can open themselves (not an in-memory one)."""
+    in_memory = engine.url.database in (None, "", ":memory:")
+    return not in_memory and "fork" in multiprocessing.get_all_start_methods()
 
 
 # One per worker process, set by its initializer (a pool's way of keeping state).
