@@ -162,7 +162,8 @@ class BudgetGate:
         deadlock victim); a database failure refuses them all with 503."""
         for attempt in range(DEADLOCK_RETRIES + 1):
             try:
-                with self._engine.begin() as conn:
+                assert self._writer is not None
+                with self._writer.begin() as conn:
                     return self._decide(conn, asks)
             except DBAPIError as exc:
                 if attempt < DEADLOCK_RETRIES and _is_deadlock(exc):
