@@ -19,6 +19,12 @@ from sqlalchemy import Connection, and_, delete, or_, select, update
 from metering.core.rate_limits import WindowUsage
 from metering.storage.budget_rows import insert_stmt
 from metering.storage.models import RateWindow
+from metering.storage.raw_sql import render, run
+
+_LOCK_WINDOWS = (
+    "SELECT key_id FROM rate_windows WHERE key_id IN ({keys}) AND window_start IN ({windows}) "
+    "ORDER BY key_id, window_start FOR UPDATE"
+)
 
 
 def take(
@@ -74,16 +80,11 @@ def lock_windows(conn: Connection, windows: Iterable[tuple[int, datetime]]) -> N
     wanted = sorted(set(windows))
     if not wanted or conn.dialect.name != "postgresql":
         return
-    query = (
-        select(RateWindow.key_id)
-        .where(
-            RateWindow.key_id.in_({k for k, _ in wanted}),
-            RateWindow.window_start.in_({w for _, w in wanted}),
-        )
-        .order_by(RateWindow.key_id, RateWindow.window_start)
-        .with_for_update()
-    )
-    conn.execute(query).all()
+    keys = sorted({k for k, _ in wanted})
+    starts = sorted({w for _, w in wanted})
+    # SQL text on the cursor: it runs in every recorder batch on PostgreSQL.
+    sql = render(True, _LOCK_WINDOWS, keys=len(keys), windows=len(starts))
+    run(conn, sql, [*keys, *starts])
 
 
 def window_usage(conn: Connection, *, key_id: int, window: datetime) -> WindowUsage:
