@@ -20,15 +20,14 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, insert, select
+from sqlalchemy import Connection, delete, select
 
-from metering.core.budget import BudgetState, first_refusal, refusal_message
+from metering.core.budget import refusal_message
 from metering.errors import BudgetExceeded, Conflict, InvalidInput
 from metering.storage.budget_rows import (
-    OWNER_RANK,
     BudgetRow,
     applicable_budget_ids,
     insert_stmt,
@@ -38,7 +37,6 @@ from metering.storage.budget_rows import (
     save_counters,
 )
 from metering.storage.models import BudgetSettlement, Reservation, UsageRecord
-from metering.storage.owners import owner_names
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,64 +111,21 @@ def reserve(
     now: datetime,
     ttl_seconds: int,
 ) -> ReserveResult:
-    """Reserve ``amount_nano`` in every applicable budget, or in none (refused).
+    """Reserve ``amount_nano`` in every applicable budget, or in none (refused): one
+    request through the same path as the gateway's batches (``budget_batch.reserve_many``).
 
     Commit right after: the locks are held until the transaction ends."""
+    from metering.storage.budget_batch import ReserveAsk, reserve_many  # imports this module
+
     if amount_nano < 0 or ttl_seconds <= 0:
         raise InvalidInput("a reservation needs a non-negative amount and a positive ttl")
-    ids = applicable_budget_ids(conn, key_id=key_id, team_id=team_id, customer_id=customer_id)
-    if not ids:
-        return ReserveResult(accepted=True, amount_nano=amount_nano, budget_ids=())
-    rows = lock_budgets(conn, ids)
-    _release_expired_of(conn, rows, now=now)
-    for row in rows:
-        roll_forward(conn, row, now=now)
-    ranked = sorted(rows, key=lambda r: (OWNER_RANK[r.owner_type], r.id))
-    states = [
-        BudgetState(r.id, r.owner_type, r.owner_id, r.limit_nano, r.spent_nano, r.reserved_nano)
-        for r in ranked
-    ]
-    refused = first_refusal(states, amount_nano)
-    if refused is not None:
-        for row in rows:
-            save_counters(conn, row, now=now)
-        row = next(r for r in rows if r.id == refused.budget_id)
-        name = owner_names(conn, [(row.owner_type, row.owner_id)])[(row.owner_type, row.owner_id)]
-        refusal = Refusal(
-            budget_id=row.id,
-            owner_type=row.owner_type,
-            owner_id=row.owner_id,
-            owner_name=name,
-            limit_nano=row.limit_nano,
-            spent_nano=row.spent_nano,
-            reserved_nano=row.reserved_nano,
-            requested_nano=amount_nano,
-            next_reset=row.window[1],
-        )
-        return ReserveResult(False, amount_nano, (), refusal)
-    taken = conn.execute(
-        select(func.count()).select_from(Reservation).where(Reservation.request_id == request_id)
-    ).scalar_one()
-    if taken:
-        raise Conflict(f"request {request_id!r} already holds a budget reservation")
-    expires = now + timedelta(seconds=ttl_seconds)
-    conn.execute(
-        insert(Reservation),
-        [
-            {
-                "request_id": request_id,
-                "budget_id": row.id,
-                "amount_nano": amount_nano,
-                "created_at": now,
-                "expires_at": expires,
-            }
-            for row in rows
-        ],
-    )
-    for row in rows:
-        row.reserved_nano += amount_nano
-        save_counters(conn, row, now=now)
-    return ReserveResult(True, amount_nano, tuple(r.id for r in rows))
+    ask = ReserveAsk(request_id, (key_id, team_id, customer_id), amount_nano, now)
+    (result,) = reserve_many(conn, [ask], now=now, ttl_seconds=ttl_seconds)
+    if isinstance(result, Exception):
+        raise result
+    if not isinstance(result, ReserveResult):  # Unbounded: only for amount None
+        raise AssertionError(f"unexpected reservation result {result!r}")
+    return result
 
 
 def _delete_reservations(conn: Connection, condition: Any) -> dict[int, list[int]]:
