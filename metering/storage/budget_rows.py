@@ -76,12 +76,17 @@ def begin_write(conn: Connection) -> None:
     when another writer committed in between; taking the write lock first makes
     concurrent writers wait on the busy timeout instead. A transaction that has
     already written holds the lock. PostgreSQL locks rows instead (``lock_budgets``).
+
+    SQLite grants ``BEGIN IMMEDIATE`` even on a read-only database, so a write that
+    touches no row follows: a database that reads but cannot write fails here, before
+    anything is sent upstream (fail closed), not after the upstream has served.
     """
     if conn.dialect.name != "sqlite":
         return
     dbapi = conn.connection.dbapi_connection
     if dbapi is not None and not dbapi.in_transaction:
         run(conn, "BEGIN IMMEDIATE")
+        run(conn, "UPDATE budgets SET id = id WHERE 0")
 
 
 def applicable_budget_ids(

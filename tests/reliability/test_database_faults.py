@@ -149,3 +149,64 @@ async def test_sqlite_directory_gone_at_request_time(
         for made in gateway.apps:
             await made.shutdown()
         engine.dispose()
+
+
+# A database that still answers reads but refuses writes must fail closed too: every
+# request (budgeted key or not) takes a write transaction before anything goes upstream.
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+async def test_sqlite_read_only_fails_closed(
+    sqlite_template: Path, tmp_path: Path, simulator: Simulator, stream: bool
+) -> None:
+    path = tmp_path / "metering.db"
+    shutil.copy(sqlite_template, path)
+    writer = make_engine(f"sqlite:///{path}")
+    with writer.begin() as conn:
+        secret = create_key(conn, name="app").secret  # no budget, no rate limit
+    writer.dispose()
+    read_only = make_engine(f"sqlite:///file:{path}?mode=ro&uri=true")
+    with read_only.connect() as conn:  # it does read: the key is there
+        assert conn.execute(text("select count(*) from virtual_keys")).scalar_one() == 1
+    gateway = Gateway(read_only, simulator, secret)
+    try:
+        app = gateway.app()
+        async with gateway.client(app) as client:
+            response = await client.post("/v1/completions", json={**BODY, "stream": stream})
+        assert response.status_code == 503, response.text
+        assert response.json()["type"] == "metering_unavailable"
+        assert simulator.received == []  # nothing unmetered reached the upstream
+        assert gateway.records() == []
+    finally:
+        for made in gateway.apps:
+            await made.shutdown()
+        read_only.dispose()
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+async def test_postgresql_read_only_fails_closed(
+    throwaway_pg: tuple[str, str], pg_url: str, simulator: Simulator, stream: bool
+) -> None:
+    url, name = throwaway_pg
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        secret = create_key(conn, name="app").secret  # no budget, no rate limit
+    engine.dispose()
+    admin = create_engine(pg_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'ALTER DATABASE "{name}" SET default_transaction_read_only = on'))
+    admin.dispose()
+    engine = make_engine(url)
+    gateway = Gateway(engine, simulator, secret)
+    try:
+        app = gateway.app()
+        async with gateway.client(app) as client:
+            response = await client.post("/v1/completions", json={**BODY, "stream": stream})
+        assert response.status_code == 503, response.text
+        assert response.json()["type"] == "metering_unavailable"
+        assert simulator.received == []
+        assert gateway.records() == []
+    finally:
+        for made in gateway.apps:
+            await made.shutdown()
+        engine.dispose()
