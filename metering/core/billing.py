@@ -41,6 +41,7 @@ class Bill:
     adjustment: int
     cost_source: CostSource
     price_version_id: int | None
+    estimated: bool = False  # the usage was an estimate (whatever the price)
 
     @property
     def total(self) -> int:
@@ -92,7 +93,7 @@ def bill_request(
 
     if estimated:
         source: CostSource = "estimated" if computed is not None else "unpriced"
-        return Bill(components, computed_total, reported_total, 0, source, version_id)
+        return Bill(components, computed_total, reported_total, 0, source, version_id, True)
     if reported_total is not None and (policy == "reported" or computed is None):
         return Bill(
             components,

@@ -49,6 +49,7 @@ def cost_columns(bill: Bill) -> dict[str, int | str | None]:
         "reported_cost": bill.reported_total,
         "cost_source": bill.cost_source,
         "price_version_id": bill.price_version_id,
+        "usage_estimated": bill.estimated,
     }
 
 

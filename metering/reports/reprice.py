@@ -92,7 +92,7 @@ def repriced_costs(book: PriceBook, row: Mapping[str, Any]) -> dict[str, Any]:
         _version(book, row),
         reported_total=row["reported_cost"],
         policy=policy,
-        estimated=row["cost_source"] == "estimated",
+        estimated=bool(row["usage_estimated"]) or row["cost_source"] == "estimated",
         cache_hit_type=(row["cache_hit_type"] or "direct") if row["cache_hit"] else None,
     )
     return cost_columns(bill)

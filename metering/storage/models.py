@@ -210,6 +210,9 @@ class UsageRecord(Base):
     cost_source: Mapped[str] = mapped_column(String(16))  # computed|reported|estimated|unpriced
     price_version_id: Mapped[int | None] = mapped_column(ForeignKey("price_versions.id"))
     error_message: Mapped[str | None] = mapped_column(Text)
+    # The usage was estimated (stream cut, usage missing or unusable): stays true when the
+    # record is unpriced, so a later reprice still bills it as an estimate.
+    usage_estimated: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 class DailyRollup(Base):

@@ -66,7 +66,9 @@ def test_unpriced_is_never_silently_zero() -> None:
 def test_estimated_stream() -> None:
     bill = bill_request(USAGE, GPT4O, estimated=True, reported_total=1)
     assert (bill.total, bill.cost_source) == (7_250_000, "estimated")
-    assert bill_request(USAGE, None, estimated=True).cost_source == "unpriced"
+    unpriced = bill_request(USAGE, None, estimated=True)
+    assert (unpriced.cost_source, unpriced.estimated) == ("unpriced", True)
+    assert bill.estimated and not bill_request(USAGE, GPT4O).estimated
 
 
 def test_gateway_cache_hits() -> None:

@@ -234,3 +234,47 @@ def test_reprice_adjusts_budget_spend_of_the_current_period(
     assert result.budget_changes[0].startswith("key budget #")
     with engine.connect() as conn:
         assert check_budget_counters(conn, now=NOW) == []
+
+
+def test_an_estimated_unpriced_record_is_repriced_as_an_estimate() -> None:
+    """A cut stream of a model without a price stays an estimate once a price exists."""
+    from metering.core.pricing import PriceBook
+    from metering.core.records import record_values
+    from metering.core.responses import bill_response, read_response
+    from metering.reports.reprice import repriced_costs
+
+    facts = read_response(
+        {
+            "model": "mistral-large-unpriced",
+            "usage": {"prompt_tokens": 100, "completion_tokens": 50},
+        },
+        "mistral/mistral-large-unpriced",
+    )
+    bill = bill_response(
+        facts,
+        PriceBook([]),
+        requested="mistral/mistral-large-unpriced",
+        on=NOW.date(),
+        estimated=True,
+    )
+    row = record_values(
+        request_id="r-cut",
+        started_at=NOW,
+        ended_at=NOW,
+        key_id=1,
+        team_id=None,
+        customer_id=None,
+        requested_model="mistral/mistral-large-unpriced",
+        request_type="text_completion",
+        stream=True,
+        status="stream_cut",
+        http_status=200,
+        latency_ms=5,
+        facts=facts,
+        bill=bill,
+    )
+    assert (row["cost_source"], row["usage_estimated"], row["total_cost"]) == ("unpriced", True, 0)
+    book = PriceBook(parse_toml_sheet(MISTRAL, source="test"))
+    new = repriced_costs(book, {**row, "cache_hit": False, "cache_hit_type": None})
+    assert new["cost_source"] == "estimated"
+    assert new["total_cost"] == 100 * 2_000 + 50 * 6_000  # $2 / $6 per 1M tokens

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from alembic import command
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import create_engine, func, inspect, text
 from sqlalchemy.engine import make_url
 
 from metering.errors import DatabaseUnavailable
@@ -92,5 +92,41 @@ def test_open_database_refuses_an_outdated_schema(tmp_path: Path) -> None:
             ensure_schema(engine)
         upgrade(engine)
         ensure_schema(engine)
+    finally:
+        engine.dispose()
+
+
+def test_upgrade_from_the_previous_revision_keeps_and_backfills_rows(empty_db_url: str) -> None:
+    """0003 → head with records in place: rows kept, estimated ones flagged."""
+    from datetime import datetime
+
+    from sqlalchemy import MetaData, Table, insert, select
+
+    from tests.storage.test_records import make_key, record_for
+
+    engine = make_engine(empty_db_url)
+    try:
+        upgrade(engine, "0003")
+        sync_shipped_sheets(engine)
+        key = make_key(engine)
+        at = datetime(2026, 3, 3, 12, 0)
+        old_table = Table("usage_records", MetaData(), autoload_with=engine)
+        rows = []
+        for request_id, source in (("r-est", "estimated"), ("r-comp", "computed")):
+            values = record_for(engine, request_id, at, key) | {"cost_source": source}
+            rows.append({c: v for c, v in values.items() if c in old_table.c})
+        assert "usage_estimated" not in old_table.c
+        with engine.begin() as conn:
+            conn.execute(insert(old_table), rows)
+        upgrade(engine)
+        new_table = Table("usage_records", MetaData(), autoload_with=engine)
+        with engine.connect() as conn:
+            flags = dict(
+                conn.execute(select(new_table.c.request_id, new_table.c.usage_estimated)).all()
+            )
+            totals = conn.execute(select(func.sum(new_table.c.total_cost))).scalar_one()
+        assert flags == {"r-est": True, "r-comp": False}
+        assert totals == 2 * 7_250_000
+        command.check(alembic_config(engine))
     finally:
         engine.dispose()
