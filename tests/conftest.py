@@ -42,15 +42,22 @@ def _pg_admin_url() -> tuple[str | None, str]:
 _PG_STATE: dict[str, str | None] = {}
 
 
+def _pg_database_name() -> str:
+    """This run's own database (created by ``pg_url``, dropped at the end)."""
+    name = _PG_STATE.get("name")
+    if name is None:
+        name = _PG_STATE["name"] = f"metering_test_{uuid.uuid4().hex[:10]}"
+    return name
+
+
 def pytest_report_header(config: pytest.Config) -> str:
     url, reason = _pg_admin_url()
     _PG_STATE["admin"] = url
     _PG_STATE["reason"] = reason
     if url is None:
         return f"metering: PostgreSQL tests skipped ({reason})"
-    return (
-        f"metering: PostgreSQL server {make_url(url).render_as_string()} (a fresh database per run)"
-    )
+    server = make_url(url).render_as_string()
+    return f"metering: PostgreSQL tests use database {_pg_database_name()} on {server}"
 
 
 @pytest.fixture(scope="session")
@@ -62,7 +69,7 @@ def pg_url() -> Iterator[str | None]:
     if admin is None:
         yield None
         return
-    name = f"metering_test_{uuid.uuid4().hex[:10]}"
+    name = _pg_database_name()
     admin_engine = create_engine(admin, isolation_level="AUTOCOMMIT")
     with admin_engine.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
