@@ -48,7 +48,8 @@ def rows_of(width: int, count: int) -> str:
     return ", ".join([row] * count)
 
 
-def _sqlite_value(value: Any) -> Any:
+def sqlite_value(value: Any) -> Any:
+    """A parameter as SQLite stores it (dates as SQLAlchemy's text)."""
     if isinstance(value, datetime):
         return value.isoformat(" ", "microseconds")
     if isinstance(value, date):
@@ -63,10 +64,14 @@ def sqlite_datetime(value: Any) -> datetime | None:
     return datetime.fromisoformat(value)
 
 
-def run(conn: Connection, sql: str, params: Sequence[Any] = ()) -> list[Row]:
-    """Execute ``sql`` in ``conn``'s transaction; its rows (empty if it returns none)."""
-    if not is_postgres(conn):
-        params = [_sqlite_value(v) for v in params]
+def run(
+    conn: Connection, sql: str, params: Sequence[Any] = (), *, adapted: bool = False
+) -> list[Row]:
+    """Execute ``sql`` in ``conn``'s transaction; its rows (empty if it returns none).
+
+    ``adapted``: the caller already gave SQLite its dates as text (``sqlite_value``)."""
+    if not adapted and not is_postgres(conn):
+        params = [sqlite_value(v) for v in params]
     dbapi_conn = conn.connection.dbapi_connection
     assert dbapi_conn is not None
     cursor = dbapi_conn.cursor()
