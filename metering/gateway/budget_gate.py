@@ -47,8 +47,14 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from metering.config import Settings
-from metering.core.budget import reservation_nano, search_queries_bound_for, shape_of_request
+from metering.core.budget import (
+    RequestShape,
+    reservation_nano,
+    search_queries_bound_for,
+    shape_of_request,
+)
 from metering.core.money import format_usd
+from metering.core.pricing import PriceVersion
 from metering.errors import DatabaseUnavailable, InvalidInput, RequestRefused
 from metering.gateway.admission import Admission, RequestInfo
 from metering.gateway.rate_limits import RateCharge, has_rate_limit, take_rate
@@ -66,6 +72,7 @@ log = logging.getLogger("metering.budgets")
 EXPIRY_MARGIN_SECONDS = 300
 DEADLOCK_RETRIES = 3  # PostgreSQL may pick a reservation batch as a deadlock victim: retried
 RATE_WINDOWS_KEPT = timedelta(minutes=5)  # the sweep drops older rate-limit windows
+WORST_CASES_KEPT = 4096  # remembered worst cases (see ``_reservation_nano``); then cleared
 _ADMITTED = Admission(settle=settle_record, prepare=prepare_batch)
 
 
@@ -89,6 +96,7 @@ class BudgetGate:
         self._ttl = ttl_seconds
         self._writer: RecordWriter | None = None
         self._lane: Lane[_Ask, RateCharge | None] | None = None
+        self._worst_cases: dict[tuple[RequestShape, int, str], tuple[PriceVersion, int]] = {}
 
     @classmethod
     def from_settings(cls, engine: Engine, settings: Settings) -> BudgetGate:
@@ -147,13 +155,28 @@ class BudgetGate:
                     error_type="model_unpriced",
                 )
             try:
-                bound = search_queries_bound_for(model)
-                amounts.append(reservation_nano(shape, version, search_queries_bound=bound))
+                amounts.append(self._reservation_nano(shape, version, model))
             except InvalidInput as exc:
                 raise RequestRefused(
                     str(exc), status=400, error_type="invalid_request_error"
                 ) from None
         return max(amounts)
+
+    def _reservation_nano(self, shape: RequestShape, version: PriceVersion, model: str) -> int:
+        """``reservation_nano``, remembered for the exact same shape, price version (the
+        same object: a reloaded price book misses) and model — a pure function of them,
+        so a hit reserves exactly what computing it would (≈ 10 % of a request's CPU)."""
+        memo_key = (shape, id(version), model)
+        hit = self._worst_cases.get(memo_key)
+        if hit is not None and hit[0] is version:
+            return hit[1]
+        bound = search_queries_bound_for(model)
+        amount = reservation_nano(shape, version, search_queries_bound=bound)
+        if len(self._worst_cases) >= WORST_CASES_KEPT:
+            self._worst_cases.clear()
+        # The version is kept with its amount: its id cannot be reused while remembered.
+        self._worst_cases[memo_key] = (version, amount)
+        return amount
 
     # ---- on the writer's thread ------------------------------------------------------
 
