@@ -155,6 +155,16 @@ async def test_sqlite_directory_gone_at_request_time(
 # request (budgeted key or not) takes a write transaction before anything goes upstream.
 
 
+async def assert_refused_before_upstream(gateway: Gateway, *, stream: bool) -> None:
+    app = gateway.app()
+    async with gateway.client(app) as client:
+        response = await client.post("/v1/completions", json={**BODY, "stream": stream})
+    assert response.status_code == 503, response.text
+    assert response.json()["type"] == "metering_unavailable"
+    assert gateway.simulator.received == []  # nothing unmetered reached the upstream
+    assert gateway.records() == []
+
+
 @pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
 async def test_sqlite_read_only_fails_closed(
     sqlite_template: Path, tmp_path: Path, simulator: Simulator, stream: bool
@@ -170,13 +180,7 @@ async def test_sqlite_read_only_fails_closed(
         assert conn.execute(text("select count(*) from virtual_keys")).scalar_one() == 1
     gateway = Gateway(read_only, simulator, secret)
     try:
-        app = gateway.app()
-        async with gateway.client(app) as client:
-            response = await client.post("/v1/completions", json={**BODY, "stream": stream})
-        assert response.status_code == 503, response.text
-        assert response.json()["type"] == "metering_unavailable"
-        assert simulator.received == []  # nothing unmetered reached the upstream
-        assert gateway.records() == []
+        await assert_refused_before_upstream(gateway, stream=stream)
     finally:
         for made in gateway.apps:
             await made.shutdown()
@@ -199,13 +203,7 @@ async def test_postgresql_read_only_fails_closed(
     engine = make_engine(url)
     gateway = Gateway(engine, simulator, secret)
     try:
-        app = gateway.app()
-        async with gateway.client(app) as client:
-            response = await client.post("/v1/completions", json={**BODY, "stream": stream})
-        assert response.status_code == 503, response.text
-        assert response.json()["type"] == "metering_unavailable"
-        assert simulator.received == []
-        assert gateway.records() == []
+        await assert_refused_before_upstream(gateway, stream=stream)
     finally:
         for made in gateway.apps:
             await made.shutdown()
