@@ -41,6 +41,7 @@ def serve(
 
     from metering.config import Settings
     from metering.gateway import create_app
+    from metering.runtime import tune_gc
 
     # Migrate an empty database and sync shipped prices once, before any worker starts.
     ctx.engine()
@@ -63,8 +64,10 @@ def serve(
         uvicorn.run("metering.gateway.asgi:app_from_env", factory=True, workers=workers, **common)
         return
     from metering.gateway.budget_gate import BudgetGate
+    from metering.storage.checkpoint import SAFETY_NET_PAGES
     from metering.storage.engine import make_engine
 
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.database_url, wal_autocheckpoint=SAFETY_NET_PAGES)
     app = create_app(settings, engine, admission=BudgetGate.from_settings(engine, settings))
+    tune_gc()
     uvicorn.run(app, **common)

@@ -45,6 +45,7 @@ from metering.gateway.requests import (
 )
 from metering.gateway.responses import Receive, Scope, Send, header, send_bytes, send_error
 from metering.gateway.upstream import AiohttpUpstream, UpstreamClient
+from metering.storage.checkpoint import WalCheckpointer
 from metering.storage.keys import KeyInfo, utcnow
 
 log = logging.getLogger("metering.gateway")
@@ -99,6 +100,7 @@ class GatewayApp:
         self.keys = KeyCache(engine, ttl=settings.cache_ttl)
         self.prices = PriceCache(engine)
         self.writer = RecordWriter(engine)
+        self.checkpointer = WalCheckpointer(engine)
         attach = getattr(self.admission, "attach", None)
         if attach is not None:  # reservations go through the same single writer
             attach(self.writer)
@@ -120,6 +122,7 @@ class GatewayApp:
         except SQLAlchemyError as exc:
             log.error("price book not loaded at startup: %s", exc)
         self.writer.start()
+        self.checkpointer.start()
         await self.sweep()
         loop = asyncio.get_running_loop()
         self._background = [
@@ -147,6 +150,7 @@ class GatewayApp:
                 await task
         self._background = []
         await self.writer.close()
+        await asyncio.to_thread(self.checkpointer.stop)
         await self.upstream.close()
         self._started = False
 

@@ -9,10 +9,14 @@ from __future__ import annotations
 from metering.config import Settings
 from metering.gateway.app import GatewayApp, create_app
 from metering.gateway.budget_gate import BudgetGate
+from metering.runtime import tune_gc
+from metering.storage.checkpoint import SAFETY_NET_PAGES
 from metering.storage.engine import make_engine
 
 
 def app_from_env() -> GatewayApp:
     settings = Settings()
-    engine = make_engine(settings.database_url)
-    return create_app(settings, engine, admission=BudgetGate.from_settings(engine, settings))
+    engine = make_engine(settings.database_url, wal_autocheckpoint=SAFETY_NET_PAGES)
+    app = create_app(settings, engine, admission=BudgetGate.from_settings(engine, settings))
+    tune_gc()  # in each worker, after its imports
+    return app

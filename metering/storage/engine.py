@@ -23,8 +23,11 @@ def normalize_url(url: str) -> str:
     return url
 
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
-    """An engine for ``url``; nothing connects until first use."""
+def make_engine(url: str, *, wal_autocheckpoint: int | None = None, **kwargs: Any) -> Engine:
+    """An engine for ``url``; nothing connects until first use. ``wal_autocheckpoint``
+    (SQLite only): the pages of write-ahead log after which a commit checkpoints (SQLite's
+    default 1,000); the gateway raises it and checkpoints in the background
+    (``storage.checkpoint``)."""
     url = normalize_url(url)
     try:
         parsed = make_url(url)
@@ -38,6 +41,15 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, **kwargs
         )
         event.listen(engine, "connect", _sqlite_pragmas)
+        if wal_autocheckpoint is not None:
+            pages = int(wal_autocheckpoint)
+            event.listen(
+                engine,
+                "connect",
+                lambda dbapi_conn, _record: dbapi_conn.execute(
+                    f"PRAGMA wal_autocheckpoint={pages}"
+                ),
+            )
         return engine
     kwargs.setdefault("pool_pre_ping", True)
     return create_engine(url, **kwargs)
