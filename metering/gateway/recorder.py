@@ -69,18 +69,18 @@ class RecordWriter:
         self._engine = engine
         self._records: Lane[_Pending, bool] = Lane(self._commit)
         self._lanes: list[Lane[Any, Any]] = [self._records]
-        self._wakeup: asyncio.Event | None = None
-        self._task: asyncio.Task[None] | None = None
         self._executor: ThreadPoolExecutor | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._running = False  # a cycle is on the writer's thread
+        self._soon = False  # a cycle start is scheduled on the loop
         self._conn: Connection | None = None  # the writer thread's own (see ``begin``)
         self.batches = 0  # transactions committed (for tests and benchmarks)
         self.healthy = True  # False after a failed commit, until one succeeds
 
     def start(self) -> None:
-        if self._task is None:
-            self._wakeup = asyncio.Event()
+        if self._executor is None:
+            self._loop = asyncio.get_running_loop()
             self._executor = ThreadPoolExecutor(1, thread_name_prefix="metering-recorder")
-            self._task = asyncio.get_running_loop().create_task(self._run())
 
     def lane(
         self, commit: Callable[[list[Item]], list[Result | BaseException]]
@@ -93,10 +93,13 @@ class RecordWriter:
     async def submit(self, lane: Lane[Item, Result], item: Item) -> Result:
         """Queue ``item`` on ``lane``; its result once its batch is committed."""
         self.start()
-        assert self._wakeup is not None
-        done: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
+        assert self._loop is not None
+        done: asyncio.Future[Result] = self._loop.create_future()
         lane.pending.append((item, done))
-        self._wakeup.set()
+        if not self._soon:
+            # After the loop's current round: what other tasks queue in it joins this batch.
+            self._soon = True
+            self._loop.call_soon(self._next_cycle)
         # The commit goes on even if the caller is cancelled meanwhile.
         return await asyncio.shield(done)
 
@@ -111,18 +114,14 @@ class RecordWriter:
 
     async def close(self) -> None:
         """Commit what is queued, then stop."""
-        if self._task is None:
+        if self._executor is None:
             return
-        assert self._wakeup is not None and self._executor is not None
-        while any(lane.pending for lane in self._lanes):
-            self._wakeup.set()
+        while self._running or any(lane.pending for lane in self._lanes):
+            self._next_cycle()
             await asyncio.sleep(0.001)
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
         await asyncio.get_running_loop().run_in_executor(self._executor, self._drop_connection)
         self._executor.shutdown(wait=True)
-        self._task = None
+        self._executor = self._loop = None
 
     @contextlib.contextmanager
     def begin(self) -> Iterator[Connection]:
@@ -145,24 +144,31 @@ class RecordWriter:
             with contextlib.suppress(SQLAlchemyError):
                 conn.close()
 
-    async def _run(self) -> None:
-        assert self._wakeup is not None
-        loop = asyncio.get_running_loop()
-        while True:
-            await self._wakeup.wait()
-            self._wakeup.clear()
-            while any(lane.pending for lane in self._lanes):
-                work: list[tuple[Lane[Any, Any], list[tuple[Any, asyncio.Future[Any]]]]] = []
-                for lane in self._lanes:
-                    if lane.pending:
-                        work.append((lane, lane.pending[:MAX_BATCH]))
-                        lane.pending = lane.pending[MAX_BATCH:]
-                cycle = loop.run_in_executor(self._executor, self._cycle, loop, work)
-                last = work[-1][1]
-                # Delivered by the hop back itself (no second wake-up of the loop), even
-                # if this task is cancelled meanwhile (``close``).
-                cycle.add_done_callback(functools.partial(_deliver_last, last))
-                await asyncio.shield(cycle)
+    def _next_cycle(self) -> None:
+        """Start a cycle on the writer's thread with what the lanes have queued, unless
+        one is running (its end starts the next): no task in between, the hop back
+        delivers the results and starts the next cycle itself."""
+        self._soon = False
+        if self._running or self._executor is None:
+            return
+        work: list[tuple[Lane[Any, Any], list[tuple[Any, asyncio.Future[Any]]]]] = []
+        for lane in self._lanes:
+            if lane.pending:
+                work.append((lane, lane.pending[:MAX_BATCH]))
+                lane.pending = lane.pending[MAX_BATCH:]
+        if not work:
+            return
+        assert self._loop is not None
+        self._running = True
+        cycle = self._loop.run_in_executor(self._executor, self._cycle, self._loop, work)
+        cycle.add_done_callback(functools.partial(self._cycle_done, work[-1][1]))
+
+    def _cycle_done(
+        self, last: list[tuple[Any, asyncio.Future[Any]]], cycle: asyncio.Future[list[Any]]
+    ) -> None:
+        self._running = False
+        _deliver_last(last, cycle)
+        self._next_cycle()
 
     def _cycle(
         self,
