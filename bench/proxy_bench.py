@@ -205,6 +205,24 @@ def print_table(points: list[Point]) -> None:
         )
 
 
+def print_litellm_ratios(points: list[Point]) -> None:
+    """LiteLLM against each metering target at the same (mode, c): CPU per request and
+    added p50, as 'LiteLLM costs N× more'."""
+    litellm = {(p.mode, p.conc): p for p in points if p.target == "litellm"}
+    direct = {(p.mode, p.conc): p for p in points if p.target == "direct"}
+    for p in points:
+        other = litellm.get((p.mode, p.conc))
+        if other is None or not p.target.startswith("metering") or not p.server_cpu_ms:
+            continue
+        d = direct[(p.mode, p.conc)]
+        cpu = (other.server_cpu_ms or 0) / p.server_cpu_ms
+        added = (other.p50_ms - d.p50_ms) / max(p.p50_ms - d.p50_ms, 1e-3)
+        print(
+            f"# litellm / {p.target} {p.mode} c={p.conc}: {cpu:.1f}x CPU per request, "
+            f"{added:.1f}x added p50, {p.rps / other.rps:.1f}x fewer req/s"
+        )
+
+
 def median_points(rounds: list[list[Point]]) -> list[Point]:
     """Per (target, mode, c): the median of each figure over the rounds."""
     out = []
@@ -317,6 +335,7 @@ def main() -> None:
         )
         print("# +p50/+p99: added to the upstream direct at the same c; cpu ms/req: server tree")
         print_table(result)
+        print_litellm_ratios(result)
         for name, (proc, _port, _key, url) in servers.items():
             stop(proc)
             if url is not None:
