@@ -1,4 +1,8 @@
-"""Usage buckets and a bill → the token and cost columns of a usage record (pure)."""
+"""Usage buckets and a bill → the token and cost columns of a usage record (pure).
+
+A record is built as a row (``record_row``: a tuple in ``RECORD_FIELDS`` order, what the
+storage layer inserts as is) or as a dict of the same values (``record_values``).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,61 @@ from typing import Any
 from metering.core.billing import Bill
 from metering.core.responses import ResponseFacts
 from metering.core.usage import UsageBuckets
+
+# Every column of a usage record but its id, in the order of ``record_row``'s values.
+RECORD_FIELDS = (
+    "request_id",
+    "response_id",
+    "started_at",
+    "ended_at",
+    "key_id",
+    "team_id",
+    "customer_id",
+    "provider",
+    "model",
+    "requested_model",
+    "request_type",
+    "stream",
+    "status",
+    "http_status",
+    "latency_ms",
+    "cache_hit",
+    "cache_hit_type",
+    # tokens
+    "prompt_tokens",
+    "prompt_text_tokens",
+    "prompt_audio_tokens",
+    "prompt_image_tokens",
+    "cached_read_tokens",
+    "cached_write_tokens",
+    "completion_tokens",
+    "completion_text_tokens",
+    "completion_audio_tokens",
+    "completion_image_tokens",
+    "accepted_prediction_tokens",
+    "rejected_prediction_tokens",
+    "reasoning_tokens",
+    "citation_tokens",
+    "search_queries",
+    "total_tokens",
+    # nano-USD
+    "input_cost",
+    "cache_read_cost",
+    "cache_write_cost",
+    "output_cost",
+    "reasoning_cost",
+    "citation_cost",
+    "search_cost",
+    "request_cost",
+    "adjustment_cost",
+    "total_cost",
+    "computed_cost",
+    "reported_cost",
+    "cost_source",
+    "price_version_id",
+    "error_message",
+    "usage_estimated",
+)
 
 
 def token_columns(usage: UsageBuckets) -> dict[str, int]:
@@ -57,6 +116,87 @@ def _clip(value: str, limit: int) -> str:
     return value if len(value) <= limit else value[: limit - 1] + "…"
 
 
+def record_row(
+    *,
+    request_id: str,
+    started_at: datetime,
+    ended_at: datetime,
+    key_id: int,
+    team_id: int | None,
+    customer_id: int | None,
+    requested_model: str,
+    request_type: str,
+    stream: bool,
+    status: str,
+    http_status: int | None,
+    latency_ms: int | None,
+    facts: ResponseFacts,
+    bill: Bill,
+    error_message: str | None = None,
+) -> tuple[Any, ...]:
+    """Every column of a usage_records row, in ``RECORD_FIELDS`` order (naive-UTC
+    timestamps, nano-USD amounts). Spelt out rather than built from ``token_columns``
+    and ``cost_columns``: ``metering ingest`` builds one per line."""
+    u = facts.usage
+    c = bill.components
+    prompt = u.input_text + u.input_audio + u.input_image + u.cache_read + u.cache_write
+    completion = u.output + u.output_audio + u.reasoning
+    response_id = facts.response_id
+    return (
+        request_id,
+        # Names and ids the upstream chose are cut to their columns' lengths, so that a
+        # strange answer can never make its record unwritable.
+        None if response_id is None else _clip(response_id, 200),
+        started_at,
+        ended_at,
+        key_id,
+        team_id,
+        customer_id,
+        _clip(facts.provider, 100),
+        _clip(facts.model, 300),
+        requested_model,
+        request_type,
+        stream,
+        status,
+        http_status,
+        latency_ms,
+        facts.cache_hit_type is not None,
+        facts.cache_hit_type,
+        prompt,
+        u.input_text,
+        u.input_audio,
+        u.input_image,
+        u.cache_read,
+        u.cache_write,
+        completion,
+        u.output - u.output_image,
+        u.output_audio,
+        u.output_image,
+        u.accepted_prediction,
+        u.rejected_prediction,
+        u.reasoning,
+        u.citation,
+        u.search_queries,
+        prompt + completion,
+        c.input,
+        c.cache_read,
+        c.cache_write,
+        c.output,
+        c.reasoning,
+        c.citation,
+        c.search,
+        c.request,
+        bill.adjustment,
+        c.total + bill.adjustment,
+        bill.computed_total,
+        bill.reported_total,
+        bill.cost_source,
+        bill.price_version_id,
+        error_message,
+        bill.estimated,
+    )
+
+
 def record_values(
     *,
     request_id: str,
@@ -75,31 +215,25 @@ def record_values(
     bill: Bill,
     error_message: str | None = None,
 ) -> dict[str, Any]:
-    """Every column of a usage_records row (naive-UTC timestamps, nano-USD amounts)."""
-    return {
-        "request_id": request_id,
-        # Names and ids the upstream chose are cut to their columns' lengths, so that a
-        # strange answer can never make its record unwritable.
-        "response_id": None if facts.response_id is None else _clip(facts.response_id, 200),
-        "started_at": started_at,
-        "ended_at": ended_at,
-        "key_id": key_id,
-        "team_id": team_id,
-        "customer_id": customer_id,
-        "provider": _clip(facts.provider, 100),
-        "model": _clip(facts.model, 300),
-        "requested_model": requested_model,
-        "request_type": request_type,
-        "stream": stream,
-        "status": status,
-        "http_status": http_status,
-        "latency_ms": latency_ms,
-        "cache_hit": facts.cache_hit_type is not None,
-        "cache_hit_type": facts.cache_hit_type,
-        "error_message": error_message,
-        **token_columns(facts.usage),
-        **cost_columns(bill),
-    }
+    """``record_row`` as a dict of column name → value."""
+    row = record_row(
+        request_id=request_id,
+        started_at=started_at,
+        ended_at=ended_at,
+        key_id=key_id,
+        team_id=team_id,
+        customer_id=customer_id,
+        requested_model=requested_model,
+        request_type=request_type,
+        stream=stream,
+        status=status,
+        http_status=http_status,
+        latency_ms=latency_ms,
+        facts=facts,
+        bill=bill,
+        error_message=error_message,
+    )
+    return dict(zip(RECORD_FIELDS, row, strict=True))
 
 
 def buckets_from_record(row: Mapping[str, Any]) -> UsageBuckets:

@@ -29,13 +29,13 @@ from sqlalchemy import Connection, Engine
 
 from metering.core.billing import BillingPolicy, bill_request
 from metering.core.pricing import PriceBook, PriceVersion
-from metering.core.records import record_values
+from metering.core.records import record_row
 from metering.core.responses import ResponseFacts, find_price, read_response, split_model
 from metering.errors import InvalidInput, MeteringError
 from metering.storage.budgets import rebuild_budget_counters
 from metering.storage.keys import KeyInfo, find_key
 from metering.storage.prices import load_price_book
-from metering.storage.records import write_records
+from metering.storage.records import write_rows
 
 BATCH_ROWS = 2_000
 CHUNK_LINES = 1_000  # lines a worker parses and prices at a time
@@ -126,7 +126,8 @@ def fast_derived_request_id(key_id: int, at: datetime, model: str, response: Any
     return "ingest-" + hashlib.sha256(canonical).hexdigest()[:40]
 
 
-_Chunk = tuple[list[dict[str, Any]], list[tuple[int, str]]]
+Row = tuple[Any, ...]  # a usage record in ``RECORD_FIELDS`` order (``record_row``)
+_Chunk = tuple[list[Row], list[tuple[int, str]]]
 
 
 @dataclass
@@ -163,8 +164,8 @@ def _parse_line(text: str) -> tuple[Any, bool]:
         return json.loads(text), False
 
 
-def build_record(ctx: _Context, text: str) -> dict[str, Any]:
-    """One JSON line → the values of a usage record (raises MeteringError when unusable)."""
+def build_record(ctx: _Context, text: str) -> Row:
+    """One JSON line → the row of a usage record (raises MeteringError when unusable)."""
     try:
         line, by_orjson = _parse_line(text)
     except json.JSONDecodeError as exc:
@@ -203,7 +204,7 @@ def build_record(ctx: _Context, text: str) -> dict[str, Any]:
         obj = response.get("object")
         is_chat = isinstance(obj, str) and obj.startswith("chat")
         request_type = "chat_completion" if is_chat else "text_completion"
-    return record_values(
+    return record_row(
         request_id=request_id,
         started_at=at,
         ended_at=at + timedelta(milliseconds=latency_ms or 0),
@@ -221,9 +222,9 @@ def build_record(ctx: _Context, text: str) -> dict[str, Any]:
     )
 
 
-def _write_batch(engine: Engine, batch: list[dict[str, Any]], result: IngestResult) -> None:
+def _write_batch(engine: Engine, batch: list[Row], result: IngestResult) -> None:
     with engine.begin() as conn:
-        inserted = write_records(conn, batch)
+        inserted = write_rows(conn, batch)
     result.ingested += len(inserted)
     result.duplicate += len(batch) - len(inserted)
 
@@ -236,7 +237,7 @@ def _rebuild_budgets(engine: Engine, now: datetime) -> list[str]:
 
 def _build_chunk(ctx: _Context, first: int, raws: list[bytes]) -> _Chunk:
     """Lines ``first``… → their records (in order) and their bad lines with reasons."""
-    records: list[dict[str, Any]] = []
+    records: list[Row] = []
     bad: list[tuple[int, str]] = []
     for lineno, raw in enumerate(raws, start=first):
         try:
@@ -307,16 +308,16 @@ def ingest_lines(
             built = (
                 _build_chunk(ctx, first, raws) for first, raws in itertools.chain(head, chunks)
             )
-        batch: list[dict[str, Any]] = []
+        batch: list[Row] = []
         seen: set[str] = set()  # a request_id twice in one batch must not be added twice
         for records, bad in built:
             for lineno, reason in bad:
                 result.add_bad(lineno, reason)
             for record in records:
-                if record["request_id"] in seen:
+                if record[0] in seen:  # the request_id
                     result.duplicate += 1
                     continue
-                seen.add(record["request_id"])
+                seen.add(record[0])
                 batch.append(record)
                 if len(batch) >= BATCH_ROWS:
                     _write_batch(engine, batch, result)

@@ -9,12 +9,14 @@ rollup = sum(records) holds whatever is replayed.
 from __future__ import annotations
 
 import functools
+import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import Connection, Date, DateTime
 
+from metering.core.records import RECORD_FIELDS
 from metering.storage.models import COST_COLUMNS, TOKEN_COLUMNS, UsageRecord
 from metering.storage.raw_sql import is_postgres, render, rows_of, run, sqlite_value
 
@@ -24,23 +26,28 @@ ERROR_STATUSES_OK = frozenset({"success"})
 
 
 # SQL text on the DBAPI cursor (``storage.raw_sql``): SQLAlchemy Core's per-execute
-# work cost more CPU than the statements (≈ 80 µs against ≈ 11 µs each).
-_RECORD_COLUMNS = tuple(c for c in UsageRecord.__table__.columns if c.name != "id")
-_RECORD_DEFAULTS = tuple(
-    c.default.arg if c.default is not None and c.default.is_scalar else None
-    for c in _RECORD_COLUMNS
-)
-# Per line, ingest's one writing process spends more on preparing the values than on
-# the insert: a row's values come by one ``itemgetter`` (the defaults merged in only
-# for a record that lacks a column), and only the date columns are adapted for SQLite.
+# work cost more CPU than the statements (≈ 80 µs against ≈ 11 µs each). A record is
+# written as a row in ``RECORD_FIELDS`` order (``core.records.record_row``): ingest's
+# one writing process hands its workers' rows to SQLite as they are, only the date
+# columns adapted; a dict record is turned into such a row by one ``itemgetter`` (the
+# column defaults merged in only when it lacks a column).
+_RECORD_COLUMNS = tuple(UsageRecord.__table__.c[name] for name in RECORD_FIELDS)
+_RECORD_WIDTH = len(_RECORD_COLUMNS)
 _RECORD_DEFAULTS_BY_NAME = {
-    c.name: d for c, d in zip(_RECORD_COLUMNS, _RECORD_DEFAULTS, strict=True)
+    c.name: c.default.arg if c.default is not None and c.default.is_scalar else None
+    for c in _RECORD_COLUMNS
 }
-_record_row = itemgetter(*(c.name for c in _RECORD_COLUMNS))
+_record_row = itemgetter(*RECORD_FIELDS)
 _DATE_POSITIONS = tuple(
     i for i, c in enumerate(_RECORD_COLUMNS) if isinstance(c.type, DateTime | Date)
 )
 _rollup_sums = itemgetter(*ROLLUP_SUMS)
+_row_sums = itemgetter(*(RECORD_FIELDS.index(c) for c in ROLLUP_SUMS))
+_row_key = itemgetter(
+    *(RECORD_FIELDS.index(c) for c in ("started_at", "key_id", "team_id", "customer_id"))
+)
+_row_names = itemgetter(RECORD_FIELDS.index("provider"), RECORD_FIELDS.index("model"))
+_STATUS = RECORD_FIELDS.index("status")
 _INSERT_RECORDS = (
     "INSERT INTO usage_records ({columns}) VALUES {rows} "
     "ON CONFLICT (request_id) DO NOTHING RETURNING request_id"
@@ -50,13 +57,13 @@ _UPSERT_ROLLUP = (
     "INSERT INTO daily_rollups ({columns}) VALUES ({values}) "
     "ON CONFLICT ({key}) DO UPDATE SET {sums}"
 )
-RECORDS_PER_STATEMENT = 200  # × 45 columns: under SQLite's 32,766 parameters
+RECORDS_PER_STATEMENT = 200  # × 49 columns: under SQLite's 32,766 parameters
 
 
 @functools.cache
 def _insert_records_sql(postgres: bool, count: int) -> str:
     columns = ", ".join(c.name for c in _RECORD_COLUMNS)
-    rows = rows_of(len(_RECORD_COLUMNS), count)
+    rows = rows_of(_RECORD_WIDTH, count)
     return render(postgres, _INSERT_RECORDS, columns=columns, rows=rows)
 
 
@@ -73,32 +80,55 @@ def _upsert_rollup_sql(postgres: bool) -> str:
     )
 
 
+def record_row(record: Mapping[str, Any]) -> tuple[Any, ...]:
+    """A dict record (UsageRecord columns; a missing one takes its default) → a row."""
+    row: tuple[Any, ...]
+    try:
+        row = _record_row(record)
+    except KeyError:
+        row = _record_row({**_RECORD_DEFAULTS_BY_NAME, **record})
+    return row
+
+
 def write_records(conn: Connection, records: Sequence[Mapping[str, Any]]) -> list[str]:
     """Insert records (dicts of UsageRecord columns); returns the request_ids inserted."""
-    if not records:
+    return write_rows(conn, [record_row(r) for r in records])
+
+
+def write_rows(conn: Connection, rows: Sequence[Sequence[Any]]) -> list[str]:
+    """Insert rows (``RECORD_FIELDS`` order, as ``core.records.record_row`` builds them);
+    returns the request_ids inserted, in the rows' order."""
+    if not rows:
         return []
     inserted: set[str] = set()
     postgres = is_postgres(conn)
-    for first in range(0, len(records), RECORDS_PER_STATEMENT):
-        chunk = records[first : first + RECORDS_PER_STATEMENT]
-        params: list[Any] = []
-        for r in chunk:
-            try:
-                row = _record_row(r)
-            except KeyError:
-                row = _record_row({**_RECORD_DEFAULTS_BY_NAME, **r})
-            if postgres:
-                params += row
-                continue
-            values = list(row)
-            for i in _DATE_POSITIONS:
-                values[i] = sqlite_value(values[i])
-            params += values
+    for first in range(0, len(rows), RECORDS_PER_STATEMENT):
+        chunk = rows[first : first + RECORDS_PER_STATEMENT]
+        params = list(itertools.chain.from_iterable(chunk))
+        if not postgres:
+            for position in _DATE_POSITIONS:
+                for i in range(position, len(params), _RECORD_WIDTH):
+                    params[i] = sqlite_value(params[i])
         sql = _insert_records_sql(postgres, len(chunk))
         found = run(conn, sql, params, adapted=True)
         inserted.update(row[0] for row in found)
-    add_to_rollup(conn, (r for r in records if r["request_id"] in inserted))
-    return [r["request_id"] for r in records if r["request_id"] in inserted]
+    if not inserted:
+        return []
+    added = [row for row in rows if row[0] in inserted]
+    _add_rows_to_rollup(conn, added)
+    return [row[0] for row in added]
+
+
+def _add_rows_to_rollup(conn: Connection, rows: Iterable[Sequence[Any]]) -> None:
+    groups: dict[tuple[Any, ...], tuple[list[tuple[Any, ...]], list[int]]] = {}
+    for row in rows:
+        started_at, key_id, team_id, customer_id = _row_key(row)
+        key = (started_at.date(), key_id, team_id or 0, customer_id or 0, *_row_names(row))
+        sums, errors = groups.setdefault(key, ([], [0]))
+        sums.append(_row_sums(row))
+        if row[_STATUS] not in ERROR_STATUSES_OK:
+            errors[0] += 1
+    _upsert_groups(conn, groups, 1)
 
 
 def rollup_key(record: Mapping[str, Any]) -> tuple[Any, ...]:
@@ -125,6 +155,14 @@ def add_to_rollup(conn: Connection, records: Iterable[Mapping[str, Any]], *, sig
             rows.append(tuple(r.get(c) for c in ROLLUP_SUMS))
         if r.get("status") not in ERROR_STATUSES_OK:
             errors[0] += 1
+    _upsert_groups(conn, groups, sign)
+
+
+def _upsert_groups(
+    conn: Connection,
+    groups: Mapping[tuple[Any, ...], tuple[list[tuple[Any, ...]], list[int]]],
+    sign: int,
+) -> None:
     if not groups:
         return
     sql = _upsert_rollup_sql(is_postgres(conn))

@@ -8,12 +8,14 @@ from typing import Any
 
 from sqlalchemy import Engine, func, insert, select
 
-from metering.core.pricing import PriceVersion, Rates
-from metering.core.records import record_values
+from metering.core.billing import Bill
+from metering.core.pricing import CostBreakdown, PriceVersion, Rates
+from metering.core.records import RECORD_FIELDS, cost_columns, record_values, token_columns
+from metering.core.records import record_row as core_record_row
 from metering.core.responses import bill_response, read_response
 from metering.storage.models import DailyRollup, UsageRecord, VirtualKey
 from metering.storage.prices import load_price_book, save_versions
-from metering.storage.records import write_records
+from metering.storage.records import record_row, write_records, write_rows
 
 
 def make_key(engine: Engine, name: str = "k1") -> int:
@@ -113,3 +115,80 @@ def test_writes_are_exactly_once_and_rollup_follows(engine: Engine) -> None:
         4 * 7_250_000,
     )
     assert rollup[0]["cached_read_tokens"] == 800 and rollup[0]["errors"] == 0
+
+
+def test_record_fields_are_every_column_but_the_id() -> None:
+    columns = [c.name for c in UsageRecord.__table__.columns if c.name != "id"]
+    assert sorted(RECORD_FIELDS) == sorted(columns)
+    assert len(set(RECORD_FIELDS)) == len(RECORD_FIELDS)
+
+
+def test_rows_and_dicts_write_the_same_records_and_rollups(engine: Engine) -> None:
+    key = make_key(engine)
+    at = datetime(2026, 3, 3, 12, 0, 0, 123456)
+    dicts = [record_for(engine, f"d{i}", at, key) for i in range(3)]
+    dicts.append({**record_for(engine, "d-err", at, key), "status": "timeout"})
+    rows = [record_row({**r, "request_id": "r" + r["request_id"]}) for r in dicts]
+    assert dict(zip(RECORD_FIELDS, rows[0], strict=True)) == {
+        **dicts[0],
+        "request_id": "rd0",
+    }
+    with engine.begin() as conn:
+        assert write_records(conn, dicts) == ["d0", "d1", "d2", "d-err"]
+        assert write_rows(conn, rows) == ["rd0", "rd1", "rd2", "rd-err"]
+    with engine.begin() as conn:  # a replay adds nothing, a new row is added
+        assert write_rows(conn, [*rows, record_row({**dicts[0], "request_id": "new"})]) == ["new"]
+    with engine.connect() as conn:
+        stored = conn.execute(select(UsageRecord).order_by(UsageRecord.id)).mappings().all()
+        rollup = conn.execute(select(DailyRollup)).mappings().one()
+    by_dict = {r["request_id"]: r for r in stored if r["request_id"].startswith("d")}
+    by_row = {r["request_id"][1:]: r for r in stored if r["request_id"].startswith("rd")}
+    for request_id, record in by_dict.items():
+        twin = by_row[request_id]
+        assert {c: record[c] for c in RECORD_FIELDS[1:]} == {c: twin[c] for c in RECORD_FIELDS[1:]}
+    assert by_dict["d0"]["started_at"] == at
+    assert (rollup["requests"], rollup["errors"]) == (9, 2)
+    assert rollup["total_cost"] == 9 * 7_250_000
+
+
+def test_a_dict_record_missing_columns_takes_their_defaults(engine: Engine) -> None:
+    key = make_key(engine)
+    at = datetime(2026, 3, 4)
+    full = record_for(engine, "full", at, key)
+    given = ("started_at", "ended_at", "key_id", "provider", "model", "status")
+    sparse = {c: full[c] for c in given}
+    sparse |= {"request_id": "sparse", "requested_model": "openai/gpt-4o", "total_cost": 5}
+    sparse |= {"request_type": "text_completion", "cost_source": "computed"}
+    with engine.begin() as conn:
+        assert write_records(conn, [sparse]) == ["sparse"]
+    with engine.connect() as conn:
+        stored = conn.execute(select(UsageRecord)).mappings().one()
+        rollup = conn.execute(select(DailyRollup)).mappings().one()
+    assert (stored["prompt_tokens"], stored["stream"], stored["team_id"]) == (0, False, None)
+    assert (rollup["requests"], rollup["total_cost"], rollup["prompt_tokens"]) == (1, 5, 0)
+
+
+def test_record_values_is_record_row_by_name() -> None:
+    facts = read_response(response(), "openai/gpt-4o")
+    bill = Bill(CostBreakdown(input=1, output=2), 3, None, 4, "computed", None)
+    fields: dict[str, Any] = {
+        "request_id": "x",
+        "started_at": datetime(2026, 1, 1),
+        "ended_at": datetime(2026, 1, 1, 0, 0, 1),
+        "key_id": 1,
+        "team_id": None,
+        "customer_id": 2,
+        "requested_model": "openai/gpt-4o",
+        "request_type": "text_completion",
+        "stream": True,
+        "status": "success",
+        "http_status": 200,
+        "latency_ms": None,
+        "facts": facts,
+        "bill": bill,
+    }
+    values = record_values(**fields)
+    assert tuple(values[c] for c in RECORD_FIELDS) == core_record_row(**fields)
+    usage = facts.usage
+    assert values | token_columns(usage) | cost_columns(bill) == values
+    assert (values["total_cost"], values["completion_text_tokens"]) == (7, usage.completion_text)
