@@ -12,6 +12,7 @@ from metering.cli.context import CliContext, pass_context
 from metering.config import Settings
 from metering.errors import InvalidInput, MeteringError
 from metering.reports.ingest import IngestResult, ingest_lines
+from metering.runtime import tune_gc
 
 
 class BadLines(MeteringError):
@@ -42,6 +43,7 @@ def ingest(ctx: CliContext, file: Path) -> None:
     now = datetime.now(UTC).replace(tzinfo=None)
     policy = Settings().billing_policy
     engine = ctx.engine()
+    tune_gc()  # before the workers fork: they inherit the frozen objects and thresholds
     with fh:
         if sys.stderr.isatty():
             size = file.stat().st_size

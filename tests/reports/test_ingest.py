@@ -5,7 +5,7 @@ from datetime import datetime
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Connection, Engine, func, select
 
 from metering.reports import ingest as ingest_module
 from metering.reports.common import DayWindow, load_names
@@ -161,3 +161,26 @@ def test_worker_processes_give_the_same_result(
     assert (again.ingested, again.duplicate, again.bad) == (0, 6, 12)
     assert [n for n, _ in again.bad_lines][6:] == [13, 14, 15, 18, 19, 20]
     assert _count(engine) == (3, 3)
+
+
+def test_batches_are_written_with_a_large_page_cache_then_put_back(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if engine.dialect.name != "sqlite":
+        pytest.skip("a SQLite page cache")
+    with engine.begin() as conn:
+        seed_org(conn)
+    used: list[tuple[Any, int]] = []
+    write_rows = ingest_module.write_rows
+
+    def spy(conn: Connection, rows: list[Any]) -> list[str]:
+        size = conn.exec_driver_sql("PRAGMA cache_size").scalar_one()
+        used.append((conn.connection.dbapi_connection, size))
+        return write_rows(conn, rows)
+
+    monkeypatch.setattr(ingest_module, "write_rows", spy)
+    result = ingest_lines(engine, _lines(), now=NOW)
+    assert result.ingested == 3
+    assert [size for _, size in used] == [-ingest_module.WRITER_CACHE_KIB]
+    dbapi_conn = used[0][0]
+    assert dbapi_conn.execute("PRAGMA cache_size").fetchone()[0] == -2000  # SQLite's default
