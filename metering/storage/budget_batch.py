@@ -18,6 +18,7 @@ requests share one transaction and one lock of their budgets:
     ``finish`` (after: settlement markers, the reservations dropped by one
     ``DELETE … RETURNING``, each record's cost added to every applicable budget whose
     window contains its ``started_at``, counters saved once per budget).
+    ``reservations.settle`` runs it for one record already inserted (``from_locked``).
 
 The statements are SQL text run on the DBAPI cursor (``storage.raw_sql``): SQLAlchemy
 Core's per-execute work cost more CPU than running them.
@@ -44,7 +45,7 @@ from metering.storage.budget_rows import (
 )
 from metering.storage.owners import owner_names
 from metering.storage.raw_sql import is_postgres, render, rows_of, run, sqlite_datetime
-from metering.storage.reservations import Refusal, ReserveResult
+from metering.storage.reservations import Refusal, ReserveResult, SettleResult
 
 Owners = tuple[int, int | None, int | None]  # key_id, team_id, customer_id
 
@@ -126,6 +127,15 @@ def lock_owner_budgets(
             row.period_start = sqlite_datetime(row.period_start) or row.period_start
             row.soft_crossed_at = sqlite_datetime(row.soft_crossed_at)
     return {int(r.id): r for r in rows}
+
+
+def lock_records_budgets(
+    conn: Connection, records: Sequence[Mapping[str, Any]]
+) -> dict[int, BudgetRow]:
+    """Lock every budget these records' settlements touch: applicable to one of them,
+    or holding one of their reservations."""
+    owners = [_owners_of(r) for r in records]
+    return lock_owner_budgets(conn, owners, held=[r["request_id"] for r in records])
 
 
 def applicable(rows: Mapping[int, BudgetRow], owners: Owners) -> list[BudgetRow]:
@@ -255,17 +265,35 @@ class BatchSettlement:
     def lock(
         cls, conn: Connection, records: Sequence[Mapping[str, Any]], *, now: datetime
     ) -> BatchSettlement:
-        owners = [_owners_of(r) for r in records]
-        rows = lock_owner_budgets(conn, owners, held=[r["request_id"] for r in records])
-        # Before the inserts: a new window's spend is counted from the records without them.
-        rolled = [row for row in rows.values() if roll_forward(conn, row, now=now)]
-        return cls(rows, now, rolled)
+        """Lock before the records are inserted (a new window's spend is counted from
+        the records without them)."""
+        return cls.from_locked(conn, lock_records_budgets(conn, records), now=now)
+
+    @classmethod
+    def from_locked(
+        cls,
+        conn: Connection,
+        rows: dict[int, BudgetRow],
+        *,
+        now: datetime,
+        inserted: str | None = None,
+    ) -> BatchSettlement:
+        """The settlement of these locked rows (``lock_records_budgets``), each rolled
+        into its current window. ``inserted``: the request whose record this transaction
+        already inserted — left out of a new window's spend, ``finish`` adds it."""
+        moved = [
+            row
+            for row in rows.values()
+            if roll_forward(conn, row, now=now, exclude_request_id=inserted)
+        ]
+        return cls(rows, now, moved)
 
     def add(self, record: Mapping[str, Any]) -> None:
         self.records.append(record)
 
-    def finish(self, conn: Connection) -> None:
-        """Charge the added records (each once: a settlement marker per request)."""
+    def finish(self, conn: Connection) -> SettleResult:
+        """Charge the added records (each once: a settlement marker per request); what
+        changed, summed over them (``settled``: False if every one was settled before)."""
         records, self.records = self.records, []
         if conn.dialect.name == "postgresql" and records:
             # A budget created after ``lock`` (committed before this statement) counts
@@ -274,7 +302,7 @@ class BatchSettlement:
             for budget_id, row in fresh.items():
                 self.rows.setdefault(budget_id, row)
         if not self.rows:  # no budget applies and none holds a reservation of these
-            return
+            return SettleResult(True, 0, (), ())
         settled = _mark_settled(conn, [r["request_id"] for r in records], now=self.now)
         changed = {row.id: row for row in self.rolled}
         held: list[tuple[Any, ...]] = []
@@ -301,9 +329,10 @@ class BatchSettlement:
                 if start <= started_at and (end is None or started_at < end):
                     row.spent_nano += cost
                     changed[row.id] = charged[row.id] = row
-        for row in charged.values():
-            note_soft_limit(conn, row, now=self.now)
+        crossed = [row.id for row in charged.values() if note_soft_limit(conn, row, now=self.now)]
         save_rows(conn, sorted(changed.values(), key=lambda r: r.id), now=self.now)
+        released = sum(int(amount) for _, amount in held)
+        return SettleResult(bool(settled), released, tuple(sorted(charged)), tuple(sorted(crossed)))
 
 
 def _mark_settled(conn: Connection, request_ids: list[str], *, now: datetime) -> set[str]:

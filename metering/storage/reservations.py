@@ -12,6 +12,8 @@ Every function works on the caller's ``Connection`` and transaction:
               request's reservations and adds the record's cost to ``spent_nano`` of
               every applicable budget whose current window contains ``started_at``
               (also when the reservation had expired and been swept). Idempotent.
+              The gateway's batch settlement (``budget_batch.BatchSettlement``) for
+              one record: the rules are written once, there.
     release   when nothing will be recorded (the request never went upstream).
     release_expired  the sweep for reservations of crashed processes.
 """
@@ -27,15 +29,7 @@ from sqlalchemy import Connection, delete, select
 
 from metering.core.budget import refusal_message
 from metering.errors import BudgetExceeded, Conflict, InvalidInput
-from metering.storage.budget_rows import (
-    BudgetRow,
-    applicable_budget_ids,
-    insert_stmt,
-    lock_budgets,
-    note_soft_limit,
-    roll_forward,
-    save_counters,
-)
+from metering.storage.budget_rows import BudgetRow, lock_budgets, save_counters
 from metering.storage.models import BudgetSettlement, Reservation, UsageRecord
 
 
@@ -165,57 +159,44 @@ def settle(
 ) -> SettleResult:
     """Replace the request's reservations by its actual cost. Call it in the transaction
     that inserted the request's usage record (whose ``total_cost`` and ``started_at``
-    must be ``actual_nano`` and ``started_at``); a second call changes nothing."""
-    applicable = applicable_budget_ids(
-        conn, key_id=key_id, team_id=team_id, customer_id=customer_id
-    )
-    held = list(
-        conn.execute(
-            select(Reservation.budget_id).where(Reservation.request_id == request_id)
-        ).scalars()
-    )
-    if not applicable and not held:
+    must be ``actual_nano`` and ``started_at``); a second call changes nothing.
+
+    The gateway's batch settlement (``budget_batch.BatchSettlement``) for this one
+    record, locked after its insert."""
+    from metering.storage.budget_batch import BatchSettlement, lock_records_budgets
+
+    record = {
+        "request_id": request_id,
+        "key_id": key_id,
+        "team_id": team_id,
+        "customer_id": customer_id,
+        "total_cost": actual_nano,
+        "started_at": started_at,
+    }
+    rows = lock_records_budgets(conn, [record])
+    if not rows:
         return SettleResult(True, 0, (), ())  # no budget concerned: nothing to do
-    record = conn.execute(
+    recorded = conn.execute(
         select(UsageRecord.total_cost, UsageRecord.started_at).where(
             UsageRecord.request_id == request_id
         )
     ).first()
-    if record is None:
+    if recorded is None:
         raise Conflict(
             f"settle({request_id!r}) needs the usage record inserted first, in the same "
             "transaction; use release() for a request that is not recorded"
         )
-    if (int(record[0]), record[1]) != (actual_nano, started_at):
+    if (int(recorded[0]), recorded[1]) != (actual_nano, started_at):
         raise Conflict(
             f"settle({request_id!r}): cost {actual_nano} / start {started_at} differ from the "
-            f"record's {record[0]} / {record[1]}"
+            f"record's {recorded[0]} / {recorded[1]}"
         )
-    marker = (
-        insert_stmt(conn, BudgetSettlement)
-        .values(request_id=request_id, settled_at=now)
-        .on_conflict_do_nothing(index_elements=["request_id"])
-        .returning(BudgetSettlement.request_id)
-    )
-    if conn.execute(marker).first() is None:
-        return SettleResult(False, 0, (), ())
-    rows = lock_budgets(conn, [*applicable, *held])
-    for row in rows:
-        roll_forward(conn, row, now=now, exclude_request_id=request_id)
-    amounts = _delete_reservations(conn, Reservation.request_id == request_id)
-    charged: list[int] = []
-    crossed: list[int] = []
-    for row in rows:
-        row.reserved_nano -= sum(amounts.get(row.id, ()))
-        start, end = row.window
-        if row.id in applicable and start <= started_at and (end is None or started_at < end):
-            row.spent_nano += actual_nano
-            charged.append(row.id)
-            if note_soft_limit(conn, row, now=now):
-                crossed.append(row.id)
-        save_counters(conn, row, now=now)
-    released = sum(sum(v) for v in amounts.values())
-    return SettleResult(True, released, tuple(charged), tuple(crossed))
+    marker = select(BudgetSettlement.request_id).where(BudgetSettlement.request_id == request_id)
+    if conn.execute(marker).first() is not None:
+        return SettleResult(False, 0, (), ())  # before rolling: its cost is counted already
+    settlement = BatchSettlement.from_locked(conn, rows, now=now, inserted=request_id)
+    settlement.add(record)
+    return settlement.finish(conn)
 
 
 def release(conn: Connection, *, request_id: str, now: datetime) -> int:

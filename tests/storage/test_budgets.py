@@ -5,7 +5,6 @@ Every test ends with ``assert_budgets_consistent``: counters equal the records."
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 
 import pytest
@@ -24,56 +23,7 @@ from metering.storage.budgets import (
 from metering.storage.engine import make_engine
 from metering.storage.models import Budget, BudgetEvent, Reservation
 from tests.helpers import Org, assert_budgets_consistent, make_org, record_and_settle
-
-USD = 10**9
-T = datetime(2026, 1, 15, 12)
-
-
-@pytest.fixture
-def db(engine: Engine) -> Iterator[Engine]:
-    yield engine
-    assert_budgets_consistent(engine)
-
-
-@pytest.fixture
-def org(db: Engine) -> Org:
-    with db.begin() as conn:
-        return make_org(conn)
-
-
-def set_(db: Engine, owner_type: str, owner_id: int, usd: int, period: str, **kw: object) -> None:
-    with db.begin() as conn:
-        set_budget(
-            conn,
-            owner_type=owner_type,
-            owner_id=owner_id,
-            limit_nano=usd * USD,
-            period=period,
-            now=kw.pop("now", T),  # type: ignore[arg-type]
-            **kw,  # type: ignore[arg-type]
-        )
-
-
-def try_reserve(
-    db: Engine, org: Org, rid: str, nano: int, *, now: datetime = T, ttl: int = 600
-) -> bool:
-    with db.begin() as conn:
-        result = reserve(
-            conn,
-            request_id=rid,
-            key_id=org.key_id,
-            team_id=org.team_id,
-            customer_id=org.customer_id,
-            amount_nano=nano,
-            now=now,
-            ttl_seconds=ttl,
-        )
-    return result.accepted
-
-
-def settle_(db: Engine, org: Org, rid: str, nano: int, *, at: datetime = T) -> None:
-    with db.begin() as conn:
-        record_and_settle(conn, org, request_id=rid, cost_nano=nano, started_at=at)
+from tests.storage.budgeting import USD, T, set_, settle_, try_reserve
 
 
 def status(db: Engine, org: Org, *, now: datetime = T) -> dict[str, dict[str, object]]:
