@@ -31,8 +31,8 @@ from typing import IO, Any
 from sqlalchemy import Connection, func, select
 
 from metering.reports.common import DayWindow, month_days
-from metering.reports.csv_sql import CellKind, copy_cell, sqlite_cell, sqlite_line
-from metering.storage.models import COST_COLUMNS, TOKEN_COLUMNS, DailyRollup
+from metering.reports.csv_sql import CellKind, copy_cell, sqlite_cell, sqlite_line, sqlite_text
+from metering.storage.models import COST_COLUMNS, TOKEN_COLUMNS, DailyRollup, UsageRecord
 
 CHUNK_ROWS = 5_000  # lines fetched per round trip; memory stays bounded by this
 PARALLEL_MIN_ROWS = 200_000  # below this one process renders the whole month
@@ -53,19 +53,43 @@ _WINDOW = " WHERE usage_records.started_at >= {lo} AND usage_records.started_at 
 _ORDER = " ORDER BY usage_records.started_at, usage_records.id"
 
 
-def _cells(columns: tuple[str, ...]) -> list[tuple[CellKind, str]]:
+# SQLite: the key, team and customer cells rendered (quoted) once per name, not per row
+_NAME_CELLS = ", ".join(
+    f"{cells}(id, cell) AS MATERIALIZED (SELECT id, {sqlite_text('name')} FROM {names})"  # noqa: S608
+    for cells, names in (
+        ("key_cells", "virtual_keys"),
+        ("team_cells", "teams"),
+        ("customer_cells", "customers"),
+    )
+)
+_SQLITE_FROM = (
+    " FROM usage_records"
+    " LEFT OUTER JOIN key_cells ON key_cells.id = usage_records.key_id"
+    " LEFT OUTER JOIN team_cells ON team_cells.id = usage_records.team_id"
+    " LEFT OUTER JOIN customer_cells ON customer_cells.id = usage_records.customer_id"
+)
+
+
+def _cells(columns: tuple[str, ...], *, sqlite: bool) -> list[tuple[CellKind, str]]:
     u = "usage_records."
-    named = {
-        "key": f"coalesce(virtual_keys.name, '#' || CAST({u}key_id AS TEXT))",
+    # SQLite joins the rendered cells (``csv``), PostgreSQL the names (``text``, COPY quotes)
+    kind: CellKind = "csv" if sqlite else "text"
+    key, team, customer = (
+        ("key_cells.cell", "team_cells.cell", "customer_cells.cell")
+        if sqlite
+        else ("virtual_keys.name", "teams.name", "customers.name")
+    )
+    named = {  # '#id' (a row gone) never needs quoting
+        "key": f"coalesce({key}, '#' || CAST({u}key_id AS TEXT))",
         "team": f"CASE WHEN {u}team_id <> 0 "
-        f"THEN coalesce(teams.name, '#' || CAST({u}team_id AS TEXT)) END",
+        f"THEN coalesce({team}, '#' || CAST({u}team_id AS TEXT)) END",
         "customer": f"CASE WHEN {u}customer_id <> 0 "
-        f"THEN coalesce(customers.name, '#' || CAST({u}customer_id AS TEXT)) END",
+        f"THEN coalesce({customer}, '#' || CAST({u}customer_id AS TEXT)) END",
     }
     cells: list[tuple[CellKind, str]] = []
     for column in columns:
         if column in named:
-            cells.append(("text", named[column]))
+            cells.append((kind, named[column]))
         elif column in MONEY:
             cells.append(("usd", u + column))
         elif column in ("started_at", "ended_at"):
@@ -73,7 +97,8 @@ def _cells(columns: tuple[str, ...]) -> list[tuple[CellKind, str]]:
         elif column == "stream":
             cells.append(("boolean", u + column))
         elif column in TOKEN_COLUMNS or column in ("http_status", "latency_ms", "price_version_id"):
-            cells.append(("integer", u + column))
+            nullable = UsageRecord.__table__.c[column].nullable
+            cells.append(("integer" if nullable else "count", u + column))
         else:
             cells.append(("text", u + column))
     return cells
@@ -87,13 +112,16 @@ def _sums_sql(param: str) -> str:
 
 
 def sqlite_lines_sql(columns: tuple[str, ...]) -> str:
-    line = sqlite_line([sqlite_cell(kind, expr) for kind, expr in _cells(columns)])
-    return f"SELECT {line}" + _FROM + _WINDOW.format(lo="?", hi="?") + _ORDER
+    line = sqlite_line([sqlite_cell(kind, expr) for kind, expr in _cells(columns, sqlite=True)])
+    window = _WINDOW.format(lo="?", hi="?")
+    return f"WITH {_NAME_CELLS} SELECT {line}{_SQLITE_FROM}{window}{_ORDER}"
 
 
 def postgres_copy_sql(columns: tuple[str, ...]) -> str:
     # psycopg binds %s client-side for COPY: the modulo operators are written %%
-    cells = ", ".join(copy_cell(kind, expr) for kind, expr in _cells(columns)).replace("%", "%%")
+    cells = ", ".join(
+        copy_cell(kind, expr) for kind, expr in _cells(columns, sqlite=False)
+    ).replace("%", "%%")
     window = _WINDOW.format(lo="%s", hi="%s")
     return f"COPY (SELECT {cells}{_FROM}{window}{_ORDER}) TO STDOUT (FORMAT csv)"
 

@@ -7,15 +7,20 @@ from __future__ import annotations
 
 import csv
 import io
+import sqlite3
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlalchemy import Engine, update
 
+from metering.core.money import format_usd
 from metering.reports import request_csv
 from metering.reports.common import load_names, parse_month
+from metering.reports.csv_sql import sqlite_cell
 from metering.reports.export import REQUEST_COLUMNS, _cell, request_rows, write_export
 from metering.storage.models import COST_COLUMNS, Team, UsageRecord, VirtualKey
 from metering.storage.records import write_records
@@ -128,3 +133,32 @@ def test_a_carriage_return_is_quoted(
     with engine.connect() as conn:
         write_export(conn, month="2026-11", detail="requests", out=tmp_path / "r.csv")
     assert b',"a\rb",' in (tmp_path / "r.csv").read_bytes()
+
+
+_EDGES = (0, 1, 9, 10, 99_999_999, 100_000_000, 500_000_000, 999_999_999, 1_000_000_000)
+
+
+@given(
+    st.lists(
+        st.one_of(
+            st.none(),
+            st.sampled_from(_EDGES).flatmap(lambda v: st.sampled_from((v, -v))),
+            st.integers(-(2**62), 2**62),
+            st.builds(lambda d, z: d * 10**z, st.integers(1, 10**9), st.integers(0, 9)),
+        ),
+        max_size=200,
+    )
+)
+def test_sqlite_amounts_equal_format_usd(amounts: list[int | None]) -> None:
+    """The SQLite amount cell (constant prefix + stripped integer for sub-dollar amounts,
+    one text otherwise) is ``format_usd`` to the digit, NULL an empty cell."""
+    fmt, args = sqlite_cell("usd", "x")
+    con = sqlite3.connect(":memory:")
+    try:
+        con.execute("CREATE TABLE t (i INTEGER PRIMARY KEY, x BIGINT)")
+        con.executemany("INSERT INTO t (x) VALUES (?)", [(a,) for a in amounts])
+        query = f"SELECT printf('{fmt}', {args}) FROM t ORDER BY i"  # noqa: S608 (no values)
+        got = [line for (line,) in con.execute(query)]
+    finally:
+        con.close()
+    assert got == ["" if a is None else format_usd(a) for a in amounts]
