@@ -71,6 +71,8 @@ def parse_timestamp(value: Any) -> datetime:
         at = datetime.fromisoformat(value.strip())
     except ValueError:
         raise InvalidInput(f"timestamp {value!r} is not ISO-8601") from None
+    if at.tzinfo is UTC:  # "Z": the usual case, no conversion
+        return at.replace(tzinfo=None)
     if at.tzinfo is not None:
         at = at.astimezone(UTC).replace(tzinfo=None)
     return at
@@ -109,6 +111,18 @@ def derived_request_id(key_id: int, at: datetime, model: str, response: Any) -> 
 # a number that has a fraction or an exponent goes to json; so may a string that looks
 # like one (e.g. "12:30.5"), which costs only time.
 _FLOAT = re.compile(rb"[:,\[]-?[0-9]+[.eE]")
+# What _FLOAT needs: a digit then '.', 'e' or 'E'. Each pattern starts with a literal, so
+# re skips to its occurrences (≈ 1.3 µs for the three over a typical response, against
+# 3.5 µs for _FLOAT's search, which tries every position).
+_DIGIT_THEN = (
+    re.compile(rb"\.(?<=[0-9]\.)"),
+    re.compile(rb"e(?<=[0-9]e)"),
+    re.compile(rb"E(?<=[0-9]E)"),
+)
+
+
+def _may_hold_a_float(body: bytes) -> bool:
+    return any(p.search(body) is not None for p in _DIGIT_THEN) and _FLOAT.search(body) is not None
 
 
 def fast_derived_request_id(key_id: int, at: datetime, model: str, response: Any) -> str:
@@ -125,7 +139,7 @@ def fast_derived_request_id(key_id: int, at: datetime, model: str, response: Any
         or b"\x7f" in body
         or not model.isascii()
         or "\x7f" in model
-        or _FLOAT.search(body) is not None
+        or _may_hold_a_float(body)
     ):
         return derived_request_id(key_id, at, model, response)
     head = orjson.dumps([key_id, at.isoformat(), model])
@@ -229,24 +243,34 @@ def build_record(ctx: _Context, text: str) -> Row:
     )
 
 
+# SQLite settings of the writing connection, put back before it returns to the pool: a
+# page cache that holds the pages a batch dirties (else they spill to the log mid-
+# transaction), and statement journals in memory (each multi-row INSERT keeps one, and
+# spilled it to a temporary file: ≈ 2 µs a row).
+_WRITER_PRAGMAS = {"cache_size": -WRITER_CACHE_KIB, "temp_store": 2}  # 2 = MEMORY
+
+
 @contextmanager
 def _writer(engine: Engine) -> Iterator[Connection]:
-    """The connection the batches are written on. SQLite: with a page cache that holds
-    the pages a batch dirties (else they spill to the log mid-transaction), put back to
-    its size before the connection returns to the pool."""
+    """The connection the batches are written on (``_WRITER_PRAGMAS`` on SQLite)."""
     with engine.connect() as conn:
         if not is_sqlite(engine):
             yield conn
             return
-        before = int(conn.exec_driver_sql("PRAGMA cache_size").scalar_one())
-        conn.exec_driver_sql(f"PRAGMA cache_size = {-WRITER_CACHE_KIB}")
+        before = {
+            name: int(conn.exec_driver_sql(f"PRAGMA {name}").scalar_one())
+            for name in _WRITER_PRAGMAS
+        }
+        for name, value in _WRITER_PRAGMAS.items():
+            conn.exec_driver_sql(f"PRAGMA {name} = {value}")
         conn.commit()
         try:
             yield conn
         finally:
             if not conn.invalidated:
                 conn.rollback()
-                conn.exec_driver_sql(f"PRAGMA cache_size = {before}")
+                for name, value in before.items():
+                    conn.exec_driver_sql(f"PRAGMA {name} = {value}")
                 conn.commit()
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import itertools
 from collections.abc import Iterable, Mapping, Sequence
-from operator import itemgetter
+from operator import itemgetter, methodcaller
 from typing import Any
 
 from sqlalchemy import Connection, Date, DateTime
@@ -42,6 +42,7 @@ _DATE_POSITIONS = tuple(
     i for i, c in enumerate(_RECORD_COLUMNS) if isinstance(c.type, DateTime | Date)
 )
 _rollup_sums = itemgetter(*ROLLUP_SUMS)
+_sqlite_datetime_text = methodcaller("isoformat", " ", "microseconds")  # = sqlite_value
 _row_sums = itemgetter(*(RECORD_FIELDS.index(c) for c in ROLLUP_SUMS))
 _row_key = itemgetter(
     *(RECORD_FIELDS.index(c) for c in ("started_at", "key_id", "team_id", "customer_id"))
@@ -107,8 +108,11 @@ def write_rows(conn: Connection, rows: Sequence[Sequence[Any]]) -> list[str]:
         params = list(itertools.chain.from_iterable(chunk))
         if not postgres:
             for position in _DATE_POSITIONS:
-                for i in range(position, len(params), _RECORD_WIDTH):
-                    params[i] = sqlite_value(params[i])
+                values = params[position::_RECORD_WIDTH]
+                try:  # datetimes, the usual case: one C call each
+                    params[position::_RECORD_WIDTH] = list(map(_sqlite_datetime_text, values))
+                except (AttributeError, TypeError):  # None, a date, text…
+                    params[position::_RECORD_WIDTH] = list(map(sqlite_value, values))
         sql = _insert_records_sql(postgres, len(chunk))
         found = run(conn, sql, params, adapted=True)
         inserted.update(row[0] for row in found)

@@ -170,17 +170,19 @@ def test_batches_are_written_with_a_large_page_cache_then_put_back(
         pytest.skip("a SQLite page cache")
     with engine.begin() as conn:
         seed_org(conn)
-    used: list[tuple[Any, int]] = []
+    used: list[tuple[Any, tuple[int, int]]] = []
     write_rows = ingest_module.write_rows
 
+    def pragmas(conn: Any) -> tuple[int, int]:
+        run = conn.exec_driver_sql if isinstance(conn, Connection) else conn.execute
+        return tuple(run(f"PRAGMA {name}").fetchone()[0] for name in ("cache_size", "temp_store"))
+
     def spy(conn: Connection, rows: list[Any]) -> list[str]:
-        size = conn.exec_driver_sql("PRAGMA cache_size").scalar_one()
-        used.append((conn.connection.dbapi_connection, size))
+        used.append((conn.connection.dbapi_connection, pragmas(conn)))
         return write_rows(conn, rows)
 
     monkeypatch.setattr(ingest_module, "write_rows", spy)
     result = ingest_lines(engine, _lines(), now=NOW)
     assert result.ingested == 3
-    assert [size for _, size in used] == [-ingest_module.WRITER_CACHE_KIB]
-    dbapi_conn = used[0][0]
-    assert dbapi_conn.execute("PRAGMA cache_size").fetchone()[0] == -2000  # SQLite's default
+    assert [during for _, during in used] == [(-ingest_module.WRITER_CACHE_KIB, 2)]
+    assert pragmas(used[0][0]) == (-2000, 0)  # SQLite's defaults

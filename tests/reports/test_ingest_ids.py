@@ -8,7 +8,12 @@ import orjson
 from hypothesis import given
 from hypothesis import strategies as st
 
-from metering.reports.ingest import derived_request_id, fast_derived_request_id
+from metering.reports.ingest import (
+    _FLOAT,
+    _may_hold_a_float,
+    derived_request_id,
+    fast_derived_request_id,
+)
 
 AT = datetime(2026, 11, 3, 12, 0, 0, 500_000)
 text_st = st.text(max_size=8) | st.sampled_from(["chat.completion", "12:30.5", "1e5", "é", "\x7f"])
@@ -35,3 +40,9 @@ def test_fast_derived_id_of_a_usual_response() -> None:
     assert fast_derived_request_id(1, AT, "gemini/gemini-2.5-pro", response) == (
         derived_request_id(1, AT, "gemini/gemini-2.5-pro", response)
     )
+
+
+@given(json_st)
+def test_the_float_precheck_decides_as_the_regex_alone(value: Any) -> None:
+    body = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    assert _may_hold_a_float(body) == (_FLOAT.search(body) is not None)

@@ -192,3 +192,21 @@ def test_record_values_is_record_row_by_name() -> None:
     usage = facts.usage
     assert values | token_columns(usage) | cost_columns(bill) == values
     assert (values["total_cost"], values["completion_text_tokens"]) == (7, usage.completion_text)
+
+
+def test_sqlite_dates_given_as_text_or_dates_are_stored_as_datetimes(engine: Engine) -> None:
+    if engine.dialect.name != "sqlite":
+        return  # PostgreSQL takes the datetimes as they are
+    key = make_key(engine)
+    at = datetime(2026, 3, 5, 8, 30, 0, 250000)
+    row = list(record_row(record_for(engine, "as-text", at, key)))
+    row[RECORD_FIELDS.index("ended_at")] = "2026-03-05 08:30:01.000000"
+    day_row = list(record_row(record_for(engine, "as-date", at, key)))
+    day_row[RECORD_FIELDS.index("ended_at")] = date(2026, 3, 6)
+    with engine.begin() as conn:
+        assert write_rows(conn, [tuple(row), tuple(day_row)]) == ["as-text", "as-date"]
+    with engine.connect() as conn:
+        stored = dict(conn.execute(select(UsageRecord.request_id, UsageRecord.ended_at)).all())
+        started = set(conn.execute(select(UsageRecord.started_at)).scalars())
+    assert stored == {"as-text": datetime(2026, 3, 5, 8, 30, 1), "as-date": datetime(2026, 3, 6)}
+    assert started == {at}
