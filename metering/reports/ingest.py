@@ -87,7 +87,7 @@ def requested_model(line: Mapping[str, Any], response: Mapping[str, Any]) -> str
         split_model(given)
         return given
     extra = response.get("extra_fields")
-    extra = extra if isinstance(extra, Mapping) else {}
+    extra = extra if isinstance(extra, dict) else {}  # what JSON gives (a dict is cheaper)
     provider = extra.get("provider")
     model = extra.get("model_requested") or response.get("model")
     if not isinstance(model, str) or not model:
@@ -193,8 +193,8 @@ def build_record(ctx: _Context, text: str) -> Row:
         raise InvalidInput(f"not JSON ({exc.msg} at column {exc.colno})") from None
     if not isinstance(line, dict):
         raise InvalidInput("a line must be a JSON object with key, timestamp and response")
-    missing = [f for f in ("key", "timestamp", "response") if f not in line]
-    if missing:
+    if "key" not in line or "timestamp" not in line or "response" not in line:
+        missing = [f for f in ("key", "timestamp", "response") if f not in line]
         raise InvalidInput(f"missing {', '.join(missing)}")
     response = line["response"]
     if not isinstance(response, dict):
@@ -217,7 +217,7 @@ def build_record(ctx: _Context, text: str) -> Row:
         cache_hit_type=facts.cache_hit_type,
     )
     extra = response.get("extra_fields")
-    extra = extra if isinstance(extra, Mapping) else {}
+    extra = extra if isinstance(extra, dict) else {}
     latency = extra.get("latency")
     latency_ms = latency if isinstance(latency, int) and not isinstance(latency, bool) else None
     request_type = extra.get("request_type")
