@@ -162,3 +162,26 @@ def test_sqlite_amounts_equal_format_usd(amounts: list[int | None]) -> None:
     finally:
         con.close()
     assert got == ["" if a is None else format_usd(a) for a in amounts]
+
+
+def test_append_file_in_the_kernel_or_by_copying(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A part is appended after what is already written (buffered bytes included), by
+    ``copy_file_range`` into a file and by plain copying into anything else."""
+    part = tmp_path / "r.csv.part1"
+    part.write_bytes(b"b,2\n" * 50_000)
+    with (tmp_path / "out.csv").open("wb") as fh:
+        fh.write(b"a,1\n")
+        request_csv.append_file(part, fh)
+        fh.write(b"c,3\n")
+    assert (tmp_path / "out.csv").read_bytes() == b"a,1\n" + part.read_bytes() + b"c,3\n"
+    memory = io.BytesIO(b"a,1\n")
+    memory.seek(0, io.SEEK_END)
+    request_csv.append_file(part, memory)  # no file descriptor
+    assert memory.getvalue() == b"a,1\n" + part.read_bytes()
+    monkeypatch.delattr(request_csv.os, "copy_file_range", raising=False)
+    with (tmp_path / "out2.csv").open("wb") as fh:
+        fh.write(b"a,1\n")
+        request_csv.append_file(part, fh)
+    assert (tmp_path / "out2.csv").read_bytes() == b"a,1\n" + part.read_bytes()
