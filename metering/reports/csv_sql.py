@@ -53,14 +53,21 @@ def _sqlite_usd(x: str) -> tuple[str, str]:
     zeros its magnitude needs) and the integer with its trailing zeros divided away:
     ``5_000_000`` → ``'0.00'``, ``5`` → ``0.005``. Others (zero, NULL, whole dollars,
     one dollar or more, negative) are one text in the first argument and NULL (empty)."""
-    prefix = " ".join(f"WHEN {x} >= {10**i} THEN '0.{'0' * (8 - i)}'" for i in range(8, 0, -1))
-    stripped = " ".join(f"WHEN {x} % {10 ** (i + 1)} <> 0 THEN {x} / {10**i}" for i in range(8))
+
+    def prefix(lo: int, hi: int) -> str:  # 10**lo <= x < 10**hi: a binary search, ≤ 4 tests
+        if hi - lo == 1:
+            return f"'0.{'0' * (9 - hi)}'"
+        mid = (lo + hi) // 2
+        return f"CASE WHEN {x} >= {10**mid} THEN {prefix(mid, hi)} ELSE {prefix(lo, mid)} END"
+
+    divided = [x, *(f"{x} / {10**i}" for i in range(1, 9))]  # x < 1e9: ≤ 8 trailing zeros
+    stripped = " ".join(f"WHEN {x} % {10 ** (i + 1)} <> 0 THEN {divided[i]}" for i in range(8))
     small = f"{x} > 0 AND {x} < {NANO}"
     first = (
-        f"CASE WHEN {x} = 0 THEN '0' WHEN {small} THEN CASE {prefix} ELSE '0.00000000' END "
+        f"CASE WHEN {x} = 0 THEN '0' WHEN {small} THEN {prefix(0, 9)} "
         f"ELSE {_usd(x, sqlite=True, null='NULL')} END"
     )
-    return "%s%s", f"{first}, CASE WHEN {small} THEN CASE {stripped} ELSE {x} / 100000000 END END"
+    return "%s%s", f"{first}, CASE WHEN {small} THEN CASE {stripped} ELSE {divided[8]} END END"
 
 
 def sqlite_text(expr: str) -> str:

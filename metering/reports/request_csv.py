@@ -54,20 +54,20 @@ _WINDOW = " WHERE usage_records.started_at >= {lo} AND usage_records.started_at 
 _ORDER = " ORDER BY usage_records.started_at, usage_records.id"
 
 
-# SQLite: the key, team and customer cells rendered (quoted) once per name, not per row
-_NAME_CELLS = ", ".join(
-    f"{cells}(id, cell) AS MATERIALIZED (SELECT id, {sqlite_text('name')} FROM {names})"  # noqa: S608
-    for cells, names in (
-        ("key_cells", "virtual_keys"),
-        ("team_cells", "teams"),
-        ("customer_cells", "customers"),
-    )
+# SQLite: the key, team and customer cells rendered (quoted) once per name, not per row, in
+# TEMP tables joined by INTEGER PRIMARY KEY (a rowid seek; a MATERIALIZED CTE is searched
+# through an automatic index: ~2k instructions a line more)
+_NAME_TABLES = (
+    ("export_key_cells", "virtual_keys"),
+    ("export_team_cells", "teams"),
+    ("export_customer_cells", "customers"),
 )
 _SQLITE_FROM = (
     " FROM usage_records"
-    " LEFT OUTER JOIN key_cells ON key_cells.id = usage_records.key_id"
-    " LEFT OUTER JOIN team_cells ON team_cells.id = usage_records.team_id"
-    " LEFT OUTER JOIN customer_cells ON customer_cells.id = usage_records.customer_id"
+    " LEFT OUTER JOIN export_key_cells AS key_cells ON key_cells.id = usage_records.key_id"
+    " LEFT OUTER JOIN export_team_cells AS team_cells ON team_cells.id = usage_records.team_id"
+    " LEFT OUTER JOIN export_customer_cells AS customer_cells"
+    " ON customer_cells.id = usage_records.customer_id"
 )
 
 
@@ -115,7 +115,16 @@ def _sums_sql(param: str) -> str:
 def sqlite_lines_sql(columns: tuple[str, ...]) -> str:
     line = sqlite_line([sqlite_cell(kind, expr) for kind, expr in _cells(columns, sqlite=True)])
     window = _WINDOW.format(lo="?", hi="?")
-    return f"WITH {_NAME_CELLS} SELECT {line}{_SQLITE_FROM}{window}{_ORDER}"
+    return f"SELECT {line}{_SQLITE_FROM}{window}{_ORDER}"
+
+
+def _name_tables_sql() -> list[str]:
+    statements = []
+    for table, names in _NAME_TABLES:
+        statements.append(f"CREATE TEMP TABLE {table} (id INTEGER PRIMARY KEY, cell TEXT)")
+        cells = f"SELECT id, {sqlite_text('name')} FROM {names}"  # noqa: S608 (no values)
+        statements.append(f"INSERT INTO temp.{table} {cells}")
+    return statements
 
 
 def postgres_copy_sql(columns: tuple[str, ...]) -> str:
@@ -178,9 +187,11 @@ def render_sqlite_part(
     own_transaction = not con.in_transaction
     if own_transaction:
         con.execute("BEGIN")  # the sums and the lines from one snapshot
+    cursor = con.cursor()
     try:
-        sums = con.execute(_sums_sql("?"), (lo, hi)).fetchone()
-        cursor = con.cursor()
+        for statement in _name_tables_sql():  # TEMP: no write to the database itself
+            cursor.execute(statement)
+        sums = cursor.execute(_sums_sql("?"), (lo, hi)).fetchone()
         cursor.arraysize = CHUNK_ROWS
         cursor.execute(sqlite_lines_sql(columns), (lo, hi))
         rows = 0
@@ -190,6 +201,9 @@ def render_sqlite_part(
             rows += len(chunk)
             on_chunk(len(chunk))
     finally:
+        cursor.close()  # a statement still reading would lock the tables dropped here
+        for table, _ in _NAME_TABLES:
+            con.execute(f"DROP TABLE IF EXISTS temp.{table}")
         if own_transaction:
             con.rollback()
     assert sums is not None
