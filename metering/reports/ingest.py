@@ -2,20 +2,18 @@
 
 Each line: ``{"key": name-or-id, "timestamp": ISO-8601, "response": {...seed shape...},
 "request_id"?: str, "model"?: "provider/model" as requested}``. A line without
-``request_id`` gets one derived from its content (key, timestamp, model, response), so
-ingesting the same file twice adds nothing. A bad line is reported with its number and
-skipped; the others are written in batches through ``write_records`` (exactly once, the
-rollup kept in step). A timestamp without a zone is UTC.
+``request_id`` gets one derived from its content (``ingest_ids``), so ingesting the
+same file twice adds nothing. A bad line is reported with its number and skipped; the
+others are written in batches through ``write_rows`` (exactly once, the rollup kept in
+step). A timestamp without a zone is UTC.
 """
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
 import multiprocessing
 import os
-import re
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
@@ -32,6 +30,7 @@ from metering.core.pricing import PriceBook, PriceVersion
 from metering.core.records import record_row
 from metering.core.responses import ResponseFacts, find_price, read_response, split_model
 from metering.errors import InvalidInput, MeteringError
+from metering.reports.ingest_ids import derived_request_id, fast_derived_request_id
 from metering.runtime import tune_gc
 from metering.storage.budgets import rebuild_budget_counters
 from metering.storage.engine import is_sqlite
@@ -96,55 +95,6 @@ def requested_model(line: Mapping[str, Any], response: Mapping[str, Any]) -> str
         model = f"{provider}/{model}"
     split_model(model)
     return model
-
-
-def derived_request_id(key_id: int, at: datetime, model: str, response: Any) -> str:
-    canonical = json.dumps(
-        [key_id, at.isoformat(), model, response], sort_keys=True, separators=(",", ":")
-    )
-    return "ingest-" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:40]
-
-
-# orjson writes what json.dumps(sort_keys=True, separators=(",", ":")) writes, except
-# for floats (json: 1e-05, orjson: 0.00001), text beyond ASCII (json escapes it), DEL
-# (json escapes it) and NaN/Infinity (json only, never read by orjson). A response with
-# a number that has a fraction or an exponent goes to json; so may a string that looks
-# like one (e.g. "12:30.5"), which costs only time.
-_FLOAT = re.compile(rb"[:,\[]-?[0-9]+[.eE]")
-# What _FLOAT needs: a digit then '.', 'e' or 'E'. Each pattern starts with a literal, so
-# re skips to its occurrences (≈ 1.3 µs for the three over a typical response, against
-# 3.5 µs for _FLOAT's search, which tries every position).
-_DIGIT_THEN = (
-    re.compile(rb"\.(?<=[0-9]\.)"),
-    re.compile(rb"e(?<=[0-9]e)"),
-    re.compile(rb"E(?<=[0-9]E)"),
-)
-
-
-def _may_hold_a_float(body: bytes) -> bool:
-    return any(p.search(body) is not None for p in _DIGIT_THEN) and _FLOAT.search(body) is not None
-
-
-def fast_derived_request_id(key_id: int, at: datetime, model: str, response: Any) -> str:
-    """``derived_request_id``, byte for byte, several times faster when the content allows.
-
-    ``response`` must be what orjson read (no NaN, Infinity or integers beyond 64 bits).
-    """
-    try:
-        body = orjson.dumps(response, option=orjson.OPT_SORT_KEYS)
-    except orjson.JSONEncodeError:
-        return derived_request_id(key_id, at, model, response)
-    if (
-        not body.isascii()
-        or b"\x7f" in body
-        or not model.isascii()
-        or "\x7f" in model
-        or _may_hold_a_float(body)
-    ):
-        return derived_request_id(key_id, at, model, response)
-    head = orjson.dumps([key_id, at.isoformat(), model])
-    canonical = b"".join((head[:-1], b",", body, b"]"))
-    return "ingest-" + hashlib.sha256(canonical).hexdigest()[:40]
 
 
 Row = tuple[Any, ...]  # a usage record in ``RECORD_FIELDS`` order (``record_row``)

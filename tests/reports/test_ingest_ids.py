@@ -8,7 +8,7 @@ import orjson
 from hypothesis import given
 from hypothesis import strategies as st
 
-from metering.reports.ingest import (
+from metering.reports.ingest_ids import (
     _FLOAT,
     _may_hold_a_float,
     derived_request_id,
