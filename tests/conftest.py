@@ -119,6 +119,16 @@ def db_url(
 
 
 @pytest.fixture
+def sqlite_engine(tmp_path: Path, sqlite_template: Path) -> Iterator[Engine]:
+    """A fresh migrated SQLite database, for what only SQLite has (pragmas, files)."""
+    path = tmp_path / "metering-sqlite.db"
+    shutil.copy(sqlite_template, path)
+    engine = make_engine(f"sqlite:///{path}")
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
 def engine(db_url: str) -> Iterator[Engine]:
     engine = make_engine(db_url)
     yield engine

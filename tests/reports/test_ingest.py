@@ -164,10 +164,9 @@ def test_worker_processes_give_the_same_result(
 
 
 def test_batches_are_written_with_a_large_page_cache_then_put_back(
-    engine: Engine, monkeypatch: pytest.MonkeyPatch
+    sqlite_engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    if engine.dialect.name != "sqlite":
-        pytest.skip("a SQLite page cache")
+    engine = sqlite_engine
     with engine.begin() as conn:
         seed_org(conn)
     used: list[tuple[Any, tuple[int, int]]] = []
