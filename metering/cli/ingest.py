@@ -43,7 +43,7 @@ def ingest(ctx: CliContext, file: Path) -> None:
     now = datetime.now(UTC).replace(tzinfo=None)
     policy = Settings().billing_policy
     engine = ctx.engine()
-    tune_gc()  # before the workers fork: they inherit the frozen objects and thresholds
+    tune_gc(batch=True)  # before the workers fork: they inherit the frozen objects and thresholds
     with fh:
         if sys.stderr.isatty():
             size = file.stat().st_size

@@ -360,7 +360,7 @@ _worker: list[_Context] = []
 def _start_worker(engine: Engine, book: PriceBook, policy: BillingPolicy) -> None:
     engine.dispose(close=False)  # the parent's pooled connections stay the parent's
     _worker.append(_Context(conn=engine.connect(), book=book, policy=policy))
-    tune_gc()  # a line makes a few hundred short-lived objects: fewer, cheaper GC passes
+    tune_gc(batch=True)  # a line makes a few hundred short-lived objects: fewer, cheaper GC passes
 
 
 def _worker_build(chunk: tuple[int, list[bytes]]) -> _Chunk:
