@@ -21,6 +21,8 @@ extra body field ``"sim": {...}`` (forwarded by the proxy like any unknown field
     cut_mid_chunk: 1       send half of that stream chunk's bytes, then close the connection
     stall_after: 1         in a stream, wait ``stall`` seconds before that chunk
     usage: {...} | null    replace the answer's usage (null: no usage, no usage chunk)
+    answer: {...}          top-level fields merged into the answer and every stream chunk
+                           (a strange upstream: its own ``id``, ``model``, ``extra_fields``)
 """
 
 from __future__ import annotations
@@ -283,6 +285,8 @@ class Simulator:
                 del answer["usage"]
             else:
                 answer["usage"] = sim["usage"]
+        if isinstance(sim.get("answer"), dict):  # a strange upstream: its own id, model…
+            answer.update(sim["answer"])
         return answer
 
     async def _stream(
@@ -304,6 +308,8 @@ class Simulator:
         response = web.StreamResponse(headers={"content-type": "text/event-stream"})
         await response.prepare(request)
         base = {k: whole[k] for k in ("id", "created", "model")}
+        if isinstance(sim.get("answer"), dict):
+            base.update(sim["answer"])
         base["object"] = "chat.completion.chunk" if chat else "text_completion"
         for index, piece in enumerate(pieces):
             if sim.get("cut_after") is not None and index >= int(sim["cut_after"]):
@@ -319,9 +325,9 @@ class Simulator:
             choice: dict[str, Any] = {"index": 0, "finish_reason": "stop" if last else None}
             choice.update({"delta": delta} if chat else {"text": piece})
             chunk = {
+                "extra_fields": {**whole["extra_fields"], "chunk_index": index},
                 **base,
                 "choices": [choice],
-                "extra_fields": {**whole["extra_fields"], "chunk_index": index},
             }
             event = b"data: " + orjson.dumps(chunk) + b"\n\n"
             if sim.get("cut_mid_chunk") is not None and index == int(sim["cut_mid_chunk"]):
@@ -332,7 +338,7 @@ class Simulator:
             await response.write(event)
         options = body.get("stream_options")
         if isinstance(options, dict) and options.get("include_usage") and usage is not None:
-            final = {**base, "choices": [], "usage": usage, "extra_fields": whole["extra_fields"]}
+            final = {"extra_fields": whole["extra_fields"], **base, "choices": [], "usage": usage}
             await response.write(b"data: " + orjson.dumps(final) + b"\n\n")
         await response.write(b"data: [DONE]\n\n")
         await response.write_eof()

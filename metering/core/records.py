@@ -12,7 +12,17 @@ from typing import Any
 
 from metering.core.billing import Bill
 from metering.core.responses import ResponseFacts
+from metering.core.storable import storable, storable_or_none
 from metering.core.usage import UsageBuckets
+
+# Lengths of the text columns whose values the upstream chooses (``storage.models`` uses
+# them): ``record_row`` makes those values fit (``core.storable``).
+RESPONSE_ID_CHARS = 200
+PROVIDER_CHARS = 100
+MODEL_CHARS = 300
+REQUESTED_MODEL_CHARS = 400
+CACHE_HIT_TYPE_CHARS = 32
+ERROR_MESSAGE_CHARS = 2000  # a TEXT column: the cap keeps a huge upstream error text out
 
 # Every column of a usage record but its id, in the order of ``record_row``'s values.
 RECORD_FIELDS = (
@@ -112,10 +122,6 @@ def cost_columns(bill: Bill) -> dict[str, int | str | None]:
     }
 
 
-def _clip(value: str, limit: int) -> str:
-    return value if len(value) <= limit else value[: limit - 1] + "…"
-
-
 def record_row(
     *,
     request_id: str,
@@ -141,19 +147,18 @@ def record_row(
     c = bill.components
     prompt = u.input_text + u.input_audio + u.input_image + u.cache_read + u.cache_write
     completion = u.output + u.output_audio + u.reasoning
-    response_id = facts.response_id
     return (
         request_id,
-        # Names and ids the upstream chose are cut to their columns' lengths, so that a
-        # strange answer can never make its record unwritable.
-        None if response_id is None else _clip(response_id, 200),
+        # What the upstream chose is made storable here, the one boundary for the gateway
+        # and ingest: a strange answer can never make the record of a paid call unwritable.
+        storable_or_none(facts.response_id, RESPONSE_ID_CHARS),
         started_at,
         ended_at,
         key_id,
         team_id,
         customer_id,
-        _clip(facts.provider, 100),
-        _clip(facts.model, 300),
+        storable(facts.provider, PROVIDER_CHARS),
+        storable(facts.model, MODEL_CHARS),
         requested_model,
         request_type,
         stream,
@@ -161,7 +166,7 @@ def record_row(
         http_status,
         latency_ms,
         facts.cache_hit_type is not None,
-        facts.cache_hit_type,
+        storable_or_none(facts.cache_hit_type, CACHE_HIT_TYPE_CHARS),
         prompt,
         u.input_text,
         u.input_audio,
@@ -192,7 +197,7 @@ def record_row(
         bill.reported_total,
         bill.cost_source,
         bill.price_version_id,
-        error_message,
+        storable_or_none(error_message, ERROR_MESSAGE_CHARS),
         bill.estimated,
     )
 

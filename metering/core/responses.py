@@ -15,6 +15,7 @@ from typing import Any
 
 from metering.core.billing import Bill, BillingPolicy, bill_request, reported_cost_nano
 from metering.core.pricing import PriceBook, PriceVersion
+from metering.core.storable import has_control
 from metering.core.usage import UsageBuckets, normalize_usage
 from metering.errors import InvalidInput
 
@@ -24,6 +25,33 @@ def split_model(name: str) -> tuple[str, str]:
     provider, sep, model = name.partition("/")
     if not sep or not provider or not model or provider.strip() != provider:
         raise InvalidInput(f"model {name!r} must be written provider/model (e.g. openai/gpt-4o)")
+    return provider, model
+
+
+# A requested model is stored (and sent upstream) as the client wrote it: longer names are
+# refused, so that every admitted request is recordable.
+MAX_MODEL_CHARS = 300
+MAX_PROVIDER_CHARS = 100
+
+
+def check_model_name(name: str) -> tuple[str, str]:
+    """A client's ``provider/model`` → (provider, model), or InvalidInput saying why it
+    cannot be accepted: not ``provider/model``, too long, a control character the
+    database could not hold (``core.storable``), or several models (LiteLLM's ``a,b``
+    syntax, which a LiteLLM upstream answers by calling each: one admitted call, several
+    bills)."""
+    if has_control(name):
+        raise InvalidInput("model names may not contain control characters (e.g. NUL)")
+    if "," in name:
+        raise InvalidInput(
+            "a model names one model: several comma-separated models are not accepted"
+        )
+    provider, model = split_model(name)
+    if len(name) > MAX_MODEL_CHARS or len(provider) > MAX_PROVIDER_CHARS:
+        raise InvalidInput(
+            f"model names are at most {MAX_MODEL_CHARS} characters "
+            f"(provider at most {MAX_PROVIDER_CHARS})"
+        )
     return provider, model
 
 

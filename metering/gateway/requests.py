@@ -12,27 +12,18 @@ from typing import Annotated, Any
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from metering.core.responses import split_model
+from metering.core.responses import check_model_name
 from metering.core.usage import MAX_TOKEN_COUNT
 from metering.errors import InvalidInput
 
-# Bounds that keep every admitted request recordable (the usage_records columns) and
-# its worst case finite: a longer name or a larger count is refused with 400.
-MAX_MODEL_CHARS = 300
-MAX_PROVIDER_CHARS = 100
 MAX_CHOICES = 128  # n / best_of (OpenAI's own limit)
 
 
 def _provider_model(value: str) -> str:
     try:
-        provider, _ = split_model(value)
+        check_model_name(value)
     except InvalidInput as exc:
         raise ValueError(str(exc)) from None
-    if len(value) > MAX_MODEL_CHARS or len(provider) > MAX_PROVIDER_CHARS:
-        raise ValueError(
-            f"model names are at most {MAX_MODEL_CHARS} characters "
-            f"(provider at most {MAX_PROVIDER_CHARS})"
-        )
     return value
 
 
@@ -96,7 +87,9 @@ def _describe(exc: ValidationError) -> str:
     parts = []
     for err in exc.errors()[:5]:
         where = ".".join(str(p) for p in err["loc"]) or "body"
-        parts.append(f"{where}: {err['msg']}")
+        # pydantic prefixes a validator's own message with "Value error, ".
+        message = err["msg"].removeprefix("Value error, ")
+        parts.append(f"{where}: {message}")
     return "; ".join(parts)
 
 

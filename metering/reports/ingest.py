@@ -28,7 +28,8 @@ from sqlalchemy import Connection, Engine
 from metering.core.billing import BillingPolicy, bill_request
 from metering.core.pricing import PriceBook, PriceVersion
 from metering.core.records import record_row
-from metering.core.responses import ResponseFacts, find_price, read_response, split_model
+from metering.core.responses import ResponseFacts, check_model_name, find_price, read_response
+from metering.core.storable import has_control, storable
 from metering.errors import InvalidInput, MeteringError
 from metering.reports.ingest_ids import derived_request_id, fast_derived_request_id
 from metering.runtime import tune_gc
@@ -83,7 +84,7 @@ def requested_model(line: Mapping[str, Any], response: Mapping[str, Any]) -> str
     if given is not None:
         if not isinstance(given, str):
             raise InvalidInput("model must be a string written provider/model")
-        split_model(given)
+        check_model_name(given)
         return given
     extra = response.get("extra_fields")
     extra = extra if isinstance(extra, dict) else {}  # what JSON gives (a dict is cheaper)
@@ -93,7 +94,7 @@ def requested_model(line: Mapping[str, Any], response: Mapping[str, Any]) -> str
         raise InvalidInput('no model: give "model": "provider/model" on the line')
     if isinstance(provider, str) and provider and not model.startswith(f"{provider}/"):
         model = f"{provider}/{model}"
-    split_model(model)
+    check_model_name(model)
     return model
 
 
@@ -121,6 +122,8 @@ class _Context:
         if isinstance(ref, bool) or not isinstance(ref, str | int):
             raise InvalidInput("key must be a virtual key name or id")
         text = str(ref)
+        if has_control(text):
+            raise InvalidInput("key may not contain control characters (e.g. NUL)")
         if text not in self.keys:
             self.keys[text] = find_key(self.conn, text)
         return self.keys[text]
@@ -158,6 +161,8 @@ def build_record(ctx: _Context, text: str) -> Row:
         request_id = derive(key.id, at, model, response)
     elif not isinstance(request_id, str) or not 0 < len(request_id) <= MAX_REQUEST_ID:
         raise InvalidInput(f"request_id must be a string of 1 to {MAX_REQUEST_ID} characters")
+    elif has_control(request_id):
+        raise InvalidInput("request_id may not contain control characters (e.g. NUL)")
     facts = read_response(response, model)
     bill = bill_request(  # what bill_response does, with the price looked up once a day
         facts.usage,
@@ -183,7 +188,7 @@ def build_record(ctx: _Context, text: str) -> Row:
         team_id=key.team_id,
         customer_id=key.customer_id,
         requested_model=model,
-        request_type=request_type[:32],
+        request_type=storable(request_type, 32),
         stream=False,
         status="success",
         http_status=200,

@@ -23,6 +23,7 @@ from typing import Any
 from sqlalchemy import Connection, Row, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from metering.core.storable import has_control
 from metering.errors import Conflict, InvalidInput, NotFound
 from metering.storage.models import Customer, Team, VirtualKey
 
@@ -188,6 +189,8 @@ def _check_name(name: str, what: str) -> str:
         raise InvalidInput(f"a {what} name cannot be empty")
     if len(name) > 200:
         raise InvalidInput(f"a {what} name is at most 200 characters")
+    if has_control(name):
+        raise InvalidInput(f"a {what} name may not contain control characters (e.g. NUL)")
     return name
 
 
@@ -254,6 +257,8 @@ def get_key(conn: Connection, key_id: int) -> KeyInfo:
 def find_key(conn: Connection, name_or_id: str | int) -> KeyInfo:
     """The key with this id or name (an all-digit argument is tried as an id first)."""
     text = str(name_or_id).strip()
+    if has_control(text):  # no name holds one (and PostgreSQL refuses NUL in a query)
+        raise NotFound(f"no virtual key named {text!r} (names hold no control characters)")
     row = None
     if text.isdigit():
         row = conn.execute(_key_query().where(VirtualKey.id == int(text))).first()

@@ -21,6 +21,14 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from metering.core.records import (
+    CACHE_HIT_TYPE_CHARS,
+    MODEL_CHARS,
+    PROVIDER_CHARS,
+    REQUESTED_MODEL_CHARS,
+    RESPONSE_ID_CHARS,
+)
+
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -161,22 +169,22 @@ class UsageRecord(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     request_id: Mapped[str] = mapped_column(String(64), unique=True)
-    response_id: Mapped[str | None] = mapped_column(String(200))
+    response_id: Mapped[str | None] = mapped_column(String(RESPONSE_ID_CHARS))
     started_at: Mapped[datetime] = mapped_column(DateTime())
     ended_at: Mapped[datetime] = mapped_column(DateTime())
     key_id: Mapped[int] = mapped_column(ForeignKey("virtual_keys.id"))
     team_id: Mapped[int | None] = mapped_column(Integer)  # as they were at request time
     customer_id: Mapped[int | None] = mapped_column(Integer)
-    provider: Mapped[str] = mapped_column(String(100))  # served (after fallbacks)
-    model: Mapped[str] = mapped_column(String(300))  # served
-    requested_model: Mapped[str] = mapped_column(String(400))  # as sent: provider/model
+    provider: Mapped[str] = mapped_column(String(PROVIDER_CHARS))  # served (after fallbacks)
+    model: Mapped[str] = mapped_column(String(MODEL_CHARS))  # served
+    requested_model: Mapped[str] = mapped_column(String(REQUESTED_MODEL_CHARS))  # as sent
     request_type: Mapped[str] = mapped_column(String(32))  # text_completion | chat_completion
     stream: Mapped[bool] = mapped_column(Boolean, default=False)
     status: Mapped[str] = mapped_column(String(32))  # success|upstream_error|timeout|cancelled|…
     http_status: Mapped[int | None] = mapped_column(Integer)
     latency_ms: Mapped[int | None] = mapped_column(Integer)
     cache_hit: Mapped[bool] = mapped_column(Boolean, default=False)
-    cache_hit_type: Mapped[str | None] = mapped_column(String(32))
+    cache_hit_type: Mapped[str | None] = mapped_column(String(CACHE_HIT_TYPE_CHARS))
 
     prompt_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
     prompt_text_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
@@ -231,8 +239,8 @@ class DailyRollup(Base):
     key_id: Mapped[int] = mapped_column(Integer)
     team_id: Mapped[int] = mapped_column(Integer, default=0)
     customer_id: Mapped[int] = mapped_column(Integer, default=0)
-    provider: Mapped[str] = mapped_column(String(100))
-    model: Mapped[str] = mapped_column(String(300))
+    provider: Mapped[str] = mapped_column(String(PROVIDER_CHARS))
+    model: Mapped[str] = mapped_column(String(MODEL_CHARS))
     requests: Mapped[int] = mapped_column(BigInteger, default=0)
     errors: Mapped[int] = mapped_column(BigInteger, default=0)
 

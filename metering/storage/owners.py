@@ -11,6 +11,7 @@ from typing import Literal
 
 from sqlalchemy import Connection, select
 
+from metering.core.storable import has_control
 from metering.errors import InvalidInput, NotFound
 from metering.storage.keys import find_key
 from metering.storage.models import Customer, Team, VirtualKey
@@ -39,6 +40,8 @@ def find_owner(conn: Connection, owner_type: str, name_or_id: str | int) -> tupl
         return key.id, key.name
     model = _MODELS[kind]
     text = str(name_or_id).strip()
+    if has_control(text):  # no name holds one (and PostgreSQL refuses NUL in a query)
+        raise NotFound(f"no {kind} named {text!r} (names hold no control characters)")
     row = None
     if text.isdigit():
         row = conn.execute(select(model.id, model.name).where(model.id == int(text))).first()

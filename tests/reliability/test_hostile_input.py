@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine
 
+from metering.core.storable import has_control
 from metering.gateway import GatewayApp
 from metering.simulator import Simulator
 from metering.storage.keys import create_key
@@ -48,20 +49,52 @@ json_values = st.recursive(
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner),
     max_leaves=12,
 )
+# Names no database column may hold, or that name several models: always 400, never sent.
+control_chars = st.sampled_from(["\x00", "\x01", "\x1b", "\n", "\r", "\t", "\x7f", "\x85", "\x9f"])
+hostile_models = st.one_of(
+    st.builds(lambda c, i: "openai/gpt-4o-mini"[:i] + c + "x", control_chars,
+              st.integers(min_value=0, max_value=18)),
+    st.builds(lambda a, b: f"openai/{a},openai/{b}", st.sampled_from(["gpt-4o-mini", "gpt-4o"]),
+              st.sampled_from(["gpt-4o-mini", "gpt-4o", ""])),
+    st.integers(min_value=301, max_value=5000).map(lambda n: "openai/" + "m" * n),
+    st.integers(min_value=101, max_value=300).map(lambda n: "p" * n + "/m"),
+)  # fmt: skip
 models = st.one_of(
     st.just("openai/gpt-4o"),
+    hostile_models,
     st.integers(min_value=0, max_value=500).map(lambda n: "openai/" + "m" * n),
     st.integers(min_value=1, max_value=200).map(lambda n: "p" * n + "/gpt-4o"),
     st.text(max_size=30),
     st.builds(lambda p, m: f"{p}/{m}", st.text(max_size=120), st.text(max_size=400)),
 )
-FIELDS = ["max_tokens", "n", "best_of", "stream", "fallbacks", "temperature", "stop",
+FIELDS = ["max_tokens", "n", "best_of", "stream", "temperature", "stop",
           "logit_bias", "messages", "stream_options", "user", "extra"]  # fmt: skip
 absurd_ints = st.sampled_from([-1, 0, 129, 10**6, 2**31, 2**53, 2**63 - 1, -(2**63), 10**18])
+fallback_lists = st.lists(st.just("openai/gpt-4o-mini") | hostile_models, max_size=3)
 bodies = st.fixed_dictionaries(
     {"model": models, "prompt": st.text(max_size=30) | json_values},
-    optional={f: json_values | absurd_ints for f in FIELDS},
+    optional={
+        "fallbacks": json_values | absurd_ints | fallback_lists,
+        **{f: json_values | absurd_ints for f in FIELDS},
+    },
 )
+
+
+def hostile_names(body: dict[str, Any]) -> bool:
+    """True if the body's model or a fallback is a name that must be refused."""
+    names = [body["model"]]
+    fallbacks = body.get("fallbacks")
+    if isinstance(fallbacks, list):
+        names += fallbacks
+    return any(
+        isinstance(n, str)
+        and (
+            any(c in n for c in "\x00\x01\x1b\n\r\t\x7f\x85\x9f,")
+            or len(n) > 300
+            or len(n.partition("/")[0]) > 100
+        )
+        for n in names
+    )
 
 
 async def call(
@@ -163,12 +196,16 @@ def test_json_bodies_with_wrong_types_and_absurd_values(gateway: Gateway, unbudg
     def case(
         runner: asyncio.Runner, app: GatewayApp, body: dict[str, Any], chat: bool, budgeted: bool
     ) -> None:
-        before = len(gateway.records())
+        before, sent = len(gateway.records()), len(gateway.simulator.received)
         path = "/v1/chat/completions" if chat else PATH
         key = auth(gateway) if budgeted else [(b"x-bf-vk", unbudgeted.encode())]
         status, answer, _ = runner.run(call(app, orjson.dumps(body), key, path))
         refused = check(status, answer)
         refused_leaves_no_record(gateway, before, refused)
+        if hostile_names(body) and status != 401:
+            assert status == 400 and answer is not None, (status, answer)
+            assert answer["type"] == "invalid_request_error"
+            assert len(gateway.simulator.received) == sent  # nothing went upstream
 
     run_fuzz(gateway, case, BODY_EXAMPLES)
 
@@ -230,3 +267,72 @@ def test_header_injection_and_garbage_keys(gateway: Gateway) -> None:
     run_fuzz(gateway, case)
     # Only the final "still up" request got through.
     assert len(gateway.records()) == len(gateway.simulator.received) == 1
+
+
+# What a strange upstream may answer: values no column can hold as they are.
+upstream_text = st.one_of(
+    st.builds(lambda c, n: "gpt-4o" + c * n + "x", control_chars, st.integers(1, 3)),
+    st.integers(min_value=301, max_value=20_000).map(lambda n: "m" * n),
+    st.just("line\u2028separator") | st.just(""),
+    st.text(max_size=40),
+)
+upstream_answers = st.fixed_dictionaries(
+    {},
+    optional={
+        "model": upstream_text,
+        "id": upstream_text,
+        "extra_fields": st.fixed_dictionaries(
+            {},
+            optional={
+                "provider": upstream_text,
+                "cache_debug": st.fixed_dictionaries(
+                    {"cache_hit": st.just(True), "hit_type": upstream_text}
+                ),
+            },
+        ),
+    },
+)
+
+
+def test_hostile_values_from_the_upstream_are_recorded(gateway: Gateway) -> None:
+    """The provider was paid: whatever the upstream names itself, the client gets its
+    answer and the call has exactly one committed record (values made storable)."""
+
+    @given(answer=upstream_answers, chat=st.booleans(), stream=st.booleans())
+    def case(
+        runner: asyncio.Runner, app: GatewayApp, answer: dict[str, Any], chat: bool, stream: bool
+    ) -> None:
+        before = len(gateway.records())
+        body: dict[str, Any] = {"model": "openai/gpt-4o-mini", "sim": {"answer": answer}}
+        body.update({"messages": [{"role": "user", "content": "hi"}]} if chat else {"prompt": "hi"})
+        if stream:
+            body["stream"] = True
+        path = "/v1/chat/completions" if chat else PATH
+        status, parsed, _ = runner.run(call(app, orjson.dumps(body), auth(gateway), path))
+        assert status == 200, (status, parsed)
+        records = gateway.records()
+        assert len(records) == before + 1
+        record = records[-1]
+        for column, limit in (("model", 300), ("provider", 100), ("response_id", 200),
+                              ("cache_hit_type", 32)):  # fmt: skip
+            value = record[column]
+            assert value is None or (len(value) <= limit and not has_control(value)), column
+
+    run_fuzz(gateway, case)
+
+
+def test_an_upstream_model_name_is_cut_visibly_and_cleaned(gateway: Gateway) -> None:
+    with asyncio.Runner() as runner:
+        app = gateway.app()
+        try:
+            answer = {"model": "gpt-4o\x00" + "y" * 1000, "id": "cmpl-\x1b[31m"}
+            body = {"model": "openai/gpt-4o-mini", "prompt": "hi", "sim": {"answer": answer}}
+            status, _, _ = runner.run(call(app, orjson.dumps(body), auth(gateway), PATH))
+        finally:
+            runner.run(app.shutdown())
+    assert status == 200
+    (record,) = gateway.records()
+    assert record["model"] == "gpt-4o\ufffd" + "y" * 292 + "…"
+    assert record["response_id"] == "cmpl-\ufffd[31m"
+    # No price is known for that served name: marked unpriced (reprice can bill it later).
+    assert record["provider"] == "openai" and record["cost_source"] == "unpriced"

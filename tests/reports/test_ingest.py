@@ -185,3 +185,35 @@ def test_batches_are_written_with_a_large_page_cache_then_put_back(
     assert result.ingested == 3
     assert [during for _, during in used] == [(-ingest_module.WRITER_CACHE_KIB, 2)]
     assert pragmas(used[0][0]) == (-2000, 0)  # SQLite's defaults
+
+
+def test_hostile_names_in_a_line_are_bad_lines_and_the_upstreams_are_cleaned(
+    engine: Engine,
+) -> None:
+    """The rules of the gateway: a name the line chose that no column can hold is a bad
+    line (nothing written); what the saved response names is made storable."""
+    with engine.begin() as conn:
+        seed_org(conn)
+    ok = completion_response("openai/gpt-4o", USAGE, response_id="h")
+    T = "2026-11-03T00:00:00Z"
+    strange = {**ok, "id": "x\x00" * 300, "model": "gpt-4o\x1b", "extra_fields": {
+        "provider": "open\x00ai" + "i" * 200, "request_type": "text\x00completion"}}  # fmt: skip
+    lines = [
+        _line(key="alice", timestamp=T, model="openai/gpt-4o\x00", response=ok),
+        _line(key="alice", timestamp=T, model="openai/a,openai/b", response=ok),
+        _line(key="ali\x00ce", timestamp=T, response=ok),
+        _line(key="alice", timestamp=T, request_id="r\x00", response=ok),
+        _line(key="alice", timestamp=T, model="openai/gpt-4o",
+              request_id="strange", response=strange),
+    ]  # fmt: skip
+    result = ingest_lines(engine, lines, now=NOW)
+    assert (result.ingested, result.bad) == (1, 4)
+    reasons = dict(result.bad_lines)
+    assert "control characters" in reasons[1] and "comma-separated" in reasons[2]
+    assert "control characters" in reasons[3] and "control characters" in reasons[4]
+    with engine.connect() as conn:
+        row = conn.execute(select(UsageRecord).where(UsageRecord.request_id == "strange")).one()
+    assert row.response_id is not None and len(row.response_id) == 200
+    assert row.response_id.endswith("…") and "\x00" not in row.response_id
+    assert row.model == "gpt-4o\ufffd" and row.request_type == "text\ufffdcompletion"
+    assert len(row.provider) == 100 and row.provider.startswith("open\ufffdai")

@@ -89,3 +89,17 @@ def test_key_creation_rolls_back_with_its_transaction(engine: Engine) -> None:
         raise RuntimeError("something later in the same transaction failed")
     with engine.connect() as conn, pytest.raises(NotFound):
         find_key(conn, "ephemeral")
+
+
+def test_names_with_control_characters_are_refused_and_never_found(engine: Engine) -> None:
+    """On PostgreSQL a NUL cannot even be compared: refused before any SQL."""
+    with engine.begin() as conn:
+        for name, team in (("a\x00b", None), ("ok", "t\x1b"), ("ok2", None)):
+            if name == "ok2":
+                create_key(conn, name=name, customer="c")
+                continue
+            with pytest.raises(InvalidInput, match="control characters"):
+                create_key(conn, name=name, team=team)
+        with pytest.raises(NotFound, match="control characters"):
+            find_key(conn, "ok2\x00")
+        assert [k.name for k in list_keys(conn)] == ["ok2"]
