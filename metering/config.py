@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr
@@ -22,3 +23,6 @@ class Settings(BaseSettings):
     billing_policy: Literal["reported", "computed"] = "reported"
     # How long a cached key/budget/price lookup may be stale, in seconds.
     cache_ttl: float = Field(default=1.0, ge=0)
+    # Where records that cannot be committed are journaled (``storage.journal``); None:
+    # beside the SQLite file, else ./metering-journal.
+    journal_dir: Path | None = None

@@ -133,3 +133,12 @@ def engine(db_url: str) -> Iterator[Engine]:
     engine = make_engine(db_url)
     yield engine
     engine.dispose()
+
+
+@pytest.fixture(autouse=True)
+def journal_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test's record journal in its own folder (the default for PostgreSQL is the
+    working directory, which tests share; servers started by a test inherit it)."""
+    path = tmp_path / "journal"
+    monkeypatch.setenv("METERING_JOURNAL_DIR", str(path))
+    return path

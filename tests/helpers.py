@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, insert
+from sqlalchemy import Connection, Engine, event, insert
 
 from metering.storage.budgets import check_budget_counters, settle
 from metering.storage.models import Customer, Team, VirtualKey
@@ -122,3 +122,24 @@ def assert_budgets_consistent(engine: Engine, *, now: datetime = CHECK_AT) -> No
     with engine.connect() as conn:
         problems = check_budget_counters(conn, now=now)
     assert problems == [], "\n".join(problems)
+
+
+class ReadOnlySwitch:
+    """While ``on``, every transaction of ``engine`` is refused writes by the database
+    itself: SQLite's ``PRAGMA query_only``, PostgreSQL's ``SET TRANSACTION READ ONLY``
+    (each fails a write with its own error, as a read-only volume or replica does)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.on = False
+        self._sqlite = engine.dialect.name == "sqlite"
+        event.listen(engine, "begin", self._begin)
+
+    def _begin(self, conn: Connection) -> None:
+        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            if self._sqlite:
+                cursor.execute(f"PRAGMA query_only={'ON' if self.on else 'OFF'}")
+            elif self.on:
+                cursor.execute("SET TRANSACTION READ ONLY")
+        finally:
+            cursor.close()

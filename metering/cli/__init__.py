@@ -49,6 +49,11 @@ COMMANDS: dict[str, LazyCommand] = {
         "Backfill saved responses: one JSON object a line with key (name or id), timestamp "
         "(ISO-8601; UTC when no zone), response, and optional request_id and model.",
     ),
+    "journal": LazyCommand(
+        "journal",
+        "journal",
+        "Records journaled while the database could not take them, until they are replayed.",
+    ),
     "keys": LazyCommand(
         "keys",
         "keys",

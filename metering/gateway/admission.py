@@ -46,6 +46,7 @@ from typing import Any, Protocol
 from sqlalchemy import Connection
 
 from metering.core.pricing import PriceBook
+from metering.storage.journal import RateTag
 from metering.storage.keys import KeyInfo
 
 
@@ -76,6 +77,10 @@ class RequestInfo:
 class Admission:
     settle: SettleHook | None = None
     prepare: PrepareHook | None = None
+    # What the hooks settle, as data a journaled record keeps (``storage.journal``): a
+    # replay rebuilds the same hooks from it (``settlement.admission_for``).
+    budgets: bool = False
+    rate: RateTag | None = None
 
 
 class Admitter(Protocol):

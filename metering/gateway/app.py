@@ -43,15 +43,26 @@ from metering.gateway.requests import (
     CompletionRequest,
     parse_body,
 )
-from metering.gateway.responses import Receive, Scope, Send, header, send_bytes, send_error
+from metering.gateway.responses import (
+    Receive,
+    Scope,
+    Send,
+    error_body,
+    header,
+    send_bytes,
+    send_error,
+)
 from metering.gateway.upstream import AiohttpUpstream, UpstreamClient
 from metering.storage.checkpoint import WalCheckpointer
+from metering.storage.journal import Journal, default_journal_dir
 from metering.storage.keys import KeyInfo, utcnow
 
 log = logging.getLogger("metering.gateway")
 
 PRICE_REFRESH_SECONDS = 10.0
 SWEEP_SECONDS = 60.0  # expired reservations are released at startup and this often
+JOURNAL_SECONDS = 1.0  # a journal backlog is replayed this often (and at startup)
+ORPHAN_SECONDS = 30.0  # journals of processes that are gone are looked for this often
 BUDGET_PATH = "/v1/budget"
 
 
@@ -99,7 +110,9 @@ class GatewayApp:
         self.admission: Admitter = admission or AdmitAll()
         self.keys = KeyCache(engine, ttl=settings.cache_ttl)
         self.prices = PriceCache(engine)
-        self.writer = RecordWriter(engine)
+        self.writer = RecordWriter(
+            engine, Journal(settings.journal_dir or default_journal_dir(engine.url))
+        )
         self.checkpointer = WalCheckpointer(engine)
         attach = getattr(self.admission, "attach", None)
         if attach is not None:  # reservations go through the same single writer
@@ -123,12 +136,32 @@ class GatewayApp:
             log.error("price book not loaded at startup: %s", exc)
         self.writer.start()
         self.checkpointer.start()
+        await self.replay_journal()  # before the sweep: replayed records settle reservations
         await self.sweep()
         loop = asyncio.get_running_loop()
         self._background = [
             loop.create_task(self.prices.refresh_forever(PRICE_REFRESH_SECONDS)),
             loop.create_task(self._sweep_forever(self.sweep_seconds)),
+            loop.create_task(self._replay_forever()),
         ]
+
+    async def replay_journal(self) -> None:
+        """Journaled records → the database (see ``RecordWriter.replay``); a failure is
+        logged and the next round tries again."""
+        try:
+            await self.writer.replay()
+        except Exception:  # never stop the server over its journal; logged, retried
+            log.exception("journal replay failed (retried later)")
+
+    async def _replay_forever(self) -> None:
+        waited = 0.0
+        while True:
+            await asyncio.sleep(JOURNAL_SECONDS)
+            waited += JOURNAL_SECONDS
+            journal = self.writer.journal
+            if (journal is not None and journal.pending) or waited >= ORPHAN_SECONDS:
+                waited = 0.0
+                await self.replay_journal()
 
     async def sweep(self) -> None:
         """Release what crashed processes left (expired reservations): at startup and
@@ -150,6 +183,8 @@ class GatewayApp:
                 await task
         self._background = []
         await self.writer.close()
+        if self.writer.journal is not None:
+            self.writer.journal.close()
         await asyncio.to_thread(self.checkpointer.stop)
         await self.upstream.close()
         self._started = False
@@ -190,12 +225,19 @@ class GatewayApp:
             await send_error(send, 404, "not_found", f"no endpoint {path}")
 
     async def _health(self, send: Send) -> None:
+        journal = self.writer.journal
+        backlog = {
+            "pending": journal.pending if journal is not None else 0,
+            "journaled": self.writer.journaled,
+        }
         if await self._database_ok():
-            await send_bytes(send, 200, b'{"status":"ok","database":"ok"}')
-        else:
-            await send_error(
-                send, 503, "metering_unavailable", "the metering database is unreachable"
-            )
+            body = {"status": "ok", "database": "ok", "journal": backlog}
+            await send_bytes(send, 200, orjson.dumps(body))
+            return
+        message = "the metering database is unreachable"
+        body = {**orjson.loads(error_body(503, "metering_unavailable", message)),
+                "database": "unavailable", "journal": backlog}  # fmt: skip
+        await send_bytes(send, 503, orjson.dumps(body))
 
     async def _budget(self, scope: Scope, send: Send) -> None:
         """``GET /v1/budget``: the calling key's budgets (and its team's and customer's)."""

@@ -59,9 +59,10 @@ from metering.errors import DatabaseUnavailable, InvalidInput, RequestRefused
 from metering.gateway.admission import Admission, RequestInfo
 from metering.gateway.rate_limits import RateCharge, has_rate_limit, take_rate
 from metering.gateway.recorder import Lane, RecordWriter
-from metering.gateway.settlement import SettleWithRate, prepare_batch, settle_record
+from metering.gateway.settlement import admission_for, prepare_batch, settle_record
 from metering.storage.budget_batch import ReserveAsk, Unbounded, reserve_many
 from metering.storage.budgets import Released, budget_status, release_expired
+from metering.storage.journal import RateTag
 from metering.storage.keys import KeyInfo
 from metering.storage.rate_limits import delete_windows_before
 
@@ -73,7 +74,7 @@ EXPIRY_MARGIN_SECONDS = 300
 DEADLOCK_RETRIES = 3  # PostgreSQL may pick a reservation batch as a deadlock victim: retried
 RATE_WINDOWS_KEPT = timedelta(minutes=5)  # the sweep drops older rate-limit windows
 WORST_CASES_KEPT = 4096  # remembered worst cases (see ``_reservation_nano``); then cleared
-_ADMITTED = Admission(settle=settle_record, prepare=prepare_batch)
+_ADMITTED = admission_for(budgets=True, rate=None)
 
 
 def _utcnow() -> datetime:
@@ -120,7 +121,10 @@ class BudgetGate:
             charge = await self._writer.submit(self._lane, self._ask(key, info, lazy=lazy))
         except _NeedsWorstCase:
             charge = await self._writer.submit(self._lane, self._ask(key, info, lazy=False))
-        return _ADMITTED if charge is None else Admission(SettleWithRate(charge), prepare_batch)
+        if charge is None:
+            return _ADMITTED
+        rate = RateTag(charge.key_id, charge.window, charge.estimated_tokens, charge.correct_tokens)
+        return admission_for(budgets=True, rate=rate)
 
     def _ask(self, key: KeyInfo, info: RequestInfo, *, lazy: bool) -> _Ask:
         amount: int | None = None

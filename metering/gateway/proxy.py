@@ -143,7 +143,7 @@ class Proxy:
             error_message=error or usage_error,
         )
         try:
-            await self._writer.write(record, call.admission.settle, call.admission.prepare)
+            await self._writer.write(record, call.admission)
         except Exception as exc:
             log.error("request %s: usage record not committed: %s", call.request_id, exc)
             return False

@@ -1,6 +1,6 @@
 """Group commit of usage records.
 
-Each finished request calls ``await writer.write(record, settle)`` and waits for
+Each finished request calls ``await writer.write(record, admission)`` and waits for
 its own commit. Requests that finish while a commit is running queue up and go
 into the next transaction together, so under load one transaction (one thread
 hop, one ``write_records`` batch) carries many records. Per batch, in ONE
@@ -13,7 +13,11 @@ retried in a transaction of its own, so one bad record (e.g. a failing settle ho
 cannot sink the others; its caller gets the exception.
 
 ``write`` returns True if the record was inserted, False if its ``request_id``
-was already stored (a replay: nothing is counted twice).
+was already stored (a replay: nothing is counted twice). A record that still cannot
+be committed for the database (``DatabaseUnavailable``) is appended to the process's
+journal (``storage.journal``, fsync'd) and counts as written: ``replay`` puts it in the
+database, with its settlement, once the database answers again. Only if the journal
+cannot be written either does the caller get the ``DatabaseUnavailable``.
 
 The writer's one thread is THE database writer of the process: other group commits
 (the budget gate's reservations) are ``Lane``s of the same writer (``submit``). Each
@@ -37,7 +41,16 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from metering.errors import DatabaseUnavailable
-from metering.gateway.admission import BatchHook, PrepareHook, SettleHook
+from metering.gateway.admission import Admission, BatchHook, PrepareHook, SettleHook
+from metering.gateway.settlement import admission_for
+from metering.storage.journal import (
+    Journal,
+    JournalEntry,
+    JournalRead,
+    journal_files,
+    orphan,
+    remove_orphan,
+)
 from metering.storage.records import write_records
 
 log = logging.getLogger("metering.gateway")
@@ -57,18 +70,45 @@ class Lane(Generic[Item, Result]):
     pending: list[tuple[Item, asyncio.Future[Result]]] = field(default_factory=list)
 
 
+_NO_HOOKS = Admission()
+
+
 @dataclass(slots=True)
 class _Pending:
     record: Mapping[str, Any]
-    settle: SettleHook | None
-    prepare: PrepareHook | None
+    admission: Admission
+
+    @property
+    def settle(self) -> SettleHook | None:
+        return self.admission.settle
+
+    @property
+    def prepare(self) -> PrepareHook | None:
+        return self.admission.prepare
+
+    def entry(self) -> JournalEntry:
+        return JournalEntry(self.record, self.admission.budgets, self.admission.rate)
+
+    @classmethod
+    def replayed(cls, entry: JournalEntry) -> _Pending:
+        return cls(entry.record, admission_for(budgets=entry.budgets, rate=entry.rate))
+
+
+@dataclass(frozen=True, slots=True)
+class Replayed:
+    inserted: int
+    duplicate: int
+    left: int  # still in a journal (the database failed again)
+    torn: int  # unusable lines set aside
 
 
 class RecordWriter:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, journal: Journal | None = None) -> None:
         self._engine = engine
+        self.journal = journal
         self._records: Lane[_Pending, bool] = Lane(self._commit)
-        self._lanes: list[Lane[Any, Any]] = [self._records]
+        self._replays: Lane[None, Replayed] = Lane(self._replay)
+        self._lanes: list[Lane[Any, Any]] = [self._replays, self._records]
         self._executor: ThreadPoolExecutor | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._running = False  # a cycle is on the writer's thread
@@ -76,6 +116,7 @@ class RecordWriter:
         self._conn: Connection | None = None  # the writer thread's own (see ``begin``)
         self.batches = 0  # transactions committed (for tests and benchmarks)
         self.healthy = True  # False after a failed commit, until one succeeds
+        self.journaled = 0  # records journaled since start (for /health and tests)
 
     def start(self) -> None:
         if self._executor is None:
@@ -103,14 +144,14 @@ class RecordWriter:
         # The commit goes on even if the caller is cancelled meanwhile.
         return await asyncio.shield(done)
 
-    async def write(
-        self,
-        record: Mapping[str, Any],
-        settle: SettleHook | None = None,
-        prepare: PrepareHook | None = None,
-    ) -> bool:
-        """Commit ``record`` (``prepare`` and ``settle`` in its transaction); wait for it."""
-        return await self.submit(self._records, _Pending(record, settle, prepare))
+    async def write(self, record: Mapping[str, Any], admission: Admission = _NO_HOOKS) -> bool:
+        """Commit ``record`` (its admission's hooks in its transaction); wait for it."""
+        return await self.submit(self._records, _Pending(record, admission))
+
+    async def replay(self) -> Replayed:
+        """Put this process's journal, and those of processes that are gone, in the
+        database (on the writer's thread, between two record batches)."""
+        return await self.submit(self._replays, None)
 
     async def close(self) -> None:
         """Commit what is queued, then stop."""
@@ -197,8 +238,46 @@ class RecordWriter:
             else:
                 results = [self._one(item) for item in batch]
         self.batches += 1
-        self.healthy = not any(isinstance(r, DatabaseUnavailable) for r in results)
+        failed = [i for i, r in enumerate(results) if isinstance(r, DatabaseUnavailable)]
+        self.healthy = not failed
+        if failed and self.journal is not None:
+            try:
+                self.journal.append([batch[i].entry() for i in failed])
+            except OSError as exc:
+                log.error(
+                    "%d usage record(s) neither committed nor journaled: %s", len(failed), exc
+                )
+            else:
+                log.warning(
+                    "%d usage record(s) journaled to %s (database unavailable); replayed "
+                    "when it answers again",
+                    len(failed),
+                    self.journal.path,
+                )
+                self.journaled += len(failed)
+                for i in failed:
+                    results[i] = True
         return results
+
+    def _replay(self, items: list[None]) -> list[Replayed | BaseException]:
+        """The replay lane: every journal entry committed exactly once (by request id)."""
+        if self.journal is None:
+            return [Replayed(0, 0, 0, 0)] * len(items)
+        own = self.journal.read() if self.journal.pending else JournalRead()
+        result = _replay_read(self, own)
+        if result.left == 0 and self.journal.pending:
+            self.journal.clear(own)
+        for path in journal_files(self.journal.directory):
+            if path == self.journal.path:
+                continue
+            with orphan(path) as read:
+                if read is None:
+                    continue
+                done = _replay_read(self, read)
+                if done.left == 0:
+                    remove_orphan(path, read)
+                result = _sum(result, done)
+        return [result] * len(items)
 
     def _one(self, item: _Pending) -> bool | BaseException:
         try:
@@ -212,14 +291,53 @@ class RecordWriter:
 
     def _transaction(self, batch: list[_Pending]) -> list[bool]:
         with self.begin() as conn:
-            prepared = _prepare(conn, batch)
-            inserted = set(write_records(conn, [item.record for item in batch]))
-            for item in batch:
-                if item.settle is not None and item.record["request_id"] in inserted:
-                    item.settle(conn, item.record)
-            for state in prepared:
-                state.finish(conn)
-        return [item.record["request_id"] in inserted for item in batch]
+            return write_batch(conn, batch)
+
+
+def write_batch(conn: Connection, batch: list[_Pending]) -> list[bool]:
+    """In ``conn``'s transaction: the prepare hooks, the records (idempotent insert and
+    rollup), the settle hooks of those inserted, the batch hooks' ``finish``."""
+    prepared = _prepare(conn, batch)
+    inserted = set(write_records(conn, [item.record for item in batch]))
+    for item in batch:
+        if item.settle is not None and item.record["request_id"] in inserted:
+            item.settle(conn, item.record)
+    for state in prepared:
+        state.finish(conn)
+    return [item.record["request_id"] in inserted for item in batch]
+
+
+def _replay_read(writer: RecordWriter, read: JournalRead) -> Replayed:
+    """Commit a journal's entries in batches; ``left``: how many could not be."""
+    inserted = duplicate = left = 0
+    # A request id once: a batch may not hold it twice (a journal line written again
+    # by a crashed replay, or the same record journaled by two attempts).
+    seen: set[str] = set()
+    entries = []
+    for entry in read.entries:
+        if entry.record["request_id"] not in seen:
+            seen.add(entry.record["request_id"])
+            entries.append(entry)
+    duplicate = len(read.entries) - len(entries)
+    for start in range(0, len(entries), MAX_BATCH):
+        batch = [_Pending.replayed(e) for e in entries[start : start + MAX_BATCH]]
+        try:
+            done = writer._transaction(batch)
+        except SQLAlchemyError as exc:
+            log.warning("journal replay waits for the database: %s", exc)
+            left += len(entries) - start
+            break
+        inserted += sum(done)
+        duplicate += len(done) - sum(done)
+    if inserted or duplicate:
+        log.warning("journal replay: %d record(s) committed, %d already there", inserted, duplicate)
+    return Replayed(inserted, duplicate, left, len(read.torn))
+
+
+def _sum(a: Replayed, b: Replayed) -> Replayed:
+    return Replayed(
+        a.inserted + b.inserted, a.duplicate + b.duplicate, a.left + b.left, a.torn + b.torn
+    )
 
 
 def _deliver(batch: list[tuple[Any, asyncio.Future[Any]]], results: list[Any]) -> None:

@@ -28,9 +28,11 @@ from typing import Any
 from sqlalchemy import Connection, RootTransaction
 
 from metering.core.rate_limits import window_start
+from metering.gateway.admission import Admission
 from metering.gateway.rate_limits import RateCharge
 from metering.storage.budget_batch import BatchSettlement
 from metering.storage.budgets import settle
+from metering.storage.journal import RateTag
 from metering.storage.rate_limits import add_tokens, lock_windows
 
 _BATCH = "metering.budget_batch"
@@ -105,3 +107,18 @@ class SettleWithRate:
         actual = int(record.get("total_tokens") or 0)
         key = (self.charge.key_id, self.charge.window)
         batch.rate_deltas[key] += actual - self.charge.estimated_tokens
+
+
+def admission_for(*, budgets: bool, rate: RateTag | None) -> Admission:
+    """The budget gate's hooks for a request that settles its budgets (and, with ``rate``,
+    corrects its rate window): what ``BudgetGate.admit`` returns and what a journal
+    replay rebuilds, so a replayed record settles exactly as it would have."""
+    if rate is not None:
+        charge = RateCharge(rate.key_id, rate.window, rate.estimated_tokens, rate.correct_tokens)
+        return Admission(SettleWithRate(charge), prepare_batch, budgets=True, rate=rate)
+    if budgets:
+        return _BUDGETS
+    return Admission()
+
+
+_BUDGETS = Admission(settle_record, prepare_batch, budgets=True)

@@ -120,5 +120,10 @@ async def test_health_reports_database_ok(
     ) as raw:
         health = await raw.get("/health")
         missing = await raw.get("/v1/nothing")
-    assert health.status_code == 200 and health.json() == {"status": "ok", "database": "ok"}
+    assert health.status_code == 200
+    assert health.json() == {
+        "status": "ok",
+        "database": "ok",
+        "journal": {"pending": 0, "journaled": 0},
+    }
     assert missing.status_code == 404

@@ -13,6 +13,7 @@ from sqlalchemy import Connection, Engine, text
 from metering.core.billing import bill_request
 from metering.core.records import record_values
 from metering.core.responses import read_response
+from metering.gateway.admission import Admission
 from metering.gateway.auth import KeyCache
 from metering.gateway.recorder import RecordWriter
 from metering.storage.keys import create_key, set_key_enabled
@@ -62,11 +63,11 @@ async def test_concurrent_writes_share_transactions_and_replays_count_once(
 
     try:
         results = await asyncio.gather(
-            *(writer.write(make_record(key_id, i), settle) for i in range(200))
+            *(writer.write(make_record(key_id, i), Admission(settle)) for i in range(200))
         )
         assert results == [True] * 200
         assert writer.batches < 200  # group commit: fewer transactions than records
-        assert await writer.write(make_record(key_id, 7), settle) is False  # a replay
+        assert await writer.write(make_record(key_id, 7), Admission(settle)) is False  # a replay
     finally:
         await writer.close()
     assert count(engine, "usage_records") == 200
@@ -91,8 +92,8 @@ async def test_settle_runs_in_the_record_transaction(engine: Engine, key_id: int
 
     try:
         ok, failed = await asyncio.gather(
-            writer.write(make_record(key_id, 1), settle_ok),
-            writer.write(make_record(key_id, 2), settle_fails),
+            writer.write(make_record(key_id, 1), Admission(settle_ok)),
+            writer.write(make_record(key_id, 2), Admission(settle_fails)),
             return_exceptions=True,
         )
     finally:
