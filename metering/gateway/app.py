@@ -281,7 +281,7 @@ class GatewayApp:
         if call.stream:
             await self.proxy.stream(call, send, receive)
         else:
-            await self.proxy.forward(call, send)
+            await self.proxy.forward(call, send, receive)
 
     async def _admit(self, route: Route, scope: Scope, receive: Receive) -> Call:
         body = await self._read_body(scope, receive)

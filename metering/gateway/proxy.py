@@ -161,7 +161,11 @@ class Proxy:
 
     # ---- whole (non-streamed) responses ----------------------------------------------
 
-    async def forward(self, call: Call, send: Send) -> None:
+    async def forward(self, call: Call, send: Send, receive: Receive) -> None:
+        """A whole answer. A client that goes away meanwhile does not stop the upstream
+        call (the provider bills what it produces): its answer is awaited and recorded
+        as ``cancelled``, billed from its usage."""
+        gone = asyncio.create_task(_wait_disconnect(receive))
         try:
             async with self._upstream.post(call.path, call.body, stream=False) as response:
                 raw = await response.read()
@@ -171,6 +175,20 @@ class Proxy:
             return
         except UpstreamError as exc:
             await self._fail(call, send, 502, "upstream_error", "upstream_error", str(exc))
+            return
+        finally:
+            client_gone = gone.done()
+            gone.cancel()
+        if client_gone and status < 400:
+            obj = _json_object(raw)
+            await self._record(
+                call,
+                status="cancelled",
+                http_status=status,
+                response=obj,
+                error="client disconnected before the answer",
+                answer=answer_text(obj) if obj is not None else None,
+            )
             return
         await self._finish_whole(call, send, status, raw, ctype)
 
@@ -185,11 +203,7 @@ class Proxy:
     async def _finish_whole(
         self, call: Call, send: Send, status: int, raw: bytes, ctype: str
     ) -> None:
-        try:
-            parsed = orjson.loads(raw) if raw else None
-        except orjson.JSONDecodeError:
-            parsed = None
-        obj = parsed if isinstance(parsed, dict) else None
+        obj = _json_object(raw)
         if status >= 400:
             message = f"upstream answered {status}"
             if not await self._record(
@@ -300,6 +314,14 @@ class Proxy:
         else:
             tail = b""
         await send({"type": "http.response.body", "body": tail, "more_body": False})
+
+
+def _json_object(raw: bytes) -> dict[str, Any] | None:
+    try:
+        parsed = orjson.loads(raw) if raw else None
+    except orjson.JSONDecodeError:
+        return None
+    return parsed if isinstance(parsed, dict) else None
 
 
 def _sse_error(status: int, error_type: str, message: str) -> bytes:
