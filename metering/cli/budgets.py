@@ -8,7 +8,7 @@ import click
 
 from metering.cli.context import CliContext, pass_context
 from metering.cli.output import emit, format_option
-from metering.core.money import parse_usd_to_nano
+from metering.core.bounds import parse_limit
 from metering.errors import InvalidInput
 from metering.storage.budgets import budget_status, set_budget
 from metering.storage.owners import find_owner
@@ -78,7 +78,7 @@ def budgets_set(
     if len(given) != 1:
         raise InvalidInput("name exactly one budget owner: --key K, --team T or --customer C")
     owner_type, ref = given[0]
-    limit_nano = parse_usd_to_nano(limit)
+    limit_nano = parse_limit(limit)
     with ctx.engine().begin() as conn:
         owner_id, _ = find_owner(conn, owner_type, ref)
         status = set_budget(

@@ -9,7 +9,7 @@ import click
 
 from metering.cli.context import CliContext, pass_context
 from metering.cli.output import emit, format_option
-from metering.core.money import parse_usd_to_nano
+from metering.core.bounds import parse_limit
 from metering.core.periods import parse_period, parse_timezone
 from metering.errors import InvalidInput
 from metering.storage.budgets import set_budget
@@ -101,7 +101,7 @@ def keys_create(
         raise InvalidInput("--budget and --period go together (e.g. --budget 25 --period monthly)")
     if budget is None and (soft is not None or timezone != "UTC"):
         raise InvalidInput("--soft and --timezone describe a budget: add --budget and --period")
-    limit_nano = parse_usd_to_nano(budget) if budget is not None else None
+    limit_nano = parse_limit(budget) if budget is not None else None
     if period is not None:  # refuse a bad budget before the key exists
         parse_period(period)
         parse_timezone(timezone)

@@ -14,6 +14,8 @@ from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from metering.errors import MoneyError
 
 NANO_PER_USD = 1_000_000_000
+# A reported cost above this is not believed (core.bounds: no record may overflow).
+MAX_REPORTED_USD = Decimal(10_000_000)
 TOKENS_PER_RATE_UNIT = 1_000_000  # sheet rates are USD per 1M tokens
 
 # Enough digits that no product of a rate and a token count is ever rounded
@@ -64,8 +66,8 @@ def reported_to_nano(value: object) -> int | None:
         amount = Decimal(text)
     except InvalidOperation:
         return None
-    if not amount.is_finite() or amount < 0:
-        return None
+    if not amount.is_finite() or amount < 0 or amount > MAX_REPORTED_USD:
+        return None  # not believed: billed from our own computation
     return usd_to_nano(amount)
 
 

@@ -16,6 +16,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
+from metering.core.bounds import rate_problem
 from metering.core.money import (
     format_rate,
     nano_per_token,
@@ -92,6 +93,9 @@ class Rates:
                 raise PricingError(f"{where}{name}={raw!r} is not a decimal number") from None
             if not value.is_finite() or value < 0:
                 raise PricingError(f"{where}{name}={raw!r} must be a non-negative number")
+            problem = rate_problem(name, value, unit_price=name in UNIT_PRICES)
+            if problem is not None:
+                raise PricingError(f"{where}{problem}")
             values[name] = value
         return cls(**values)
 

@@ -29,6 +29,7 @@ from metering.errors import UsageError
 # No single response uses a billion tokens of one kind; a larger count is a broken
 # upstream, and pricing it could overflow the 64-bit nano-USD columns.
 MAX_TOKEN_COUNT = 10**9
+MAX_SEARCH_QUERIES = 10_000  # in one response; with core.bounds, no record can overflow
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +153,11 @@ def normalize_usage(usage: Mapping[str, Any] | None) -> UsageBuckets:
     searches = _count(cd, "num_search_queries", "completion_tokens_details.") or _count(
         usage, "num_search_queries", ""
     )
+    if searches > MAX_SEARCH_QUERIES:
+        raise UsageError(
+            f"usage num_search_queries = {searches} is implausible (more than "
+            f"{MAX_SEARCH_QUERIES} in one response)"
+        )
     accepted = _count(cd, "accepted_prediction_tokens", "completion_tokens_details.")
     rejected = _count(cd, "rejected_prediction_tokens", "completion_tokens_details.")
 

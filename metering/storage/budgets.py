@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlalchemy import Connection, insert, select, update
 
+from metering.core.bounds import limit_problem
 from metering.core.budget import soft_limit_reached
 from metering.core.money import format_usd
 from metering.core.periods import initial_window, parse_period, parse_timezone
@@ -123,6 +124,9 @@ def set_budget(
     kind = check_owner_type(owner_type)
     if limit_nano < 0:
         raise InvalidInput("a budget limit cannot be negative")
+    problem = limit_problem(limit_nano)
+    if problem is not None:
+        raise InvalidInput(problem)
     if soft_pct is not None and not 1 <= soft_pct <= 100:
         raise InvalidInput(f"a soft limit is a percentage from 1 to 100, not {soft_pct}")
     period_text = str(parse_period(period))

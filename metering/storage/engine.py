@@ -36,7 +36,13 @@ def make_engine(url: str, *, wal_autocheckpoint: int | None = None, **kwargs: An
             f"database URL {url!r} is not a SQLAlchemy URL "
             "(e.g. sqlite:///metering.db or postgresql+psycopg://user@host/db)"
         ) from None
-    if parsed.get_backend_name() == "sqlite":
+    backend = parsed.get_backend_name()
+    if backend not in ("sqlite", "postgresql"):
+        raise InvalidInput(
+            f"database URL {parsed.render_as_string()!r}: {backend} is not supported; "
+            "use SQLite (sqlite:///metering.db) or PostgreSQL (postgresql+psycopg://…)"
+        )
+    if backend == "sqlite":
         engine = create_engine(
             url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, **kwargs
         )
