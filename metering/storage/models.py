@@ -37,42 +37,49 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 
-# Token bucket columns of a usage record (and of the rollup, as sums).
-TOKEN_COLUMNS = (
-    "prompt_tokens",
-    "prompt_text_tokens",
-    "prompt_audio_tokens",
-    "prompt_image_tokens",
-    "cached_read_tokens",
-    "cached_write_tokens",
-    "completion_tokens",
-    "completion_text_tokens",
-    "completion_audio_tokens",
-    "completion_image_tokens",
-    "accepted_prediction_tokens",
-    "rejected_prediction_tokens",
-    "reasoning_tokens",
-    "citation_tokens",
-    "search_queries",
-    "total_tokens",
-)
-# Cost component columns, nano-USD. total_cost = sum of these (adjustment included).
-COST_COLUMNS = (
-    "input_cost",
-    "cache_read_cost",
-    "cache_write_cost",
-    "output_cost",
-    "reasoning_cost",
-    "citation_cost",
-    "search_cost",
-    "request_cost",
-    "adjustment_cost",
-    "total_cost",
-)
-
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class UsageColumns:
+    """The token and cost columns a usage record and a daily rollup share (the rollup
+    holds their sums): declared once. Tokens first, then nano-USD amounts; ``total_cost``
+    = the components + ``adjustment_cost`` (billed − computed)."""
+
+    prompt_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    prompt_text_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    prompt_audio_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    prompt_image_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    cached_read_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    cached_write_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    completion_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    completion_text_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    completion_audio_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    completion_image_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    accepted_prediction_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    rejected_prediction_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    reasoning_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    citation_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    search_queries: Mapped[int] = mapped_column(BigInteger, default=0)
+    total_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+
+    input_cost: Mapped[int] = mapped_column(BigInteger, default=0)
+    cache_read_cost: Mapped[int] = mapped_column(BigInteger, default=0)
+    cache_write_cost: Mapped[int] = mapped_column(BigInteger, default=0)
+    output_cost: Mapped[int] = mapped_column(BigInteger, default=0)
+    reasoning_cost: Mapped[int] = mapped_column(BigInteger, default=0)
+    citation_cost: Mapped[int] = mapped_column(BigInteger, default=0)
+    search_cost: Mapped[int] = mapped_column(BigInteger, default=0)
+    request_cost: Mapped[int] = mapped_column(BigInteger, default=0)
+    adjustment_cost: Mapped[int] = mapped_column(BigInteger, default=0)
+    total_cost: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+# Token bucket columns of a usage record (and of the rollup, as sums), then its cost
+# component columns (nano-USD): in ``UsageColumns`` order.
+TOKEN_COLUMNS = tuple(n for n in UsageColumns.__annotations__ if not n.endswith("_cost"))
+COST_COLUMNS = tuple(n for n in UsageColumns.__annotations__ if n.endswith("_cost"))
 
 
 class Customer(Base):
@@ -158,7 +165,7 @@ class PriceVersionRow(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime())
 
 
-class UsageRecord(Base):
+class UsageRecord(UsageColumns, Base):
     """One row per request that reached the upstream (exactly once: ``request_id`` is unique)."""
 
     __tablename__ = "usage_records"
@@ -186,44 +193,21 @@ class UsageRecord(Base):
     cache_hit: Mapped[bool] = mapped_column(Boolean, default=False)
     cache_hit_type: Mapped[str | None] = mapped_column(String(CACHE_HIT_TYPE_CHARS))
 
-    prompt_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
-    prompt_text_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
-    prompt_audio_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
-    prompt_image_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
-    cached_read_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
-    cached_write_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
-    completion_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
-    completion_text_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
-    completion_audio_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
-    completion_image_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
-    accepted_prediction_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
-    rejected_prediction_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
-    reasoning_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
-    citation_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
-    search_queries: Mapped[int] = mapped_column(BigInteger, default=0)
-    total_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
-
-    input_cost: Mapped[int] = mapped_column(BigInteger, default=0)
-    cache_read_cost: Mapped[int] = mapped_column(BigInteger, default=0)
-    cache_write_cost: Mapped[int] = mapped_column(BigInteger, default=0)
-    output_cost: Mapped[int] = mapped_column(BigInteger, default=0)
-    reasoning_cost: Mapped[int] = mapped_column(BigInteger, default=0)
-    citation_cost: Mapped[int] = mapped_column(BigInteger, default=0)
-    search_cost: Mapped[int] = mapped_column(BigInteger, default=0)
-    request_cost: Mapped[int] = mapped_column(BigInteger, default=0)
-    adjustment_cost: Mapped[int] = mapped_column(BigInteger, default=0)  # billed − computed
-    total_cost: Mapped[int] = mapped_column(BigInteger, default=0)  # billed
-    computed_cost: Mapped[int | None] = mapped_column(BigInteger)  # None: no price known
-    reported_cost: Mapped[int | None] = mapped_column(BigInteger)  # upstream usage.cost
-    cost_source: Mapped[str] = mapped_column(String(16))  # computed|reported|estimated|unpriced
-    price_version_id: Mapped[int | None] = mapped_column(ForeignKey("price_versions.id"))
-    error_message: Mapped[str | None] = mapped_column(Text)
+    # After the shared columns (sort_order=1), as the table has always had them.
+    computed_cost: Mapped[int | None] = mapped_column(BigInteger, sort_order=1)  # None: no price
+    reported_cost: Mapped[int | None] = mapped_column(BigInteger, sort_order=1)  # usage.cost
+    # computed | reported | estimated | unpriced
+    cost_source: Mapped[str] = mapped_column(String(16), sort_order=1)
+    price_version_id: Mapped[int | None] = mapped_column(
+        ForeignKey("price_versions.id"), sort_order=1
+    )
+    error_message: Mapped[str | None] = mapped_column(Text, sort_order=1)
     # The usage was estimated (stream cut, usage missing or unusable): stays true when the
     # record is unpriced, so a later reprice still bills it as an estimate.
-    usage_estimated: Mapped[bool] = mapped_column(Boolean, default=False)
+    usage_estimated: Mapped[bool] = mapped_column(Boolean, default=False, sort_order=1)
 
 
-class DailyRollup(Base):
+class DailyRollup(UsageColumns, Base):
     """Sums of usage_records per UTC day × key × team × customer × provider × model.
 
     ``team_id``/``customer_id`` use 0 for "none" so the natural key can be unique
@@ -243,34 +227,6 @@ class DailyRollup(Base):
     model: Mapped[str] = mapped_column(String(MODEL_CHARS))
     requests: Mapped[int] = mapped_column(BigInteger, default=0)
     errors: Mapped[int] = mapped_column(BigInteger, default=0)
-
-    prompt_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
-    prompt_text_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
-    prompt_audio_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
-    prompt_image_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
-    cached_read_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
-    cached_write_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
-    completion_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
-    completion_text_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
-    completion_audio_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
-    completion_image_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
-    accepted_prediction_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
-    rejected_prediction_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
-    reasoning_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
-    citation_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
-    search_queries: Mapped[int] = mapped_column(BigInteger, default=0)
-    total_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
-
-    input_cost: Mapped[int] = mapped_column(BigInteger, default=0)
-    cache_read_cost: Mapped[int] = mapped_column(BigInteger, default=0)
-    cache_write_cost: Mapped[int] = mapped_column(BigInteger, default=0)
-    output_cost: Mapped[int] = mapped_column(BigInteger, default=0)
-    reasoning_cost: Mapped[int] = mapped_column(BigInteger, default=0)
-    citation_cost: Mapped[int] = mapped_column(BigInteger, default=0)
-    search_cost: Mapped[int] = mapped_column(BigInteger, default=0)
-    request_cost: Mapped[int] = mapped_column(BigInteger, default=0)
-    adjustment_cost: Mapped[int] = mapped_column(BigInteger, default=0)
-    total_cost: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
 class BudgetEvent(Base):
