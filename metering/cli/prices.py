@@ -10,16 +10,18 @@ import click
 
 from metering.cli.context import CliContext, pass_context
 from metering.cli.output import emit, format_option
+from metering.core.components import COMPONENT_TABLE, COMPONENTS, UNIT_PRICES, component_units
 from metering.core.money import format_usd
-from metering.core.pricing import COMPONENTS, PriceVersion, price_usage
+from metering.core.pricing import PriceVersion, price_usage
 from metering.core.responses import split_model
 from metering.core.sheets import parse_litellm_json, parse_toml_sheet, version_to_dict
 from metering.core.usage import normalize_usage
 from metering.errors import Conflict, InvalidInput, NotFound
 from metering.storage.prices import load_price_book, load_versions, save_versions
 
-RATE_COLUMNS = ("input", "cache_read", "cache_write", "output", "reasoning", "citation")
-UNIT_COLUMNS = ("search_query", "request")
+# Each component's own rate (its audio/image rates are shown by `prices show`).
+RATE_COLUMNS = tuple(c.terms[0].rate for c in COMPONENT_TABLE if not c.per_unit)
+UNIT_COLUMNS = UNIT_PRICES
 
 
 def _today() -> date:
@@ -189,16 +191,7 @@ def prices_quote(
             "`metering prices import FILE` adds one"
         )
     cost = price_usage(usage, version).as_dict()
-    units = {
-        "input": usage.uncached_input,
-        "cache_read": usage.cache_read,
-        "cache_write": usage.cache_write,
-        "output": usage.output + usage.output_audio,
-        "reasoning": usage.reasoning,
-        "citation": usage.citation,
-        "search": usage.search_queries,
-        "request": 1,
-    }
+    units = component_units(usage)
     rows: list[dict[str, Any]] = [
         {"component": c, "units": units[c], "cost_usd": format_usd(cost[c])} for c in COMPONENTS
     ]

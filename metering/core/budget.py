@@ -39,6 +39,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from metering.core.components import rates_of
 from metering.core.money import format_usd
 from metering.core.pricing import PriceVersion, Rates, price_usage
 from metering.core.usage import UsageBuckets
@@ -49,8 +50,8 @@ DEFAULT_SEARCH_QUERIES_BOUND = 1
 DEEP_RESEARCH_SEARCH_QUERIES = 50
 ROUNDING_SLACK_NANO = 16  # > half a nano-USD for each of the 11 rounded terms of a bill
 
-_INPUT_RATES = ("input", "cache_read", "cache_write", "input_audio", "input_image")
-_OUTPUT_RATES = ("output", "reasoning", "output_audio")
+_INPUT_RATES = rates_of("input")  # every rate a prompt token may pay
+_OUTPUT_RATES = rates_of("output")
 
 
 @dataclass(frozen=True, slots=True)

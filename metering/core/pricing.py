@@ -10,13 +10,21 @@ prompt exceeds a tier's threshold, the tier's rates apply to the whole request.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, fields, replace
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import date
 from decimal import Decimal
+from operator import attrgetter
 from typing import Any
 
 from metering.core.bounds import rate_problem
+from metering.core.components import (
+    COMPONENT_TABLE,
+    COMPONENTS,
+    FALLBACKS,
+    RATE_NAMES,
+    UNIT_PRICES,
+)
 from metering.core.money import (
     format_rate,
     nano_per_token,
@@ -26,30 +34,6 @@ from metering.core.money import (
 )
 from metering.core.usage import UsageBuckets
 from metering.errors import PricingError
-
-TOKEN_RATES = (
-    "input",
-    "cache_read",
-    "cache_write",
-    "output",
-    "reasoning",
-    "citation",
-    "input_audio",
-    "input_image",
-    "output_audio",
-)
-UNIT_PRICES = ("search_query", "request")
-RATE_NAMES = TOKEN_RATES + UNIT_PRICES
-COMPONENTS = (
-    "input",
-    "cache_read",
-    "cache_write",
-    "output",
-    "reasoning",
-    "citation",
-    "search",
-    "request",
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,27 +126,20 @@ class PriceVersion:
 
 
 def _with_fallbacks(rates: Rates) -> Rates:
+    """Every rate set: a missing one takes its fallback's (``core.components``) or 0."""
     zero = Decimal(0)
-    inp = rates.input if rates.input is not None else zero
-    out = rates.output if rates.output is not None else zero
-    return Rates(
-        input=inp,
-        cache_read=rates.cache_read if rates.cache_read is not None else inp,
-        cache_write=rates.cache_write if rates.cache_write is not None else inp,
-        output=out,
-        reasoning=rates.reasoning if rates.reasoning is not None else out,
-        citation=rates.citation if rates.citation is not None else zero,
-        input_audio=rates.input_audio if rates.input_audio is not None else inp,
-        input_image=rates.input_image if rates.input_image is not None else inp,
-        output_audio=rates.output_audio if rates.output_audio is not None else out,
-        search_query=rates.search_query if rates.search_query is not None else zero,
-        request=rates.request if rates.request is not None else zero,
-    )
+    values: dict[str, Decimal] = {}
+    for name in sorted(RATE_NAMES, key=lambda n: FALLBACKS[n] is not None):  # own rates first
+        value = getattr(rates, name)
+        fallback = FALLBACKS[name]
+        values[name] = value if value is not None else (values[fallback] if fallback else zero)
+    return Rates(**values)
 
 
 @dataclass(frozen=True, slots=True)
 class CostBreakdown:
-    """Cost components in nano-USD, each rounded once; the total is their sum."""
+    """Cost components in nano-USD (``core.components``, in its order), each term rounded
+    once; the total is their sum."""
 
     input: int = 0
     cache_read: int = 0
@@ -187,89 +164,54 @@ class CostBreakdown:
         )
 
     def as_dict(self) -> dict[str, int]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        return {name: getattr(self, name) for name in COMPONENTS}
 
 
-@dataclass(frozen=True, slots=True)
-class WholeNanoRates:
-    """Rates (fallbacks applied) that are whole nano-USD a token (a query, a request)."""
-
-    input: int
-    cache_read: int
-    cache_write: int
-    output: int
-    reasoning: int
-    citation: int
-    input_audio: int
-    input_image: int
-    output_audio: int
-    search_query: int
-    request: int
+# A term of a component as priced: the bucket's getter (None: the request itself), and the
+# rate as whole nano-USD a token (a unit) when it is one — then ``count × it`` is exact and
+# equals the rounded Decimal product — else as the Decimal rate, rounded once per term.
+PricedTerm = tuple[Callable[[UsageBuckets], int] | None, int | Decimal, bool]
 
 
-def whole_nano_rates(rates: Rates) -> WholeNanoRates | None:
-    """A sheet's rates in whole nano-USD (fallbacks applied), or None when one is fractional."""
+def priced_terms(rates: Rates) -> tuple[tuple[PricedTerm, ...], ...]:
+    """The sheet's rates (fallbacks applied) term by term, in ``COMPONENTS`` order."""
     r = _with_fallbacks(rates)
-    values = [nano_per_token(getattr(r, n)) for n in TOKEN_RATES]
-    values += [nano_per_unit(getattr(r, n)) for n in UNIT_PRICES]
-    whole = [v for v in values if v is not None]
-    return WholeNanoRates(*whole) if len(whole) == len(values) else None
+    plan = []
+    for component in COMPONENT_TABLE:
+        terms = []
+        for term in component.terms:
+            rate = getattr(r, term.rate)
+            whole = nano_per_unit(rate) if component.per_unit else nano_per_token(rate)
+            getter = None if term.bucket == "requests" else attrgetter(term.bucket)
+            terms.append((getter, rate if whole is None else whole, component.per_unit))
+        plan.append(tuple(terms))
+    return tuple(plan)
 
 
-# A pure function of a hashable value: memoised so that pricing a request at a rate that
-# is whole nano-USD a token (nearly every sheet rate) is integer arithmetic only.
-_whole_nano_rates = functools.lru_cache(maxsize=1024)(whole_nano_rates)
-
-
-def price_usage_whole(
-    usage: UsageBuckets, r: WholeNanoRates, *, requests: int = 1
-) -> CostBreakdown:
-    """``price_usage`` for whole nano-USD rates: exact integer products, nothing to round."""
-    return CostBreakdown(
-        input=usage.input_text * r.input
-        + usage.input_audio * r.input_audio
-        + usage.input_image * r.input_image,
-        cache_read=usage.cache_read * r.cache_read,
-        cache_write=usage.cache_write * r.cache_write,
-        output=usage.output * r.output + usage.output_audio * r.output_audio,
-        reasoning=usage.reasoning * r.reasoning,
-        citation=usage.citation * r.citation,
-        search=usage.search_queries * r.search_query,
-        request=requests * r.request,
-    )
+# A pure function of a hashable value, memoised: pricing at rates that are whole nano-USD a
+# token (nearly every sheet rate) is then integer arithmetic only.
+_priced_terms = functools.lru_cache(maxsize=1024)(priced_terms)
 
 
 def price_usage(usage: UsageBuckets, version: PriceVersion, *, requests: int = 1) -> CostBreakdown:
-    """Price every bucket exactly once with the version's rates (tier chosen by prompt size)."""
+    """Price every bucket exactly once with the version's rates (tier chosen by prompt size),
+    each term rounded once (half-even)."""
     sheet = version.rates if not version.tiers else version.sheet_rates_for(usage.prompt_tokens)
-    whole = _whole_nano_rates(sheet)
-    if whole is not None:
-        return price_usage_whole(usage, whole, requests=requests)
-    return price_usage_decimal(usage, version, requests=requests)
-
-
-def price_usage_decimal(
-    usage: UsageBuckets, version: PriceVersion, *, requests: int = 1
-) -> CostBreakdown:
-    """``price_usage`` in Decimal arithmetic, rounding each product once (any rate)."""
-    r = version.rates_for(usage.prompt_tokens)
-    assert r.input is not None and r.output is not None  # _with_fallbacks fills every rate
-    assert r.cache_read is not None and r.cache_write is not None and r.reasoning is not None
-    assert r.citation is not None and r.input_audio is not None and r.input_image is not None
-    assert r.output_audio is not None and r.search_query is not None and r.request is not None
-    return CostBreakdown(
-        input=tokens_cost_nano(usage.input_text, r.input)
-        + tokens_cost_nano(usage.input_audio, r.input_audio)
-        + tokens_cost_nano(usage.input_image, r.input_image),
-        cache_read=tokens_cost_nano(usage.cache_read, r.cache_read),
-        cache_write=tokens_cost_nano(usage.cache_write, r.cache_write),
-        output=tokens_cost_nano(usage.output, r.output)
-        + tokens_cost_nano(usage.output_audio, r.output_audio),
-        reasoning=tokens_cost_nano(usage.reasoning, r.reasoning),
-        citation=tokens_cost_nano(usage.citation, r.citation),
-        search=units_cost_nano(usage.search_queries, r.search_query),
-        request=units_cost_nano(requests, r.request),
-    )
+    amounts = []
+    for terms in _priced_terms(sheet):
+        amount = 0
+        for getter, rate, per_unit in terms:
+            count = requests if getter is None else getter(usage)
+            if not count:
+                continue
+            if isinstance(rate, int):
+                amount += count * rate
+            elif per_unit:
+                amount += units_cost_nano(count, rate)
+            else:
+                amount += tokens_cost_nano(count, rate)
+        amounts.append(amount)
+    return CostBreakdown(*amounts)
 
 
 def version_in_force(versions: Iterable[PriceVersion], on: date) -> PriceVersion | None:

@@ -8,12 +8,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
+from operator import attrgetter
 from typing import Any
 
 from metering.core.billing import Bill
+from metering.core.components import COMPONENT_COLUMNS, COMPONENTS
 from metering.core.responses import ResponseFacts
 from metering.core.storable import storable, storable_or_none
 from metering.core.usage import UsageBuckets
+
+component_amounts = attrgetter(*COMPONENTS)  # a CostBreakdown's amounts, in column order
 
 # Lengths of the text columns whose values the upstream chooses (``storage.models`` uses
 # them): ``record_row`` makes those values fit (``core.storable``).
@@ -60,15 +64,8 @@ RECORD_FIELDS = (
     "citation_tokens",
     "search_queries",
     "total_tokens",
-    # nano-USD
-    "input_cost",
-    "cache_read_cost",
-    "cache_write_cost",
-    "output_cost",
-    "reasoning_cost",
-    "citation_cost",
-    "search_cost",
-    "request_cost",
+    # nano-USD: the components (core.components), then the adjustment and the totals
+    *COMPONENT_COLUMNS,
     "adjustment_cost",
     "total_cost",
     "computed_cost",
@@ -102,16 +99,8 @@ def token_columns(usage: UsageBuckets) -> dict[str, int]:
 
 
 def cost_columns(bill: Bill) -> dict[str, int | str | None]:
-    c = bill.components
     return {
-        "input_cost": c.input,
-        "cache_read_cost": c.cache_read,
-        "cache_write_cost": c.cache_write,
-        "output_cost": c.output,
-        "reasoning_cost": c.reasoning,
-        "citation_cost": c.citation,
-        "search_cost": c.search,
-        "request_cost": c.request,
+        **dict(zip(COMPONENT_COLUMNS, component_amounts(bill.components), strict=True)),
         "adjustment_cost": bill.adjustment,
         "total_cost": bill.total,
         "computed_cost": bill.computed_total,
@@ -183,14 +172,7 @@ def record_row(
         u.citation,
         u.search_queries,
         prompt + completion,
-        c.input,
-        c.cache_read,
-        c.cache_write,
-        c.output,
-        c.reasoning,
-        c.citation,
-        c.search,
-        c.request,
+        *component_amounts(c),
         bill.adjustment,
         c.total + bill.adjustment,
         bill.computed_total,

@@ -22,7 +22,8 @@ from metering.core.bounds import (
     OVERSHOOTS,
     parse_limit,
 )
-from metering.core.pricing import RATE_NAMES, UNIT_PRICES, PriceVersion, Rates, Tier
+from metering.core.components import RATE_NAMES, UNIT_PRICES
+from metering.core.pricing import PriceVersion, Rates, Tier
 from metering.core.sheets import parse_litellm_json, parse_toml_sheet
 from metering.core.usage import MAX_SEARCH_QUERIES, MAX_TOKEN_COUNT, normalize_usage
 from metering.errors import MoneyError, PricingError, SheetError, UsageError

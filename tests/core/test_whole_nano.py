@@ -1,4 +1,6 @@
-"""The integer fast path of pricing equals the Decimal path, nano-dollar for nano-dollar."""
+"""Pricing (one formula in the package: exact integers where a rate is whole nano-USD a
+token, Decimal rounded once per term elsewhere) equals a plain Decimal reference written
+here, nano-dollar for nano-dollar; and the component table is what every column list is."""
 
 from dataclasses import fields
 from datetime import date
@@ -7,19 +9,25 @@ from decimal import Decimal
 from hypothesis import given
 from hypothesis import strategies as st
 
-from metering.core.money import nano_per_token, nano_per_unit, tokens_cost_nano, units_cost_nano
-from metering.core.pricing import (
+from metering.core.components import (
+    COMPONENT_COLUMNS,
+    COMPONENT_TABLE,
+    COMPONENTS,
     TOKEN_RATES,
     UNIT_PRICES,
+)
+from metering.core.money import nano_per_token, nano_per_unit, tokens_cost_nano, units_cost_nano
+from metering.core.pricing import (
     CostBreakdown,
     PriceVersion,
     Rates,
     Tier,
     price_usage,
-    price_usage_decimal,
-    whole_nano_rates,
+    priced_terms,
 )
+from metering.core.records import RECORD_FIELDS
 from metering.core.usage import MAX_TOKEN_COUNT, UsageBuckets
+from metering.storage.models import COST_COLUMNS
 
 # Rates as sheets write them: whole nano-USD a token (≤ 3 places per 1M) and finer ones.
 rates_st = st.decimals(min_value=0, max_value=1000, places=3) | st.decimals(
@@ -64,23 +72,57 @@ usage_st = st.builds(
 )
 
 
+def reference_price(usage: UsageBuckets, version: PriceVersion, requests: int) -> CostBreakdown:
+    """SPEC §5 spelt out in Decimal, rounding each product once: the oracle."""
+    r = version.rates_for(usage.prompt_tokens)
+
+    def t(tokens: int, rate: Decimal | None) -> int:
+        assert rate is not None
+        return tokens_cost_nano(tokens, rate)
+
+    assert r.search_query is not None and r.request is not None
+    return CostBreakdown(
+        input=t(usage.input_text, r.input) + t(usage.input_audio, r.input_audio)
+        + t(usage.input_image, r.input_image),
+        cache_read=t(usage.cache_read, r.cache_read),
+        cache_write=t(usage.cache_write, r.cache_write),
+        output=t(usage.output, r.output) + t(usage.output_audio, r.output_audio),
+        reasoning=t(usage.reasoning, r.reasoning),
+        citation=t(usage.citation, r.citation),
+        search=units_cost_nano(usage.search_queries, r.search_query),
+        request=units_cost_nano(requests, r.request),
+    )  # fmt: skip
+
+
 @given(usage_st, versions(), st.integers(min_value=0, max_value=3))
-def test_price_usage_equals_the_decimal_path(
+def test_price_usage_equals_the_decimal_reference(
     usage: UsageBuckets, version: PriceVersion, requests: int
 ) -> None:
-    fast = price_usage(usage, version, requests=requests)
-    assert fast == price_usage_decimal(usage, version, requests=requests)
-    assert fast.total == sum(fast.as_dict().values())
+    priced = price_usage(usage, version, requests=requests)
+    assert priced == reference_price(usage, version, requests)
+    assert priced.total == sum(priced.as_dict().values())
 
 
 @given(versions())
-def test_whole_rates_only_when_every_rate_is_whole(version: PriceVersion) -> None:
-    whole = whole_nano_rates(version.rates)
+def test_a_rate_is_integer_arithmetic_exactly_when_it_is_whole(version: PriceVersion) -> None:
     r = version.rates_for(0)
-    every = [getattr(r, n) * 1000 for n in TOKEN_RATES] + [
-        getattr(r, n) * 10**9 for n in UNIT_PRICES
-    ]
-    assert (whole is not None) == all(v == v.to_integral_value() for v in every)
+    plan = [rate for terms in priced_terms(version.rates) for _, rate, _ in terms]
+    names = [t.rate for c in COMPONENT_TABLE for t in c.terms]
+    assert len(plan) == len(names) == len(TOKEN_RATES) + len(UNIT_PRICES)
+    for name, priced in zip(names, plan, strict=True):
+        value = getattr(r, name) * (10**9 if name in UNIT_PRICES else 1000)
+        whole = value == value.to_integral_value()
+        assert isinstance(priced, int) == whole, name
+        assert priced == (value if whole else getattr(r, name))
+
+
+def test_every_cost_column_list_is_the_component_table() -> None:
+    assert tuple(f.name for f in fields(CostBreakdown)) == COMPONENTS
+    assert (*COMPONENT_COLUMNS, "adjustment_cost", "total_cost") == COST_COLUMNS
+    start = RECORD_FIELDS.index("input_cost")
+    assert RECORD_FIELDS[start : start + len(COST_COLUMNS)] == COST_COLUMNS
+    assert TOKEN_RATES == ("input", "cache_read", "cache_write", "output", "reasoning",
+                           "citation", "input_audio", "input_image", "output_audio")  # fmt: skip
 
 
 def test_cost_breakdown_total_adds_every_field() -> None:
