@@ -31,7 +31,7 @@ from metering.core.records import record_row
 from metering.core.responses import ResponseFacts, check_model_name, find_price, read_response
 from metering.core.storable import has_control, storable
 from metering.errors import InvalidInput, MeteringError
-from metering.reports.ingest_ids import derived_request_id, fast_derived_request_id
+from metering.reports.ingest_ids import derived_request_id
 from metering.runtime import tune_gc
 from metering.storage.budgets import rebuild_budget_counters
 from metering.storage.engine import is_sqlite
@@ -157,8 +157,7 @@ def build_record(ctx: _Context, text: str) -> Row:
     model = requested_model(line, response)
     request_id = line.get("request_id")
     if request_id is None:
-        derive = fast_derived_request_id if by_orjson else derived_request_id
-        request_id = derive(key.id, at, model, response)
+        request_id = derived_request_id(key.id, at, model, response, read_by_orjson=by_orjson)
     elif not isinstance(request_id, str) or not 0 < len(request_id) <= MAX_REQUEST_ID:
         raise InvalidInput(f"request_id must be a string of 1 to {MAX_REQUEST_ID} characters")
     elif has_control(request_id):
