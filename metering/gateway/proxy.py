@@ -163,7 +163,9 @@ class Proxy:
 
     async def forward(self, call: Call, send: Send) -> None:
         try:
-            async with self._upstream.post(call.path, call.body, stream=False) as response:
+            async with self._upstream.post(
+                call.path, call.body, stream=False, request_id=call.request_id
+            ) as response:
                 raw = await response.read()
                 status, ctype = response.status, response.content_type
         except UpstreamTimeout as exc:
@@ -246,7 +248,9 @@ class Proxy:
         splitter = SseSplitter()
         watcher = state.watcher
         try:
-            async with self._upstream.post(call.path, body, stream=True) as response:
+            async with self._upstream.post(
+                call.path, body, stream=True, request_id=call.request_id
+            ) as response:
                 if response.status >= 400 or "event-stream" not in response.content_type:
                     state.whole = (response.status, await response.read(), response.content_type)
                     return
