@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DATABASE_URL = "sqlite:///metering.db"
@@ -26,3 +26,18 @@ class Settings(BaseSettings):
     # Where records that cannot be committed are journaled (``storage.journal``); None:
     # beside the SQLite file, else ./metering-journal.
     journal_dir: Path | None = None
+    # Liveness of serving processes (README, Reliability), in seconds: each heartbeats this
+    # often; one silent for ``stale_after_seconds`` is dead and its calls in flight are
+    # recorded as interrupted by the sweep, run at startup and every ``sweep_seconds``.
+    heartbeat_seconds: float = Field(default=5.0, gt=0)
+    stale_after_seconds: float = Field(default=30.0, gt=0)
+    sweep_seconds: float = Field(default=10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _liveness(self) -> Settings:
+        if self.stale_after_seconds < 3 * self.heartbeat_seconds:
+            raise ValueError(
+                "METERING_STALE_AFTER_SECONDS must be at least 3 × METERING_HEARTBEAT_SECONDS "
+                "(else a live process can be declared dead)"
+            )
+        return self

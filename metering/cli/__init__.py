@@ -64,7 +64,7 @@ COMMANDS: dict[str, LazyCommand] = {
         "reconcile",
         "reconcile_command",
         "Check rollups and budget counters against the records (exit 1 when they disagree); "
-        "list reported-vs-computed cost differences and unpriced records.",
+        "list reported-vs-computed cost differences, unpriced records and interrupted calls.",
     ),
     "reprice": LazyCommand(
         "reprice",

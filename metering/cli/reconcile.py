@@ -1,5 +1,5 @@
 """``metering reconcile``: rollups and budget counters against the records; reported vs
-computed cost differences and unpriced records."""
+computed cost differences, unpriced records and interrupted calls."""
 
 from __future__ import annotations
 
@@ -32,6 +32,9 @@ def _as_json(report: ReconcileReport, *, strict: bool) -> dict[str, Any]:
         "differences": report.differences,
         "unpriced_records": report.unpriced_count,
         "unpriced": report.unpriced,
+        "interrupted_records": report.interrupted_count,
+        "interrupted_total": format_usd(report.interrupted_sum),
+        "interrupted": report.interrupted,
     }
 
 
@@ -52,20 +55,30 @@ def _print_table(report: ReconcileReport) -> None:
         f"reported vs computed cost: {report.difference_count} record(s) differ "
         f"(reported − computed: {format_usd(report.difference_sum)} USD)"
     )
-    if report.differences:
-        click.echo(render(report.differences, "table"))
-        if report.difference_count > len(report.differences):
-            click.echo(f"… and {report.difference_count - len(report.differences)} more")
+    _listing(report.differences, report.difference_count)
     click.echo(f"unpriced records: {report.unpriced_count}")
-    if report.unpriced:
-        click.echo(render(report.unpriced, "table"))
-        if report.unpriced_count > len(report.unpriced):
-            click.echo(f"… and {report.unpriced_count - len(report.unpriced)} more")
+    _listing(report.unpriced, report.unpriced_count)
+    click.echo(
+        f"interrupted calls: {report.interrupted_count} (their process died while they were "
+        f"in flight; billed from an estimate: {format_usd(report.interrupted_sum)} USD)"
+    )
+    _listing(report.interrupted, report.interrupted_count)
+
+
+def _listing(rows: list[dict[str, Any]], count: int) -> None:
+    if rows:
+        click.echo(render(rows, "table"))
+        if count > len(rows):
+            click.echo(f"… and {count - len(rows)} more")
 
 
 @click.command(name="reconcile")
 @click.option("--month", help="Only this calendar month (UTC), YYYY-MM [default: everything].")
-@click.option("--strict", is_flag=True, help="Also fail on cost differences and unpriced records.")
+@click.option(
+    "--strict",
+    is_flag=True,
+    help="Also fail on cost differences, unpriced records and interrupted calls.",
+)
 @click.option("--limit", type=click.IntRange(min=0), default=50, show_default=True,
               help="Records listed per section.")  # fmt: skip
 @click.option(
@@ -76,7 +89,7 @@ def reconcile_command(
     ctx: CliContext, month: str | None, strict: bool, limit: int, fmt: str
 ) -> None:
     """Check rollups and budget counters against the records (exit 1 when they disagree);
-    list reported-vs-computed cost differences and unpriced records."""
+    list reported-vs-computed cost differences, unpriced records and interrupted calls."""
     window = parse_month(month) if month else DayWindow()
     now = datetime.now(UTC).replace(tzinfo=None)
     with ctx.engine().connect() as conn:
@@ -93,6 +106,7 @@ def reconcile_command(
     if report.failed(strict=strict):
         raise ReconcileFailed(
             f"reconcile --strict failed: {report.difference_count} cost difference(s), "
-            f"{report.unpriced_count} unpriced record(s); `metering reprice` prices records "
-            "once their model has a price"
+            f"{report.unpriced_count} unpriced record(s), {report.interrupted_count} "
+            "interrupted call(s); `metering reprice` prices records once their model has a "
+            "price, interrupted calls are matched with the provider's bill"
         )

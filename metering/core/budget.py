@@ -98,8 +98,8 @@ def _has_non_text(messages: Any) -> bool:
     return False
 
 
-def shape_of_request(body: Mapping[str, Any]) -> RequestShape:
-    """The usage bounds of a ``/v1/completions`` or ``/v1/chat/completions`` body."""
+def _generations(body: Mapping[str, Any]) -> tuple[int | None, int, int]:
+    """(``max_tokens`` or None, choices, prompts) of a body."""
     limits = [
         v
         for name in ("max_tokens", "max_completion_tokens")
@@ -107,14 +107,30 @@ def shape_of_request(body: Mapping[str, Any]) -> RequestShape:
     ]
     n = _count_field(body, "n", minimum=1) or 1
     best_of = _count_field(body, "best_of", minimum=1) or 1
+    prompts = 1 if "messages" in body else _prompt_count(body.get("prompt"))
+    return (max(limits) if limits else None), max(n, best_of, 1), prompts
+
+
+def shape_of_request(body: Mapping[str, Any]) -> RequestShape:
+    """The usage bounds of a ``/v1/completions`` or ``/v1/chat/completions`` body."""
+    max_tokens, choices, prompts = _generations(body)
     is_chat = "messages" in body
     return RequestShape(
         prompt_bytes=len(json.dumps(body, ensure_ascii=True, default=str).encode("utf-8")),
-        prompts=1 if is_chat else _prompt_count(body.get("prompt")),
-        max_tokens=max(limits) if limits else None,
-        choices=max(n, best_of, 1),
+        prompts=prompts,
+        max_tokens=max_tokens,
+        choices=choices,
         non_text_input=is_chat and _has_non_text(body.get("messages")),
     )
+
+
+def output_tokens_bound(body: Mapping[str, Any], *, max_output_tokens: int | None) -> int | None:
+    """The most output tokens a request may be billed: ``max_tokens`` (the model's
+    ``max_output_tokens`` when absent) × max(``n``, ``best_of``, 1) × prompts, as in the
+    worst case; None when neither limit is known. Cheap (no re-serialisation)."""
+    max_tokens, choices, prompts = _generations(body)
+    per_generation = max_tokens if max_tokens is not None else max_output_tokens
+    return None if per_generation is None else per_generation * choices * prompts
 
 
 def search_queries_bound_for(model: str) -> int:

@@ -30,6 +30,13 @@ from metering.errors import UsageError
 # upstream, and pricing it could overflow the 64-bit nano-USD columns.
 MAX_TOKEN_COUNT = 10**9
 MAX_SEARCH_QUERIES = 10_000  # in one response; with core.bounds, no record can overflow
+# The estimate of text without usage (a cut stream, an interrupted call): ~4 characters a token.
+CHARS_PER_TOKEN = 4
+
+
+def estimate_tokens(text: str) -> int:
+    """Tokens of ``text`` by the estimate (``CHARS_PER_TOKEN``), rounded up."""
+    return -(-len(text) // CHARS_PER_TOKEN) if text else 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,7 +29,7 @@ An admitter that has an ``attach(writer)`` method is given the gateway's
 single writer thread (``RecordWriter.lane``/``submit``).
 
 ``Admitter.sweep()`` (blocking; the gateway runs it in a thread at startup and
-every ``SWEEP_SECONDS``) releases what crashed processes left behind.
+every ``METERING_SWEEP_SECONDS``) releases what crashed processes left behind.
 
 ``AdmitAll`` (the default) admits every request and settles nothing: budgets
 and rate limits are not enforced until a real admission is plugged in through

@@ -8,9 +8,11 @@ the budget hook of ``metering.gateway.admission`` (402/429/403…) → forwarded
 
 Cached in memory: keys (``KeyCache``, at most ``cache_ttl`` stale) and the price
 book (reloaded every ``PRICE_REFRESH_SECONDS``). Nothing connects at import time;
-``startup`` runs on the ASGI lifespan event or on the first request; it sweeps
-expired budget reservations (``Admitter.sweep``) and starts the background tasks that
-refresh prices and sweep again every ``SWEEP_SECONDS``.
+``startup`` runs on the ASGI lifespan event or on the first request; it registers this
+serving process (``liveness.ServingProcess``), sweeps — the calls in flight of dead
+processes become ``interrupted`` records, then expired budget reservations are released
+(``Admitter.sweep``) — and starts the background tasks that heartbeat, refresh prices
+and sweep again every ``sweep_seconds`` (``METERING_SWEEP_SECONDS``).
 
 ``GET /v1/budget`` answers the calling key (401/403 as for completions) with its
 budgets, its team's and its customer's (``budget_gate.budget_payload``).
@@ -35,6 +37,7 @@ from metering.errors import DatabaseUnavailable, InvalidInput, RequestRefused
 from metering.gateway.admission import AdmitAll, Admitter, RequestInfo
 from metering.gateway.auth import KeyCache, key_from_headers
 from metering.gateway.budget_gate import budget_payload
+from metering.gateway.liveness import ServingProcess
 from metering.gateway.price_cache import PriceCache
 from metering.gateway.proxy import Call, Proxy
 from metering.gateway.recorder import RecordWriter
@@ -60,7 +63,6 @@ from metering.storage.keys import KeyInfo, utcnow
 log = logging.getLogger("metering.gateway")
 
 PRICE_REFRESH_SECONDS = 10.0
-SWEEP_SECONDS = 60.0  # expired reservations are released at startup and this often
 JOURNAL_SECONDS = 1.0  # a journal backlog is replayed this often (and at startup)
 ORPHAN_SECONDS = 30.0  # journals of processes that are gone are looked for this often
 BUDGET_PATH = "/v1/budget"
@@ -102,7 +104,7 @@ class GatewayApp:
         upstream: UpstreamClient,
         *,
         admission: Admitter | None = None,
-        sweep_seconds: float = SWEEP_SECONDS,
+        sweep_seconds: float | None = None,
     ) -> None:
         self.settings = settings
         self.engine = engine
@@ -114,13 +116,15 @@ class GatewayApp:
             engine, Journal(settings.journal_dir or default_journal_dir(engine.url))
         )
         self.checkpointer = WalCheckpointer(engine)
+        self.process = ServingProcess.from_settings(settings)
         attach = getattr(self.admission, "attach", None)
         if attach is not None:  # reservations go through the same single writer
-            attach(self.writer)
+            attach(self.writer, self.process)
+        self.process.attach(self.writer)
         self.proxy = Proxy(
             upstream, self.writer, self.prices, billing_policy=settings.billing_policy
         )
-        self.sweep_seconds = sweep_seconds
+        self.sweep_seconds = sweep_seconds if sweep_seconds is not None else settings.sweep_seconds
         self._started = False
         self._background: list[asyncio.Task[None]] = []
 
@@ -136,10 +140,12 @@ class GatewayApp:
             log.error("price book not loaded at startup: %s", exc)
         self.writer.start()
         self.checkpointer.start()
+        await self.process.start()
         await self.replay_journal()  # before the sweep: replayed records settle reservations
         await self.sweep()
         loop = asyncio.get_running_loop()
         self._background = [
+            loop.create_task(self.process.keep_alive()),
             loop.create_task(self.prices.refresh_forever(PRICE_REFRESH_SECONDS)),
             loop.create_task(self._sweep_forever(self.sweep_seconds)),
             loop.create_task(self._replay_forever()),
@@ -164,12 +170,15 @@ class GatewayApp:
                 await self.replay_journal()
 
     async def sweep(self) -> None:
-        """Release what crashed processes left (expired reservations): at startup and
-        every ``sweep_seconds``. A failure is logged; the next sweep tries again."""
+        """Record what dead processes left in flight (as ``interrupted``), then release
+        expired reservations: at startup and every ``sweep_seconds``. A failure is
+        logged; the next sweep tries again."""
         try:
+            if self.prices.loaded:  # never price them with an empty book (all unpriced)
+                await self.process.sweep(self.prices.book)
             await asyncio.to_thread(self.admission.sweep)
-        except SQLAlchemyError as exc:
-            log.warning("reservation sweep failed (retried later): %s", exc)
+        except (SQLAlchemyError, DatabaseUnavailable) as exc:
+            log.warning("sweep failed (retried later): %s", exc)
 
     async def _sweep_forever(self, interval: float) -> None:
         while True:
@@ -182,6 +191,7 @@ class GatewayApp:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._background = []
+        await self.process.stop()
         await self.writer.close()
         if self.writer.journal is not None:
             self.writer.journal.close()
@@ -411,7 +421,7 @@ def create_app(
     upstream: UpstreamClient | None = None,
     *,
     admission: Admitter | None = None,
-    sweep_seconds: float = SWEEP_SECONDS,
+    sweep_seconds: float | None = None,
 ) -> GatewayApp:
     """The ASGI app. ``upstream`` defaults to an aiohttp client for ``settings.upstream_url``."""
     if upstream is None:

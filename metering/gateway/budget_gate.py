@@ -30,9 +30,16 @@ timeout); on PostgreSQL, ``SELECT … ORDER BY id FOR UPDATE`` row locks held to
 commit — several processes lock budgets in the same order, so none can overspend or
 deadlock (a deadlock victim is retried).
 
+Every admitted request also gets its ``calls_in_flight`` row in that same transaction
+(one multi-row INSERT per batch, ``storage.in_flight``), under the id of this serving
+process (``liveness.ServingProcess.ensure_alive``): what a sweep needs to record the call
+as ``interrupted`` if the process dies while it is in flight. The recorder's batch
+deletes it with the record's insert (``settlement``).
+
 The returned hooks run in the recorder's batch transaction (``settlement``).
-``sweep()`` (the app runs it at startup and every ``SWEEP_SECONDS``) releases expired
-reservations — spent is not changed — and drops rate windows older than a few minutes.
+``sweep()`` (the app runs it at startup and every ``METERING_SWEEP_SECONDS``, after
+recording the calls in flight of dead processes) releases expired reservations — spent
+is not changed — and drops rate windows older than a few minutes.
 """
 
 from __future__ import annotations
@@ -49,19 +56,25 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from metering.config import Settings
 from metering.core.budget import (
     RequestShape,
+    output_tokens_bound,
     reservation_nano,
     search_queries_bound_for,
     shape_of_request,
 )
+from metering.core.interrupted import InFlightCall
 from metering.core.money import format_usd
 from metering.core.pricing import PriceVersion
+from metering.core.usage import estimate_tokens
 from metering.errors import DatabaseUnavailable, InvalidInput, RequestRefused
 from metering.gateway.admission import Admission, RequestInfo
+from metering.gateway.liveness import ServingProcess
 from metering.gateway.rate_limits import RateCharge, has_rate_limit, take_rate
 from metering.gateway.recorder import Lane, RecordWriter
+from metering.gateway.requests import prompt_text
 from metering.gateway.settlement import admission_for, prepare_batch, settle_record
 from metering.storage.budget_batch import ReserveAsk, Unbounded, reserve_many
-from metering.storage.budgets import Released, budget_status, release_expired
+from metering.storage.budgets import Released, ReserveResult, budget_status, release_expired
+from metering.storage.in_flight import insert_calls
 from metering.storage.journal import RateTag
 from metering.storage.keys import KeyInfo
 from metering.storage.rate_limits import delete_windows_before
@@ -87,6 +100,8 @@ class _Ask:
     info: RequestInfo
     reserve: ReserveAsk
     unbounded: RequestRefused | None  # why the worst case is unknown (if it is)
+    prompt_tokens: int  # estimated, for the call in flight (``core.interrupted``)
+    output_tokens: int | None
 
 
 class BudgetGate:
@@ -97,6 +112,7 @@ class BudgetGate:
         self._ttl = ttl_seconds
         self._writer: RecordWriter | None = None
         self._lane: Lane[_Ask, RateCharge | None] | None = None
+        self._process: ServingProcess | None = None
         self._worst_cases: dict[tuple[RequestShape, int, str], tuple[PriceVersion, int]] = {}
 
     @classmethod
@@ -105,9 +121,11 @@ class BudgetGate:
         ttl = int(settings.upstream_timeout) + EXPIRY_MARGIN_SECONDS
         return cls(engine, ttl_seconds=ttl)
 
-    def attach(self, writer: RecordWriter) -> None:
-        """Decide reservations on ``writer``'s thread (the gateway's single writer)."""
+    def attach(self, writer: RecordWriter, process: ServingProcess | None = None) -> None:
+        """Decide reservations on ``writer``'s thread (the gateway's single writer); with
+        ``process`` (attached to the same writer), admitted calls are kept in flight."""
         self._writer = writer
+        self._process = process
         self._lane = writer.lane(self._decide_batch)
 
     async def admit(self, key: KeyInfo, info: RequestInfo) -> Admission:
@@ -135,9 +153,9 @@ class BudgetGate:
             except RequestRefused as exc:
                 unbounded = exc
         owners = (key.id, key.team_id, key.customer_id)
-        return _Ask(
-            key, info, ReserveAsk(info.request_id, owners, amount, info.started_at), unbounded
-        )
+        reserve = ReserveAsk(info.request_id, owners, amount, info.started_at)
+        prompt_tokens = estimate_tokens(prompt_text(info.body))
+        return _Ask(key, info, reserve, unbounded, prompt_tokens, _output_bound(info))
 
     def worst_case_nano(self, info: RequestInfo) -> int:
         """The largest worst case over the requested model and its fallbacks."""
@@ -190,8 +208,9 @@ class BudgetGate:
         for attempt in range(DEADLOCK_RETRIES + 1):
             try:
                 assert self._writer is not None
+                process_id = self._process.ensure_alive() if self._process else None
                 with self._writer.begin() as conn:
-                    return self._decide(conn, asks)
+                    return self._decide(conn, asks, process_id)
             except DBAPIError as exc:
                 if attempt < DEADLOCK_RETRIES and _is_deadlock(exc):
                     continue
@@ -201,7 +220,7 @@ class BudgetGate:
         raise AssertionError("unreachable")
 
     def _decide(
-        self, conn: Connection, asks: list[_Ask]
+        self, conn: Connection, asks: list[_Ask], process_id: int | None
     ) -> list[RateCharge | BaseException | None]:
         charges: list[RateCharge | None] = [None] * len(asks)
 
@@ -226,6 +245,7 @@ class BudgetGate:
             before_decisions=count_rates,
         )
         decisions: list[RateCharge | BaseException | None] = []
+        calls: list[InFlightCall] = []
         for ask, result, charge in zip(asks, results, charges, strict=True):
             refusal: BaseException | None = None
             if isinstance(result, Unbounded):
@@ -237,10 +257,14 @@ class BudgetGate:
                 refusal = RequestRefused(message, status=402, error_type="budget_exceeded")
             if refusal is None:
                 decisions.append(charge)
+                if process_id is not None and isinstance(result, ReserveResult):
+                    calls.append(_in_flight(ask, result, process_id))
                 continue
             if charge is not None:
                 charge.give_back_tokens(conn)
             decisions.append(refusal)
+        if calls:
+            insert_calls(conn, calls)
         return decisions
 
     def sweep(self) -> Released:
@@ -267,6 +291,41 @@ class _NeedsWorstCase(Exception):
 def _unavailable(asks: list[_Ask], exc: SQLAlchemyError) -> DatabaseUnavailable:
     log.error("%d request(s): budget reservation failed: %s", len(asks), exc)
     return DatabaseUnavailable(f"budget reservation failed: {exc}")
+
+
+def _output_bound(info: RequestInfo) -> int | None:
+    """The call's output bound: ``max_tokens`` × choices × prompts, else the max output
+    tokens of the requested model (the largest of its fallbacks' if it has none known)."""
+    known = []
+    for model in (info.requested_model, *_fallbacks(info.body)):
+        provider, _, name = model.partition("/")
+        version = info.prices.lookup(provider, name, info.started_at.date())
+        if version is not None and version.max_output_tokens is not None:
+            known.append(version.max_output_tokens)
+            if model == info.requested_model:
+                break
+    try:
+        return output_tokens_bound(info.body, max_output_tokens=max(known) if known else None)
+    except InvalidInput:  # refused as a 400 if a budget applies; unbounded otherwise
+        return None
+
+
+def _in_flight(ask: _Ask, result: ReserveResult, process_id: int) -> InFlightCall:
+    info, key = ask.info, ask.key
+    return InFlightCall(
+        request_id=info.request_id,
+        process_id=process_id,
+        key_id=key.id,
+        team_id=key.team_id,
+        customer_id=key.customer_id,
+        requested_model=info.requested_model,
+        request_type=info.request_type,
+        stream=info.stream,
+        started_at=info.started_at,
+        prompt_tokens=ask.prompt_tokens,
+        output_tokens=ask.output_tokens,
+        reserved_nano=result.amount_nano if result.budget_ids else None,
+    )
 
 
 def _fallbacks(body: Mapping[str, Any]) -> list[str]:

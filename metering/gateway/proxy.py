@@ -167,7 +167,9 @@ class Proxy:
         as ``cancelled``, billed from its usage."""
         gone = asyncio.create_task(_wait_disconnect(receive))
         try:
-            async with self._upstream.post(call.path, call.body, stream=False) as response:
+            async with self._upstream.post(
+                call.path, call.body, stream=False, request_id=call.request_id
+            ) as response:
                 raw = await response.read()
                 status, ctype = response.status, response.content_type
         except UpstreamTimeout as exc:
@@ -260,7 +262,9 @@ class Proxy:
         splitter = SseSplitter()
         watcher = state.watcher
         try:
-            async with self._upstream.post(call.path, body, stream=True) as response:
+            async with self._upstream.post(
+                call.path, body, stream=True, request_id=call.request_id
+            ) as response:
                 if response.status >= 400 or "event-stream" not in response.content_type:
                     state.whole = (response.status, await response.read(), response.content_type)
                     return

@@ -7,6 +7,7 @@ forwarded as the client sent it (a streamed request only gains
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated, Any
 
 import orjson
@@ -108,7 +109,7 @@ def parse_body(body: bytes, model: type[_Common]) -> tuple[dict[str, Any], _Comm
     return data, request
 
 
-def prompt_text(data: dict[str, Any]) -> str:
+def prompt_text(data: Mapping[str, Any]) -> str:
     """The prompt's text, for estimating a cut stream's prompt tokens."""
     prompt = data.get("prompt")
     if isinstance(prompt, str):

@@ -11,7 +11,9 @@ deadlock. The batch's state is kept on the connection for this transaction only:
 * ``_SettleWithRate`` also adds the record's token correction of its rate window;
 * ``finish`` (once, after every settle hook) drops the batch's reservations, charges
   every applicable budget whose window contains each record's ``started_at`` and
-  saves each budget row once; then applies the rate corrections summed per window.
+  saves each budget row once; then applies the rate corrections summed per window;
+  then deletes the batch's calls in flight (one statement; inserted or replayed, each
+  request now has its record).
 
 Called outside a prepared batch (tests, tools), ``settle_record`` settles the record
 alone with ``storage.budgets.settle``.
@@ -32,6 +34,7 @@ from metering.gateway.admission import Admission
 from metering.gateway.rate_limits import RateCharge
 from metering.storage.budget_batch import BatchSettlement
 from metering.storage.budgets import settle
+from metering.storage.in_flight import delete_calls
 from metering.storage.journal import RateTag
 from metering.storage.rate_limits import add_tokens, lock_windows
 
@@ -46,6 +49,7 @@ def _utcnow() -> datetime:
 class _GateBatch:
     transaction: RootTransaction | None
     budgets: BatchSettlement
+    request_ids: list[str]
     rate_deltas: dict[tuple[int, datetime], int] = field(default_factory=lambda: defaultdict(int))
 
     def finish(self, conn: Connection) -> None:
@@ -53,6 +57,7 @@ class _GateBatch:
         for (key_id, window), delta in sorted(self.rate_deltas.items()):
             add_tokens(conn, key_id=key_id, window=window, delta=delta)
         self.rate_deltas.clear()
+        delete_calls(conn, self.request_ids)
         if conn.info.get(_BATCH) is self:
             del conn.info[_BATCH]
 
@@ -68,7 +73,7 @@ def prepare_batch(conn: Connection, records: Sequence[Mapping[str, Any]]) -> _Ga
     """The prepare hook: lock the batch's budgets, then its rate windows."""
     budgets = BatchSettlement.lock(conn, records, now=_utcnow())
     lock_windows(conn, [(r["key_id"], window_start(r["started_at"])) for r in records])
-    batch = _GateBatch(conn.get_transaction(), budgets)
+    batch = _GateBatch(conn.get_transaction(), budgets, [r["request_id"] for r in records])
     conn.info[_BATCH] = batch
     return batch
 

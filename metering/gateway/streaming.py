@@ -8,7 +8,7 @@ response id, served model/provider, the usage chunk, and the text received.
 
 Estimate of an answer without usable usage (a stream cut or abandoned, or an upstream
 that sent no usage or nonsense counts): about
-4 characters per token (``CHARS_PER_TOKEN``), prompt tokens from the prompt's
+4 characters per token (``core.usage.estimate_tokens``), prompt tokens from the prompt's
 text, completion tokens from the text received; the record is billed with
 ``cost_source = "estimated"``.
 """
@@ -20,12 +20,9 @@ from typing import Any
 
 import orjson
 
-CHARS_PER_TOKEN = 4
+from metering.core.usage import estimate_tokens
+
 DONE = b"[DONE]"
-
-
-def estimate_tokens(text: str) -> int:
-    return -(-len(text) // CHARS_PER_TOKEN) if text else 0
 
 
 class SseSplitter:

@@ -4,7 +4,9 @@
 ``UpstreamResponse`` (status, content type, ``read()`` or ``chunks()``). Failures
 become two exceptions: ``UpstreamTimeout`` (→ 504) and ``UpstreamError``
 (connection refused/reset, unreadable body → 502). The client's virtual key is
-never forwarded: the only credential sent is ``METERING_UPSTREAM_API_KEY``.
+never forwarded: the only credential sent is ``METERING_UPSTREAM_API_KEY``. The usage
+record's id goes along as ``x-metering-request-id``, so the upstream's logs (and an
+interrupted call's record) can be matched with ours.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import aiohttp
 
 from metering.errors import UpstreamError, UpstreamTimeout
 
+REQUEST_ID_HEADER = "x-metering-request-id"
+
 
 class UpstreamResponse(Protocol):
     status: int
@@ -30,7 +34,7 @@ class UpstreamResponse(Protocol):
 
 class UpstreamClient(Protocol):
     def post(
-        self, path: str, body: bytes, *, stream: bool
+        self, path: str, body: bytes, *, stream: bool, request_id: str | None = None
     ) -> AbstractAsyncContextManager[UpstreamResponse]: ...
 
     async def close(self) -> None: ...
@@ -99,7 +103,7 @@ class AiohttpUpstream:
 
     @asynccontextmanager
     async def post(
-        self, path: str, body: bytes, *, stream: bool
+        self, path: str, body: bytes, *, stream: bool, request_id: str | None = None
     ) -> AsyncIterator[UpstreamResponse]:
         session = self._get_session()
         # A whole (non-streamed) answer must arrive within the timeout; a stream
@@ -112,7 +116,10 @@ class AiohttpUpstream:
             )
         )
         try:
-            response = await session.post(self._base_url + path, data=body, timeout=timeout)
+            headers = {REQUEST_ID_HEADER: request_id} if request_id is not None else None
+            response = await session.post(
+                self._base_url + path, data=body, timeout=timeout, headers=headers
+            )
         except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
             raise UpstreamTimeout(
                 f"upstream {self._base_url} did not answer within {self._timeout:g}s"

@@ -3,7 +3,8 @@
 Failures (the run exits non-zero): a daily rollup row that differs from the sum of its
 records, or a budget counter that differs from its records. Informational (failures
 only with ``--strict``): records whose upstream-reported cost differs from our computed
-cost, and records with no price.
+cost, records with no price, and ``interrupted`` records — calls cut by the death of
+their serving process, billed from an estimate, to be matched with the provider's bill.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import Connection, case, func, select
 
+from metering.core.interrupted import INTERRUPTED
 from metering.core.money import format_usd
 from metering.reports.common import DayWindow, Names, as_date, billable, load_names, utc_day
 from metering.storage.budgets import check_budget_counters
@@ -33,6 +35,9 @@ class ReconcileReport:
     difference_sum: int = 0
     unpriced: list[dict[str, Any]] = field(default_factory=list)
     unpriced_count: int = 0
+    interrupted: list[dict[str, Any]] = field(default_factory=list)
+    interrupted_count: int = 0
+    interrupted_sum: int = 0
 
     @property
     def problems(self) -> list[str]:
@@ -41,7 +46,9 @@ class ReconcileReport:
     def failed(self, *, strict: bool) -> bool:
         if self.problems:
             return True
-        return strict and bool(self.difference_count or self.unpriced_count)
+        return strict and bool(
+            self.difference_count or self.unpriced_count or self.interrupted_count
+        )
 
 
 def _records_by_rollup_key(conn: Connection, window: DayWindow) -> dict[tuple[Any, ...], list[int]]:
@@ -179,6 +186,35 @@ def unpriced_records(
     return int(count), rows
 
 
+def interrupted_records(
+    conn: Connection, window: DayWindow, names: Names, *, limit: int
+) -> tuple[int, int, list[dict[str, Any]]]:
+    """(count, billed total, first ``limit`` records) of the interrupted calls."""
+    u = UsageRecord
+    where = [*window.where_instant(u.started_at), u.status == INTERRUPTED]
+    counted = conn.execute(
+        select(func.count(), func.coalesce(func.sum(u.total_cost), 0)).where(*where)
+    ).one()
+    query = (
+        select(u.request_id, u.started_at, u.key_id, u.provider, u.model, u.prompt_tokens,
+               u.completion_tokens, u.cost_source, u.total_cost)
+        .where(*where)
+        .order_by(u.started_at, u.id)
+        .limit(limit)
+    )  # fmt: skip
+    rows = [
+        {
+            **_record_info(r, names),
+            "prompt_tokens": r.prompt_tokens,
+            "completion_tokens": r.completion_tokens,
+            "cost_source": r.cost_source,
+            "billed": format_usd(r.total_cost),
+        }
+        for r in conn.execute(query)
+    ]
+    return int(counted[0]), int(counted[1] or 0), rows
+
+
 def reconcile(
     conn: Connection, *, window: DayWindow, now: datetime, limit: int = 50
 ) -> ReconcileReport:
@@ -190,4 +226,7 @@ def reconcile(
         conn, window, names, limit=limit
     )
     report.unpriced_count, report.unpriced = unpriced_records(conn, window, names, limit=limit)
+    report.interrupted_count, report.interrupted_sum, report.interrupted = interrupted_records(
+        conn, window, names, limit=limit
+    )
     return report

@@ -5,8 +5,9 @@ Policy, the one of ``core.billing`` applied again: components are recomputed fro
 record's stored buckets with the version in force at its ``started_at``; a record whose
 upstream-reported cost won keeps it as its total (only components and adjustment move);
 a record billed by our computation is billed the new computation; estimates stay
-estimates; gateway cache hits keep their cache rule. Failed calls without usage are not
-touched (they cost nothing whatever the price).
+estimates; gateway cache hits keep their cache rule; an interrupted call keeps its rule
+(``core.interrupted``): one billed the amount reserved for it keeps that amount as its
+floor. Failed calls without usage are not touched (they cost nothing whatever the price).
 
 A run is one transaction: records, their daily rollups (old values subtracted, new ones
 added with ``add_to_rollup``), one ``reprice_audits`` row per changed record, and the
@@ -25,6 +26,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, bindparam, func, insert, select, update
 
 from metering.core.billing import BillingPolicy, bill_request
+from metering.core.interrupted import INTERRUPTED, bill_interrupted
 from metering.core.pricing import PriceBook, PriceVersion
 from metering.core.records import buckets_from_record, cost_columns
 from metering.core.responses import find_price
@@ -82,6 +84,10 @@ def _version(book: PriceBook, row: Mapping[str, Any]) -> PriceVersion | None:
 
 def repriced_costs(book: PriceBook, row: Mapping[str, Any]) -> dict[str, Any]:
     """The cost columns a record gets with the prices in ``book`` (same billing policy)."""
+    if row["status"] == INTERRUPTED:
+        floor = row["total_cost"] if row["adjustment_cost"] > 0 else None
+        bill = bill_interrupted(buckets_from_record(row), _version(book, row), reserved_nano=floor)
+        return cost_columns(bill)
     policy: BillingPolicy = (
         "computed"
         if row["cost_source"] == "computed" and row["reported_cost"] is not None

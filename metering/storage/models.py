@@ -279,3 +279,40 @@ class RateWindow(Base):
     window_start: Mapped[datetime] = mapped_column(DateTime(), primary_key=True)
     requests: Mapped[int] = mapped_column(Integer, default=0)
     tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class ServingProcess(Base):
+    """A running ``metering serve`` worker: registered at startup, ``heartbeat_at`` refreshed
+    every few seconds, deleted at a clean stop (see ``storage.in_flight``)."""
+
+    __tablename__ = "serving_processes"
+    # Never reuse an id (SQLite would, after the last row is deleted): a stalled process
+    # whose row was forgotten must not heartbeat a newcomer's row as its own.
+    __table_args__ = ({"sqlite_autoincrement": True},)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(DateTime())
+    heartbeat_at: Mapped[datetime] = mapped_column(DateTime())
+
+
+class CallInFlight(Base):
+    """An admitted request without its usage record yet: inserted in the transaction that
+    admits it, deleted in the one that inserts its record. Left behind by a dead process,
+    it becomes an ``interrupted`` record (``storage.interrupted``)."""
+
+    __tablename__ = "calls_in_flight"
+
+    request_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    process_id: Mapped[int] = mapped_column(Integer, index=True)  # serving_processes.id
+    key_id: Mapped[int] = mapped_column(Integer)
+    team_id: Mapped[int | None] = mapped_column(Integer)
+    customer_id: Mapped[int | None] = mapped_column(Integer)
+    requested_model: Mapped[str] = mapped_column(String(400))
+    request_type: Mapped[str] = mapped_column(String(32))
+    stream: Mapped[bool] = mapped_column(Boolean)
+    started_at: Mapped[datetime] = mapped_column(DateTime())
+    prompt_tokens: Mapped[int] = mapped_column(BigInteger)  # estimated from the prompt's text
+    output_tokens: Mapped[int | None] = mapped_column(BigInteger)  # bound; None: unknown
+    reserved_nano: Mapped[int | None] = mapped_column(BigInteger)  # None: nothing reserved

@@ -65,3 +65,42 @@ def test_reconcile_names_a_corrupted_budget_counter(db_url: str, engine: Engine)
     assert result.exit_code == 1
     assert "budget counters: 1 disagreement(s)" in result.output
     assert "team budget #1 (owner id 1): spent $0.000000007 but its records since" in result.output
+
+
+def test_reconcile_lists_interrupted_calls_and_strict_fails_on_them(
+    db_url: str, engine: Engine
+) -> None:
+    from datetime import datetime
+
+    from metering.core.interrupted import InFlightCall, LastSeen, interrupted_record
+    from metering.storage.prices import load_price_book
+    from metering.storage.records import write_records
+    from tests.storage.test_records import make_key
+
+    key = make_key(engine)
+    at = datetime(2026, 11, 20, 10)
+    with engine.connect() as conn:
+        version = load_price_book(conn).lookup("openai", "gpt-4o", at.date())
+    call = InFlightCall("cut-1", 1, key, None, None, "openai/gpt-4o", "chat_completion", True,
+                        at, 1000, 500, 20_000_000)  # fmt: skip
+    with engine.begin() as conn:
+        write_records(conn, [interrupted_record(call, version, seen=LastSeen(None, None, None),
+                                                now=at)])  # fmt: skip
+    result = _run(db_url)
+    assert result.exit_code == 0, result.output  # type: ignore[attr-defined]
+    output = result.output  # type: ignore[attr-defined]
+    assert "interrupted calls: 1 (" in output and "0.02 USD" in output
+    assert "cut-1" in output
+    strict = _run(db_url, "--strict")
+    assert strict.exit_code == 1  # type: ignore[attr-defined]
+    assert "1 interrupted call(s)" in strict.output  # type: ignore[attr-defined]
+    as_json = _run(db_url, "--format", "json")
+    body = json.loads(as_json.output)  # type: ignore[attr-defined]
+    assert (body["interrupted_records"], body["interrupted_total"]) == (1, "0.02")
+    (listed,) = body["interrupted"]
+    assert (listed["request_id"], listed["billed"], listed["cost_source"]) == (
+        "cut-1",
+        "0.02",
+        "estimated",
+    )
+    assert (listed["prompt_tokens"], listed["completion_tokens"]) == (1000, 500)

@@ -278,3 +278,46 @@ def test_an_estimated_unpriced_record_is_repriced_as_an_estimate() -> None:
     new = repriced_costs(book, {**row, "cache_hit": False, "cache_hit_type": None})
     assert new["cost_source"] == "estimated"
     assert new["total_cost"] == 100 * 2_000 + 50 * 6_000  # $2 / $6 per 1M tokens
+
+
+def test_interrupted_records_keep_their_rule(engine: Engine) -> None:
+    """A price correction reprices an interrupted call's estimate; one billed the amount
+    reserved for it keeps that amount as its floor; an unpriced one gets priced."""
+    from metering.core.interrupted import InFlightCall, LastSeen, interrupted_record
+    from metering.storage.records import write_records
+    from tests.storage.test_records import make_key
+
+    key = make_key(engine)
+    at = datetime(2026, 11, 20, 10)
+    seen = LastSeen("h", 1, at)
+
+    def call(request_id: str, model: str, reserved: int | None) -> InFlightCall:
+        return InFlightCall(request_id, 1, key, None, None, model, "text_completion", False,
+                            at, 1000, 500, reserved)  # fmt: skip
+
+    with engine.connect() as conn:
+        book = load_price_book(conn)
+    old = book.lookup("openai", "gpt-4o", at.date())
+    rows = [
+        interrupted_record(call("floored", "openai/gpt-4o", 20_000_000), old, seen=seen, now=at),
+        interrupted_record(call("estimate", "openai/gpt-4o", None), old, seen=seen, now=at),
+        interrupted_record(call("nopr", "mistral/mistral-large-unpriced", None), None, seen=seen,
+                           now=at),
+    ]  # fmt: skip
+    with engine.begin() as conn:
+        write_records(conn, rows)
+    _add_prices(engine, GPT4O_CORRECTION)
+    _add_prices(engine, MISTRAL)
+    result = reprice(engine, window=DayWindow(), now=NOW)
+    with engine.connect() as conn:
+        after = _records(conn)
+    # 1000 × $2.00/M + 500 × $8.00/M (the correction); 1000 × $2/M + 500 × $6/M (mistral)
+    assert (after["estimate"]["total_cost"], after["estimate"]["adjustment_cost"]) == (6_000_000, 0)
+    floored = after["floored"]
+    assert floored["total_cost"] == 20_000_000
+    assert (floored["computed_cost"], floored["adjustment_cost"]) == (6_000_000, 14_000_000)
+    newly = after["nopr"]
+    assert (newly["total_cost"], newly["cost_source"]) == (5_000_000, "estimated")
+    assert all(r["status"] == "interrupted" and r["usage_estimated"] for r in after.values())
+    assert result.changed == 3
+    _rollups_consistent(engine)

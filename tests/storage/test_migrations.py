@@ -130,3 +130,55 @@ def test_upgrade_from_the_previous_revision_keeps_and_backfills_rows(empty_db_ur
         command.check(alembic_config(engine))
     finally:
         engine.dispose()
+
+
+def test_upgrade_from_0004_keeps_records_and_reservations(empty_db_url: str) -> None:
+    """0004 → head (0005: serving processes, calls in flight) with records, a budget and a
+    reservation in place: all kept; the new tables start empty and take rows."""
+    from datetime import datetime
+
+    from sqlalchemy import MetaData, Table, insert, select
+
+    from metering.core.interrupted import InFlightCall
+    from metering.storage.in_flight import insert_calls, register_process
+    from tests.storage.test_records import make_key, record_for
+
+    engine = make_engine(empty_db_url)
+    try:
+        upgrade(engine, "0004")
+        sync_shipped_sheets(engine)
+        key = make_key(engine)
+        at = datetime(2026, 3, 3, 12, 0)
+        assert "calls_in_flight" not in inspect(engine).get_table_names()
+        old = MetaData()
+        records = Table("usage_records", old, autoload_with=engine)
+        budgets = Table("budgets", old, autoload_with=engine)
+        reservations = Table("reservations", old, autoload_with=engine)
+        with engine.begin() as conn:
+            conn.execute(insert(records), [record_for(engine, "r-old", at, key)])
+            budget_id = conn.execute(
+                insert(budgets)
+                .values(owner_type="key", owner_id=key, limit_nano=10**10, period="monthly",
+                        timezone="UTC", period_start=datetime(2026, 3, 1), spent_nano=7_250_000,
+                        reserved_nano=5, created_at=at, updated_at=at)
+                .returning(budgets.c.id)
+            ).scalar_one()  # fmt: skip
+            conn.execute(
+                insert(reservations).values(
+                    request_id="r-held", budget_id=budget_id, amount_nano=5, created_at=at,
+                    expires_at=at,
+                )
+            )  # fmt: skip
+        assert upgrade(engine) == ("0004", head_revision(engine))
+        with engine.begin() as conn:
+            assert conn.execute(select(records.c.request_id)).scalars().all() == ["r-old"]
+            assert conn.execute(select(reservations.c.request_id)).scalars().all() == ["r-held"]
+            process_id = register_process(conn, host="h", pid=1, now=at)
+            call = InFlightCall("r-new", process_id, key, None, None, "openai/gpt-4o",
+                                "text_completion", True, at, 10, 20, None)  # fmt: skip
+            insert_calls(conn, [call])
+            stored = conn.execute(text("select request_id, stream from calls_in_flight")).all()
+        assert [tuple(r) for r in stored] == [("r-new", True)]
+        command.check(alembic_config(engine))
+    finally:
+        engine.dispose()
