@@ -44,6 +44,7 @@ is not changed — and drops rate windows older than a few minutes.
 
 from __future__ import annotations
 
+import enum
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -72,7 +73,12 @@ from metering.gateway.rate_limits import RateCharge, has_rate_limit, take_rate
 from metering.gateway.recorder import Lane, RecordWriter
 from metering.gateway.requests import prompt_text
 from metering.gateway.settlement import admission_for, prepare_batch, settle_record
-from metering.storage.budget_batch import ReserveAsk, Unbounded, reserve_many
+from metering.storage.budget_batch import (
+    ReserveAsk,
+    Unbounded,
+    lock_owner_budgets,
+    reserve_many,
+)
 from metering.storage.budgets import Released, ReserveResult, budget_status, release_expired
 from metering.storage.in_flight import insert_calls
 from metering.storage.journal import RateTag
@@ -111,7 +117,7 @@ class BudgetGate:
         self._engine = engine
         self._ttl = ttl_seconds
         self._writer: RecordWriter | None = None
-        self._lane: Lane[_Ask, RateCharge | None] | None = None
+        self._lane: Lane[_Ask, _Decision] | None = None
         self._process: ServingProcess | None = None
         self._worst_cases: dict[tuple[RequestShape, int, str], tuple[PriceVersion, int]] = {}
 
@@ -135,10 +141,10 @@ class BudgetGate:
         # Without budget (as cached) nor rate limit, the worst case is worked out only if
         # the writer finds a budget after all.
         lazy = info.has_budget is False and not has_rate_limit(key)
-        try:
-            charge = await self._writer.submit(self._lane, self._ask(key, info, lazy=lazy))
-        except _NeedsWorstCase:
+        charge = await self._writer.submit(self._lane, self._ask(key, info, lazy=lazy))
+        if charge is WORST_CASE_NEEDED:
             charge = await self._writer.submit(self._lane, self._ask(key, info, lazy=False))
+        assert not isinstance(charge, _WorstCaseNeeded)  # the second ask carries it
         if charge is None:
             return _ADMITTED
         rate = RateTag(charge.key_id, charge.window, charge.estimated_tokens, charge.correct_tokens)
@@ -202,7 +208,7 @@ class BudgetGate:
 
     # ---- on the writer's thread ------------------------------------------------------
 
-    def _decide_batch(self, asks: list[_Ask]) -> list[RateCharge | BaseException | None]:
+    def _decide_batch(self, asks: list[_Ask]) -> list[_Decision | BaseException]:
         """One transaction deciding every ask (retried whole if PostgreSQL picks it as a
         deadlock victim); a database failure refuses them all with 503."""
         for attempt in range(DEADLOCK_RETRIES + 1):
@@ -221,35 +227,29 @@ class BudgetGate:
 
     def _decide(
         self, conn: Connection, asks: list[_Ask], process_id: int | None
-    ) -> list[RateCharge | BaseException | None]:
-        charges: list[RateCharge | None] = [None] * len(asks)
-
-        def count_rates(conn: Connection) -> list[Exception | None]:
-            refused: list[Exception | None] = []
-            for index, ask in enumerate(asks):
-                try:
-                    if has_rate_limit(ask.key):
-                        charges[index] = take_rate(
-                            conn, ask.key, ask.info.body, now=ask.info.started_at
-                        )
-                    refused.append(None)
-                except RequestRefused as exc:
-                    refused.append(exc)
-            return refused
-
+    ) -> list[_Decision | BaseException]:
+        # Lock order: the budgets, then the rate windows (as the recorder's batches do).
+        locked = lock_owner_budgets(conn, [a.reserve.owners for a in asks])
+        charges, refused = _count_rates(conn, asks)
         results = reserve_many(
             conn,
             [a.reserve for a in asks],
             now=_utcnow(),
             ttl_seconds=self._ttl,
-            before_decisions=count_rates,
+            locked=locked,
+            refused_already=refused,
         )
-        decisions: list[RateCharge | BaseException | None] = []
+        decisions: list[_Decision | BaseException] = []
         calls: list[InFlightCall] = []
         for ask, result, charge in zip(asks, results, charges, strict=True):
             refusal: BaseException | None = None
+            if isinstance(result, Unbounded) and ask.unbounded is None:
+                decisions.append(WORST_CASE_NEEDED)  # decided again with its worst case
+                if charge is not None:
+                    charge.give_back_tokens(conn)
+                continue
             if isinstance(result, Unbounded):
-                refusal = ask.unbounded or _NeedsWorstCase()
+                refusal = ask.unbounded
             elif isinstance(result, Exception):
                 refusal = result
             elif result.refusal is not None:
@@ -284,8 +284,33 @@ class BudgetGate:
         return released
 
 
-class _NeedsWorstCase(Exception):
+class _WorstCaseNeeded(enum.Enum):
     """A budget applies to a request decided without its worst case (see ``admit``)."""
+
+    TOKEN = "worst case needed"
+
+
+WORST_CASE_NEEDED = _WorstCaseNeeded.TOKEN
+_Decision = RateCharge | None | _WorstCaseNeeded  # what the writer decides for an ask
+
+
+def _count_rates(
+    conn: Connection, asks: list[_Ask]
+) -> tuple[list[RateCharge | None], list[Exception | None]]:
+    """Count each rate-limited ask in its key's window: its charge, or its 429."""
+    charges: list[RateCharge | None] = []
+    refused: list[Exception | None] = []
+    for ask in asks:
+        try:
+            charge = None
+            if has_rate_limit(ask.key):
+                charge = take_rate(conn, ask.key, ask.info.body, now=ask.info.started_at)
+            charges.append(charge)
+            refused.append(None)
+        except RequestRefused as exc:
+            charges.append(None)
+            refused.append(exc)
+    return charges, refused
 
 
 def _unavailable(asks: list[_Ask], exc: SQLAlchemyError) -> DatabaseUnavailable:

@@ -36,6 +36,7 @@ from sqlalchemy import Connection
 
 from metering.core.budget import BudgetState, first_refusal
 from metering.errors import Conflict
+from metering.storage.budget_results import Refusal, ReserveResult, SettleResult
 from metering.storage.budget_rows import (
     OWNER_RANK,
     BudgetRow,
@@ -45,7 +46,6 @@ from metering.storage.budget_rows import (
 )
 from metering.storage.owners import owner_names
 from metering.storage.raw_sql import is_postgres, render, rows_of, run, sqlite_datetime
-from metering.storage.reservations import Refusal, ReserveResult, SettleResult
 
 Owners = tuple[int, int | None, int | None]  # key_id, team_id, customer_id
 
@@ -175,17 +175,17 @@ def reserve_many(
     *,
     now: datetime,
     ttl_seconds: int,
-    before_decisions: Any = None,
+    locked: dict[int, BudgetRow] | None = None,
+    refused_already: Sequence[Exception | None] | None = None,
 ) -> list[ReserveResult | Unbounded | Exception]:
     """Decide every ask (in order) in the caller's transaction; commit right after.
 
-    ``before_decisions(conn)``: runs after the budgets are locked and before any
-    decision (the gateway counts rate windows there); it may return a list of one
-    exception or None per ask — an ask with an exception is not reserved."""
-    rows = lock_owner_budgets(conn, [a.owners for a in asks])
-    skip: list[Exception | None] = [None] * len(asks)
-    if before_decisions is not None:
-        skip = before_decisions(conn)
+    ``locked``: the asks' budgets as ``lock_owner_budgets`` locked them, when the caller
+    had to lock them first (the gateway then counts rate windows, which lock after the
+    budgets); ``refused_already``: one exception or None per ask — an ask refused already (e.g.
+    429) is not reserved."""
+    rows = locked if locked is not None else lock_owner_budgets(conn, [a.owners for a in asks])
+    skip = refused_already if refused_already is not None else [None] * len(asks)
     if not rows:
         return [
             s if s is not None else ReserveResult(True, a.amount_nano or 0, ())

@@ -23,6 +23,7 @@ from metering.core.budget import soft_limit_reached
 from metering.core.money import format_usd
 from metering.core.periods import initial_window, parse_period, parse_timezone
 from metering.errors import InvalidInput
+from metering.storage.budget_results import Refusal, Released, ReserveResult, SettleResult
 from metering.storage.budget_rows import (
     OWNER_RANK,
     applicable_budget_ids,
@@ -39,10 +40,6 @@ from metering.storage.budget_rows import (
 from metering.storage.models import Budget
 from metering.storage.owners import check_owner_type, owner_names
 from metering.storage.reservations import (
-    Refusal,
-    Released,
-    ReserveResult,
-    SettleResult,
     release,
     release_expired,
     reserve,

@@ -21,77 +21,21 @@ Every function works on the caller's ``Connection`` and transaction:
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, delete, select
 
-from metering.core.budget import refusal_message
-from metering.errors import BudgetExceeded, Conflict, InvalidInput
+from metering.errors import Conflict, InvalidInput
+from metering.storage.budget_batch import (
+    BatchSettlement,
+    ReserveAsk,
+    lock_records_budgets,
+    reserve_many,
+)
+from metering.storage.budget_results import Released, ReserveResult, SettleResult
 from metering.storage.budget_rows import BudgetRow, lock_budgets, save_counters
 from metering.storage.models import BudgetSettlement, Reservation, UsageRecord
-
-
-@dataclass(frozen=True, slots=True)
-class Refusal:
-    """The budget that refused a reservation, as the 402 message needs it."""
-
-    budget_id: int
-    owner_type: str
-    owner_id: int
-    owner_name: str
-    limit_nano: int
-    spent_nano: int
-    reserved_nano: int
-    requested_nano: int
-    next_reset: datetime | None
-
-    def message(self) -> str:
-        return refusal_message(
-            owner_type=self.owner_type,
-            owner_name=self.owner_name,
-            limit_nano=self.limit_nano,
-            spent_nano=self.spent_nano,
-            reserved_nano=self.reserved_nano,
-            requested_nano=self.requested_nano,
-            next_reset=self.next_reset,
-        )
-
-    def error(self) -> BudgetExceeded:
-        return BudgetExceeded(
-            self.message(),
-            owner_type=self.owner_type,
-            owner_id=self.owner_id,
-            owner_name=self.owner_name,
-            limit_nano=self.limit_nano,
-            spent_nano=self.spent_nano,
-            reserved_nano=self.reserved_nano,
-            requested_nano=self.requested_nano,
-            next_reset=self.next_reset,
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class ReserveResult:
-    accepted: bool
-    amount_nano: int
-    budget_ids: tuple[int, ...]  # where the amount is reserved (empty when refused)
-    refusal: Refusal | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class SettleResult:
-    settled: bool  # False: this request was already settled (nothing changed)
-    released_nano: int  # reservations given back
-    charged_budget_ids: tuple[int, ...]
-    soft_limit_crossed: tuple[int, ...]  # budgets whose soft limit this request crossed
-
-
-@dataclass(frozen=True, slots=True)
-class Released:
-    reservations: int
-    amount_nano: int
 
 
 def reserve(
@@ -109,8 +53,6 @@ def reserve(
     request through the same path as the gateway's batches (``budget_batch.reserve_many``).
 
     Commit right after: the locks are held until the transaction ends."""
-    from metering.storage.budget_batch import ReserveAsk, reserve_many  # imports this module
-
     if amount_nano < 0 or ttl_seconds <= 0:
         raise InvalidInput("a reservation needs a non-negative amount and a positive ttl")
     ask = ReserveAsk(request_id, (key_id, team_id, customer_id), amount_nano, now)
@@ -163,8 +105,6 @@ def settle(
 
     The gateway's batch settlement (``budget_batch.BatchSettlement``) for this one
     record, locked after its insert."""
-    from metering.storage.budget_batch import BatchSettlement, lock_records_budgets
-
     record = {
         "request_id": request_id,
         "key_id": key_id,
