@@ -38,8 +38,10 @@ def serve(
 ) -> None:
     """Run the metering proxy: authenticate, meter and forward completions upstream."""
     import uvicorn
+    from pydantic import ValidationError
 
     from metering.config import Settings
+    from metering.errors import InvalidInput
     from metering.gateway import create_app
     from metering.runtime import tune_gc
 
@@ -49,7 +51,15 @@ def serve(
     os.environ["METERING_DATABASE_URL"] = ctx.database_url
     if upstream_url:
         os.environ["METERING_UPSTREAM_URL"] = upstream_url
-    settings = Settings()
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            (f"METERING_{'_'.join(map(str, e['loc'])).upper()}: " if e["loc"] else "")
+            + e["msg"].removeprefix("Value error, ")
+            for e in exc.errors()
+        )
+        raise InvalidInput(f"invalid configuration: {problems}") from None
     click.echo(
         f"metering: serving on http://{host}:{port} → upstream {settings.upstream_url}",
         err=True,

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from metering.core.billing import Bill, bill_request
 from metering.core.pricing import PriceVersion
@@ -33,9 +33,9 @@ from metering.core.usage import CHARS_PER_TOKEN, UsageBuckets
 INTERRUPTED = "interrupted"  # the status of such a record
 
 
-@dataclass(frozen=True, slots=True)
-class InFlightCall:
-    """What the admission of a request knew, kept until its record is inserted."""
+class InFlightCall(NamedTuple):
+    """What the admission of a request knew, kept until its record is inserted: a
+    ``calls_in_flight`` row, in its column order (a tuple: made for every request)."""
 
     request_id: str
     process_id: int

@@ -18,7 +18,6 @@ DBAPI cursor (``storage.raw_sql``), as the rest of the gateway's writer.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import astuple, fields
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -28,7 +27,7 @@ from metering.core.interrupted import InFlightCall, LastSeen
 from metering.storage.raw_sql import is_postgres, render, rows_of, run, sqlite_datetime
 
 CALLS_PER_STATEMENT = 1000  # × 12 columns: under SQLite's 32,766 parameters
-_CALL_COLUMNS = tuple(f.name for f in fields(InFlightCall))
+_CALL_COLUMNS = InFlightCall._fields
 _PG_NOW = "(now() AT TIME ZONE 'UTC')"
 
 _REGISTER = (
@@ -92,7 +91,7 @@ def insert_calls(conn: Connection, calls: Sequence[InFlightCall]) -> None:
             columns=", ".join(_CALL_COLUMNS),
             rows=rows_of(len(_CALL_COLUMNS), len(chunk)),
         )
-        run(conn, sql, [v for call in chunk for v in astuple(call)])
+        run(conn, sql, [v for call in chunk for v in call])
 
 
 def delete_calls(conn: Connection, request_ids: Sequence[str]) -> None:

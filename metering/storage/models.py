@@ -303,9 +303,13 @@ class CallInFlight(Base):
     it becomes an ``interrupted`` record (``storage.interrupted``)."""
 
     __tablename__ = "calls_in_flight"
+    # Rows live for one request: SQLite keeps them in the primary key's B-tree alone (no
+    # rowid table), and nothing is indexed by process (the sweep reads the few there are),
+    # so admitting and recording a request write one page each here.
+    __table_args__ = ({"sqlite_with_rowid": False},)
 
     request_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    process_id: Mapped[int] = mapped_column(Integer, index=True)  # serving_processes.id
+    process_id: Mapped[int] = mapped_column(Integer)  # serving_processes.id
     key_id: Mapped[int] = mapped_column(Integer)
     team_id: Mapped[int | None] = mapped_column(Integer)
     customer_id: Mapped[int | None] = mapped_column(Integer)
