@@ -61,7 +61,12 @@ class Rates:
         return {n: format_rate(v) for n in RATE_NAMES if (v := getattr(self, n)) is not None}
 
     @classmethod
-    def from_mapping(cls, data: Mapping[str, Any], where: str = "") -> Rates:
+    def from_mapping(
+        cls, data: Mapping[str, Any], where: str = "", *, bounded: bool = True
+    ) -> Rates:
+        """Rates from a sheet or import (``bounded``: refused above ``core.bounds``), or
+        from the database (``bounded=False``: a price stored before the bounds existed
+        still loads, so that ``prices import --replace`` can correct it)."""
         unknown = set(data) - set(RATE_NAMES)
         if unknown:
             raise PricingError(f"{where}unknown price field(s): {', '.join(sorted(unknown))}")
@@ -77,7 +82,7 @@ class Rates:
                 raise PricingError(f"{where}{name}={raw!r} is not a decimal number") from None
             if not value.is_finite() or value < 0:
                 raise PricingError(f"{where}{name}={raw!r} must be a non-negative number")
-            problem = rate_problem(name, value, unit_price=name in UNIT_PRICES)
+            problem = rate_problem(name, value, unit_price=name in UNIT_PRICES) if bounded else None
             if problem is not None:
                 raise PricingError(f"{where}{problem}")
             values[name] = value

@@ -274,10 +274,13 @@ def version_to_dict(version: PriceVersion) -> dict[str, Any]:
 
 
 def tiers_from_json(items: list[dict[str, Any]]) -> tuple[Tier, ...]:
+    """Stored tiers (unbounded, as stored rates: see ``Rates.from_mapping``)."""
     return tuple(
         Tier(
             int(t["above_prompt_tokens"]),
-            Rates.from_mapping({k: v for k, v in t.items() if k != "above_prompt_tokens"}),
+            Rates.from_mapping(
+                {k: v for k, v in t.items() if k != "above_prompt_tokens"}, bounded=False
+            ),
         )
         for t in items
     )

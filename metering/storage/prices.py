@@ -20,7 +20,7 @@ def _row_to_version(row: PriceVersionRow) -> PriceVersion:
         provider=row.provider,
         model=row.model,
         effective_from=row.effective_from,
-        rates=Rates.from_mapping(json.loads(row.rates)),
+        rates=Rates.from_mapping(json.loads(row.rates), bounded=False),
         tiers=tiers_from_json(json.loads(row.tiers)),
         max_input_tokens=row.max_input_tokens,
         max_output_tokens=row.max_output_tokens,

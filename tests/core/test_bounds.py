@@ -66,6 +66,8 @@ def test_implausible_search_queries_and_reported_costs_are_not_believed() -> Non
     with pytest.raises(UsageError, match="implausible"):
         normalize_usage(usage)
     assert reported_cost_nano({"cost": {"total_cost": 1e12}}) is None
+    assert reported_cost_nano({"cost": 1e300}) is None  # no InvalidOperation: billed computed
+    assert Rates.from_mapping({"output": "1e16"}, bounded=False).output == Decimal("1e16")
     assert reported_cost_nano({"cost": 2.5}) == 2_500_000_000
 
 
