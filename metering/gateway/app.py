@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fnmatch
 import logging
 import uuid
 from dataclasses import dataclass
@@ -35,7 +34,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from metering.config import Settings
 from metering.errors import DatabaseUnavailable, InvalidInput, RequestRefused
 from metering.gateway.admission import AdmitAll, Admitter, RequestInfo
-from metering.gateway.auth import KeyCache, key_from_headers
+from metering.gateway.auth import KeyCache, key_from_headers, model_allowed
 from metering.gateway.budget_gate import budget_payload
 from metering.gateway.liveness import ServingProcess
 from metering.gateway.price_cache import PriceCache
@@ -48,6 +47,7 @@ from metering.gateway.requests import (
 )
 from metering.gateway.responses import (
     Receive,
+    Refused,
     Scope,
     Send,
     error_body,
@@ -79,21 +79,6 @@ ROUTES = {
     "/v1/completions": Route("/v1/completions", "text_completion", CompletionRequest),
     "/v1/chat/completions": Route("/v1/chat/completions", "chat_completion", ChatCompletionRequest),
 }
-
-
-class Refused(Exception):
-    def __init__(
-        self, status: int, error_type: str, message: str, *, retry_after: int | None = None
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.error_type = error_type
-        self.retry_after = retry_after
-
-    def headers(self) -> list[tuple[bytes, bytes]]:
-        if self.retry_after is None:
-            return []
-        return [(b"retry-after", str(self.retry_after).encode())]
 
 
 class GatewayApp:
@@ -401,18 +386,6 @@ class GatewayApp:
 
 
 _DB_DOWN = "the metering database is unavailable, so the request was not forwarded; retry later"
-
-
-def model_allowed(key: KeyInfo, model: str) -> bool:
-    """Patterns match ``provider/model`` (shell wildcards); a pattern without '/' names a
-    provider. No patterns: every model is allowed."""
-    if not key.allowed_models:
-        return True
-    provider = model.partition("/")[0]
-    return any(
-        fnmatch.fnmatchcase(model, p) if "/" in p else fnmatch.fnmatchcase(provider, p)
-        for p in key.allowed_models
-    )
 
 
 def create_app(

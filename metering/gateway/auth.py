@@ -14,6 +14,7 @@ gate's writer, so a new budget binds at once.
 from __future__ import annotations
 
 import asyncio
+import fnmatch
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -108,3 +109,15 @@ class KeyCache:
     def forget(self) -> None:
         self._entries.clear()
         self._budgeted.clear()
+
+
+def model_allowed(key: KeyInfo, model: str) -> bool:
+    """Patterns match ``provider/model`` (shell wildcards); a pattern without '/' names a
+    provider. No patterns: every model is allowed."""
+    if not key.allowed_models:
+        return True
+    provider = model.partition("/")[0]
+    return any(
+        fnmatch.fnmatchcase(model, p) if "/" in p else fnmatch.fnmatchcase(provider, p)
+        for p in key.allowed_models
+    )
