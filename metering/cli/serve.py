@@ -73,11 +73,10 @@ def serve(
     if workers > 1:
         uvicorn.run("metering.gateway.asgi:app_from_env", factory=True, workers=workers, **common)
         return
-    from metering.gateway.budget_gate import BudgetGate
     from metering.storage.checkpoint import SAFETY_NET_PAGES
     from metering.storage.engine import make_engine
 
     engine = make_engine(settings.database_url, wal_autocheckpoint=SAFETY_NET_PAGES)
-    app = create_app(settings, engine, admission=BudgetGate.from_settings(engine, settings))
+    app = create_app(settings, engine, budgets=True)
     tune_gc()
     uvicorn.run(app, **common)

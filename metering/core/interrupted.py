@@ -22,11 +22,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from metering.core.billing import Bill, bill_request
 from metering.core.pricing import PriceVersion
-from metering.core.records import record_values
+from metering.core.records import UsageRow, record_row
 from metering.core.responses import ResponseFacts, split_model
 from metering.core.usage import CHARS_PER_TOKEN, UsageBuckets
 
@@ -107,8 +107,8 @@ def _explain(call: InFlightCall, seen: LastSeen, bill: Bill) -> str:
 
 def interrupted_record(
     call: InFlightCall, version: PriceVersion | None, *, seen: LastSeen, now: datetime
-) -> dict[str, Any]:
-    """The usage record of ``call`` (``record_values`` columns), priced with ``version``
+) -> UsageRow:
+    """The usage record of ``call``, priced with ``version``
     (the requested model's, in force at ``started_at``). It ended at the latest when its
     process was last seen alive."""
     usage = interrupted_usage(call)
@@ -124,7 +124,7 @@ def interrupted_record(
         cache_hit_type=None,
     )
     ended = seen.heartbeat_at if seen.heartbeat_at is not None else now
-    return record_values(
+    return record_row(
         request_id=call.request_id,
         started_at=call.started_at,
         ended_at=max(ended, call.started_at),

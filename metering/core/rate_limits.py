@@ -48,6 +48,18 @@ def estimate_tokens(shape: RequestShape) -> int:
 
 
 @dataclass(frozen=True, slots=True)
+class RateCharge:
+    """What one admitted request counted in its key's window: after the response, the
+    window counts its actual ``total_tokens`` instead of the estimate (``correct_tokens``:
+    the key has a tpm limit). Journaled with its record (``storage.journal``)."""
+
+    key_id: int
+    window: datetime
+    estimated_tokens: int
+    correct_tokens: bool
+
+
+@dataclass(frozen=True, slots=True)
 class WindowUsage:
     """What a key has used in one window."""
 

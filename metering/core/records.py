@@ -1,7 +1,8 @@
-"""Usage buckets and a bill → the token and cost columns of a usage record (pure).
+"""Usage buckets and a bill → a usage record (pure).
 
-A record is built as a row (``record_row``: a tuple in ``RECORD_FIELDS`` order, what the
-storage layer inserts as is) or as a dict of the same values (``record_values``).
+A usage record is one typed, immutable value, ``UsageRow``: its fields are the columns
+of ``usage_records`` (but the id), in table order. ``record_row`` builds it from what the
+gateway or ``metering ingest`` knows of a call; nothing else spells its columns out.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 from operator import attrgetter
-from typing import Any
+from typing import Any, NamedTuple
 
 from metering.core.billing import Bill
 from metering.core.components import COMPONENT_COLUMNS, COMPONENTS
@@ -28,77 +29,76 @@ REQUESTED_MODEL_CHARS = 400
 CACHE_HIT_TYPE_CHARS = 32
 ERROR_MESSAGE_CHARS = 2000  # a TEXT column: the cap keeps a huge upstream error text out
 
-# Every column of a usage record but its id, in the order of ``record_row``'s values.
-RECORD_FIELDS = (
-    "request_id",
-    "response_id",
-    "started_at",
-    "ended_at",
-    "key_id",
-    "team_id",
-    "customer_id",
-    "provider",
-    "model",
-    "requested_model",
-    "request_type",
-    "stream",
-    "status",
-    "http_status",
-    "latency_ms",
-    "cache_hit",
-    "cache_hit_type",
+
+class UsageRow(NamedTuple):
+    """A usage record: every column of ``usage_records`` but its id, in table order
+    (naive-UTC timestamps, nano-USD amounts). Immutable; built by ``record_row``, inserted
+    by ``storage.ledger`` as it is (a tuple), journaled by name (``_asdict``). The cost
+    columns are ``core.components.COMPONENT_COLUMNS`` in order (a test keeps them so)."""
+
+    request_id: str
+    response_id: str | None
+    started_at: datetime
+    ended_at: datetime
+    key_id: int
+    team_id: int | None
+    customer_id: int | None
+    provider: str
+    model: str
+    requested_model: str
+    request_type: str
+    stream: bool
+    status: str
+    http_status: int | None
+    latency_ms: int | None
+    cache_hit: bool
+    cache_hit_type: str | None
     # tokens
-    "prompt_tokens",
-    "prompt_text_tokens",
-    "prompt_audio_tokens",
-    "prompt_image_tokens",
-    "cached_read_tokens",
-    "cached_write_tokens",
-    "completion_tokens",
-    "completion_text_tokens",
-    "completion_audio_tokens",
-    "completion_image_tokens",
-    "accepted_prediction_tokens",
-    "rejected_prediction_tokens",
-    "reasoning_tokens",
-    "citation_tokens",
-    "search_queries",
-    "total_tokens",
+    prompt_tokens: int
+    prompt_text_tokens: int
+    prompt_audio_tokens: int
+    prompt_image_tokens: int
+    cached_read_tokens: int
+    cached_write_tokens: int
+    completion_tokens: int
+    completion_text_tokens: int
+    completion_audio_tokens: int
+    completion_image_tokens: int
+    accepted_prediction_tokens: int
+    rejected_prediction_tokens: int
+    reasoning_tokens: int
+    citation_tokens: int
+    search_queries: int
+    total_tokens: int
     # nano-USD: the components (core.components), then the adjustment and the totals
-    *COMPONENT_COLUMNS,
-    "adjustment_cost",
-    "total_cost",
-    "computed_cost",
-    "reported_cost",
-    "cost_source",
-    "price_version_id",
-    "error_message",
-    "usage_estimated",
-)
+    input_cost: int
+    cache_read_cost: int
+    cache_write_cost: int
+    output_cost: int
+    reasoning_cost: int
+    citation_cost: int
+    search_cost: int
+    request_cost: int
+    adjustment_cost: int
+    total_cost: int
+    computed_cost: int | None
+    reported_cost: int | None
+    cost_source: str
+    price_version_id: int | None
+    error_message: str | None
+    usage_estimated: bool
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[Any, Any]) -> UsageRow:
+        """The record held by a mapping of at least its columns (a row read back)."""
+        return cls._make(values[name] for name in RECORD_FIELDS)
 
 
-def token_columns(usage: UsageBuckets) -> dict[str, int]:
-    return {
-        "prompt_tokens": usage.prompt_tokens,
-        "prompt_text_tokens": usage.input_text,
-        "prompt_audio_tokens": usage.input_audio,
-        "prompt_image_tokens": usage.input_image,
-        "cached_read_tokens": usage.cache_read,
-        "cached_write_tokens": usage.cache_write,
-        "completion_tokens": usage.completion_tokens,
-        "completion_text_tokens": usage.completion_text,
-        "completion_audio_tokens": usage.output_audio,
-        "completion_image_tokens": usage.output_image,
-        "accepted_prediction_tokens": usage.accepted_prediction,
-        "rejected_prediction_tokens": usage.rejected_prediction,
-        "reasoning_tokens": usage.reasoning,
-        "citation_tokens": usage.citation,
-        "search_queries": usage.search_queries,
-        "total_tokens": usage.total_tokens,
-    }
+RECORD_FIELDS: tuple[str, ...] = UsageRow._fields
 
 
-def cost_columns(bill: Bill) -> dict[str, int | str | None]:
+def cost_columns(bill: Bill) -> dict[str, Any]:
+    """The cost columns of a record billed ``bill`` (``UsageRow._replace(**…)``)."""
     return {
         **dict(zip(COMPONENT_COLUMNS, component_amounts(bill.components), strict=True)),
         "adjustment_cost": bill.adjustment,
@@ -128,15 +128,14 @@ def record_row(
     facts: ResponseFacts,
     bill: Bill,
     error_message: str | None = None,
-) -> tuple[Any, ...]:
-    """Every column of a usage_records row, in ``RECORD_FIELDS`` order (naive-UTC
-    timestamps, nano-USD amounts). Spelt out rather than built from ``token_columns``
-    and ``cost_columns``: ``metering ingest`` builds one per line."""
+) -> UsageRow:
+    """The usage record of a call (naive-UTC timestamps, nano-USD amounts). Positional,
+    in field order: ``metering ingest`` builds one per line."""
     u = facts.usage
     c = bill.components
     prompt = u.input_text + u.input_audio + u.input_image + u.cache_read + u.cache_write
     completion = u.output + u.output_audio + u.reasoning
-    return (
+    return UsageRow(
         request_id,
         # What the upstream chose is made storable here, the one boundary for the gateway
         # and ingest: a strange answer can never make the record of a paid call unwritable.
@@ -172,7 +171,15 @@ def record_row(
         u.citation,
         u.search_queries,
         prompt + completion,
-        *component_amounts(c),
+        # the components, in ``core.components`` order (a test keeps the two in step)
+        c.input,
+        c.cache_read,
+        c.cache_write,
+        c.output,
+        c.reasoning,
+        c.citation,
+        c.search,
+        c.request,
         bill.adjustment,
         c.total + bill.adjustment,
         bill.computed_total,
@@ -184,59 +191,20 @@ def record_row(
     )
 
 
-def record_values(
-    *,
-    request_id: str,
-    started_at: datetime,
-    ended_at: datetime,
-    key_id: int,
-    team_id: int | None,
-    customer_id: int | None,
-    requested_model: str,
-    request_type: str,
-    stream: bool,
-    status: str,
-    http_status: int | None,
-    latency_ms: int | None,
-    facts: ResponseFacts,
-    bill: Bill,
-    error_message: str | None = None,
-) -> dict[str, Any]:
-    """``record_row`` as a dict of column name → value."""
-    row = record_row(
-        request_id=request_id,
-        started_at=started_at,
-        ended_at=ended_at,
-        key_id=key_id,
-        team_id=team_id,
-        customer_id=customer_id,
-        requested_model=requested_model,
-        request_type=request_type,
-        stream=stream,
-        status=status,
-        http_status=http_status,
-        latency_ms=latency_ms,
-        facts=facts,
-        bill=bill,
-        error_message=error_message,
-    )
-    return dict(zip(RECORD_FIELDS, row, strict=True))
-
-
-def buckets_from_record(row: Mapping[str, Any]) -> UsageBuckets:
+def buckets_from_record(row: UsageRow) -> UsageBuckets:
     """The priced buckets stored on a record (for repricing without the response)."""
     return UsageBuckets(
-        input_text=row["prompt_text_tokens"],
-        input_audio=row["prompt_audio_tokens"],
-        input_image=row["prompt_image_tokens"],
-        cache_read=row["cached_read_tokens"],
-        cache_write=row["cached_write_tokens"],
-        output=row["completion_text_tokens"] + row["completion_image_tokens"],
-        output_audio=row["completion_audio_tokens"],
-        reasoning=row["reasoning_tokens"],
-        citation=row["citation_tokens"],
-        search_queries=row["search_queries"],
-        output_image=row["completion_image_tokens"],
-        accepted_prediction=row["accepted_prediction_tokens"],
-        rejected_prediction=row["rejected_prediction_tokens"],
+        input_text=row.prompt_text_tokens,
+        input_audio=row.prompt_audio_tokens,
+        input_image=row.prompt_image_tokens,
+        cache_read=row.cached_read_tokens,
+        cache_write=row.cached_write_tokens,
+        output=row.completion_text_tokens + row.completion_image_tokens,
+        output_audio=row.completion_audio_tokens,
+        reasoning=row.reasoning_tokens,
+        citation=row.citation_tokens,
+        search_queries=row.search_queries,
+        output_image=row.completion_image_tokens,
+        accepted_prediction=row.accepted_prediction_tokens,
+        rejected_prediction=row.rejected_prediction_tokens,
     )

@@ -7,25 +7,17 @@ are valid and before anything is sent upstream. ``admit`` either
   e.g. 402 ``budget_exceeded``, 429 ``rate_limited``, 403 ``model_unpriced``;
   the client gets that SPEC §4 error, nothing is sent upstream, nothing is
   recorded; or raises ``DatabaseUnavailable`` → 503 ``metering_unavailable``;
-* or returns an ``Admission``. From then on the request is forwarded and gets
-  exactly one usage record, whatever happens (success, upstream error, timeout,
-  client gone). ``Admission.settle(conn, record)`` — if given — runs inside the
-  SAME transaction as that record's insert, after it, and only if the record was
-  actually inserted (a replayed write does not settle twice). It is where a
-  reservation is replaced by ``record["total_cost"]`` (nano-USD). If ``settle``
-  raises, neither the record nor the settlement is committed and the client gets
-  503 ``metering_unavailable`` instead of the response.
-  ``Admission.prepare(conn, records)`` — if given — runs once per recorder batch,
-  in the batch's transaction, BEFORE any record is inserted, with the records of
-  every request in the batch that carries this same hook (compared by identity).
-  It is where every row the settle hooks will change is locked, in one fixed order
-  (e.g. budgets by id), so a batch cannot deadlock against a concurrent ``admit``.
-  It may return a ``BatchHook``: its ``finish(conn)`` runs after every settle hook of
-  the batch, still in its transaction (settle hooks may leave their work to it, so a
-  batch changes each budget row once).
+* or returns a ``storage.ledger.Settlement``: how the call's record will settle, as
+  data (its budgets: reservations released and cost charged; its rate window corrected
+  to the actual tokens). From then on the request is forwarded and gets exactly one
+  usage record, whatever happens (success, upstream error, timeout, client gone),
+  which ``storage.ledger.record`` inserts and settles in one transaction — only if it
+  was actually inserted, so a replayed write does not settle twice. If that
+  transaction fails, the record and its settlement are journaled (``storage.journal``)
+  and replayed later, settling the same way.
 
-An admitter that has an ``attach(writer)`` method is given the gateway's
-``RecordWriter`` when the app is made: its own writes can then go through the same
+An admitter that reserves is made with the gateway's ``RecordWriter`` (``create_app``
+passes it to ``BudgetGate.from_settings``): its transactions then go through the same
 single writer thread (``RecordWriter.lane``/``submit``).
 
 ``Admitter.sweep()`` (blocking; the gateway runs it in a thread at startup and
@@ -38,24 +30,14 @@ and rate limits are not enforced until a real admission is plugged in through
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy import Connection
-
 from metering.core.pricing import PriceBook
-from metering.storage.journal import RateTag
 from metering.storage.keys import KeyInfo
-
-
-class BatchHook(Protocol):
-    def finish(self, conn: Connection) -> None: ...
-
-
-SettleHook = Callable[[Connection, Mapping[str, Any]], None]
-PrepareHook = Callable[[Connection, Sequence[Mapping[str, Any]]], BatchHook | None]
+from metering.storage.ledger import NO_SETTLEMENT, Settlement
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,18 +55,8 @@ class RequestInfo:
     has_budget: bool | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Admission:
-    settle: SettleHook | None = None
-    prepare: PrepareHook | None = None
-    # What the hooks settle, as data a journaled record keeps (``storage.journal``): a
-    # replay rebuilds the same hooks from it (``settlement.admission_for``).
-    budgets: bool = False
-    rate: RateTag | None = None
-
-
 class Admitter(Protocol):
-    async def admit(self, key: KeyInfo, info: RequestInfo) -> Admission: ...
+    async def admit(self, key: KeyInfo, info: RequestInfo) -> Settlement: ...
 
     def sweep(self) -> object: ...
 
@@ -92,8 +64,8 @@ class Admitter(Protocol):
 class AdmitAll:
     """Admits everything; the placeholder until budgets are plugged in."""
 
-    async def admit(self, key: KeyInfo, info: RequestInfo) -> Admission:
-        return Admission()
+    async def admit(self, key: KeyInfo, info: RequestInfo) -> Settlement:
+        return NO_SETTLEMENT
 
     def sweep(self) -> None:
         return None

@@ -35,7 +35,7 @@ from metering.config import Settings
 from metering.errors import DatabaseUnavailable, InvalidInput, RequestRefused
 from metering.gateway.admission import AdmitAll, Admitter, RequestInfo
 from metering.gateway.auth import KeyCache, key_from_headers, model_allowed
-from metering.gateway.budget_gate import budget_payload
+from metering.gateway.budget_gate import BudgetGate, budget_payload
 from metering.gateway.liveness import ServingProcess
 from metering.gateway.price_cache import PriceCache
 from metering.gateway.proxy import Call, Proxy
@@ -88,24 +88,25 @@ class GatewayApp:
         engine: Engine,
         upstream: UpstreamClient,
         *,
-        admission: Admitter | None = None,
+        budgets: bool = False,
         sweep_seconds: float | None = None,
     ) -> None:
         self.settings = settings
         self.engine = engine
         self.upstream = upstream
-        self.admission: Admitter = admission or AdmitAll()
         self.keys = KeyCache(engine, ttl=settings.cache_ttl)
         self.prices = PriceCache(engine)
         self.writer = RecordWriter(
             engine, Journal(settings.journal_dir or default_journal_dir(engine.url))
         )
         self.checkpointer = WalCheckpointer(engine)
-        self.process = ServingProcess.from_settings(settings)
-        attach = getattr(self.admission, "attach", None)
-        if attach is not None:  # reservations go through the same single writer
-            attach(self.writer, self.process)
-        self.process.attach(self.writer)
+        self.process = ServingProcess.from_settings(settings, writer=self.writer)
+        # Reservations go through the same single writer as the records.
+        self.admission: Admitter = (
+            BudgetGate.from_settings(engine, settings, writer=self.writer, process=self.process)
+            if budgets
+            else AdmitAll()
+        )
         self.proxy = Proxy(
             upstream, self.writer, self.prices, billing_policy=settings.billing_policy
         )
@@ -393,10 +394,12 @@ def create_app(
     engine: Engine,
     upstream: UpstreamClient | None = None,
     *,
-    admission: Admitter | None = None,
+    budgets: bool = False,
     sweep_seconds: float | None = None,
 ) -> GatewayApp:
-    """The ASGI app. ``upstream`` defaults to an aiohttp client for ``settings.upstream_url``."""
+    """The ASGI app. ``upstream`` defaults to an aiohttp client for ``settings.upstream_url``;
+    ``budgets``: enforce budgets and rate limits (``BudgetGate``), as ``metering serve``
+    does; without, every request is admitted and nothing settles."""
     if upstream is None:
         key = settings.upstream_api_key
         upstream = AiohttpUpstream(
@@ -404,4 +407,4 @@ def create_app(
             api_key=key.get_secret_value() if key is not None else None,
             timeout=settings.upstream_timeout,
         )
-    return GatewayApp(settings, engine, upstream, admission=admission, sweep_seconds=sweep_seconds)
+    return GatewayApp(settings, engine, upstream, budgets=budgets, sweep_seconds=sweep_seconds)

@@ -8,7 +8,7 @@
    rate limit skips only the worst-case computation; if the writer finds a budget
    after all (created within ``cache_ttl``), the request is decided again with it;
 2. the writer (a ``RecordWriter`` lane) decides requests queued together in ONE transaction
-   (``storage.budget_batch.reserve_many``: the budgets of their owners locked in id
+   (``storage.ledger.admit``: the budgets of their owners locked in id
    order, each request decided in turn against ``spent + reserved + amount ≤ limit``
    in memory under that lock), and each waits for its own decision:
 
@@ -34,9 +34,10 @@ Every admitted request also gets its ``calls_in_flight`` row in that same transa
 (one multi-row INSERT per batch, ``storage.in_flight``), under the id of this serving
 process (``liveness.ServingProcess.ensure_alive``): what a sweep needs to record the call
 as ``interrupted`` if the process dies while it is in flight. The recorder's batch
-deletes it with the record's insert (``settlement``).
+deletes it with the record's insert (``storage.ledger.record``).
 
-The returned hooks run in the recorder's batch transaction (``settlement``).
+``admit`` returns the call's ``Settlement`` (data: budgets, rate charge), which the
+recorder's batch applies with the record (``storage.ledger.record``).
 ``sweep()`` (the app runs it at startup and every ``METERING_SWEEP_SECONDS``, after
 recording the calls in flight of dead processes) releases expired reservations — spent
 is not changed — and drops rate windows older than a few minutes.
@@ -65,27 +66,21 @@ from metering.core.budget import (
 from metering.core.interrupted import InFlightCall
 from metering.core.money import format_usd
 from metering.core.pricing import PriceVersion
+from metering.core.rate_limits import RateCharge
 from metering.core.usage import estimate_tokens
 from metering.errors import DatabaseUnavailable, InvalidInput, RequestRefused
-from metering.gateway.admission import Admission, RequestInfo
+from metering.gateway.admission import RequestInfo
 from metering.gateway.liveness import ServingProcess
-from metering.gateway.rate_limits import RateCharge, has_rate_limit, take_rate
+from metering.gateway.rate_limits import has_rate_limit, rate_ask, rate_refusal
 from metering.gateway.recorder import Lane, RecordWriter
 from metering.gateway.requests import prompt_text
-from metering.gateway.settlement import admission_for, prepare_batch, settle_record
-from metering.storage.budget_batch import (
-    ReserveAsk,
-    Unbounded,
-    lock_owner_budgets,
-    reserve_many,
-)
-from metering.storage.budgets import Released, ReserveResult, budget_status, release_expired
-from metering.storage.in_flight import insert_calls
-from metering.storage.journal import RateTag
+from metering.storage import ledger
+from metering.storage.budget_batch import ReserveAsk, Unbounded
+from metering.storage.budgets import Released, budget_status
 from metering.storage.keys import KeyInfo
-from metering.storage.rate_limits import delete_windows_before
+from metering.storage.ledger import AdmitAsk, RateAsk, RateRefused, Settlement
 
-__all__ = ["BudgetGate", "budget_payload", "prepare_batch", "settle_record"]
+__all__ = ["BudgetGate", "budget_payload"]
 
 log = logging.getLogger("metering.budgets")
 
@@ -93,7 +88,7 @@ EXPIRY_MARGIN_SECONDS = 300
 DEADLOCK_RETRIES = 3  # PostgreSQL may pick a reservation batch as a deadlock victim: retried
 RATE_WINDOWS_KEPT = timedelta(minutes=5)  # the sweep drops older rate-limit windows
 WORST_CASES_KEPT = 4096  # remembered worst cases (see ``_reservation_nano``); then cleared
-_ADMITTED = admission_for(budgets=True, rate=None)
+_ADMITTED = Settlement(budgets=True)
 
 
 def _utcnow() -> datetime:
@@ -105,6 +100,7 @@ class _Ask:
     key: KeyInfo
     info: RequestInfo
     reserve: ReserveAsk
+    rate: RateAsk | None  # what it counts in its key's rate window (if it has limits)
     unbounded: RequestRefused | None  # why the worst case is unknown (if it is)
     prompt_tokens: int  # estimated, for the call in flight (``core.interrupted``)
     output_tokens: int | None
@@ -113,31 +109,38 @@ class _Ask:
 class BudgetGate:
     """``Admitter`` enforcing the hard limits of key, team and customer budgets."""
 
-    def __init__(self, engine: Engine, *, ttl_seconds: int) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        ttl_seconds: int,
+        writer: RecordWriter | None = None,
+        process: ServingProcess | None = None,
+    ) -> None:
+        """Reservations are decided on ``writer``'s thread (the gateway's single writer;
+        a writer of its own if none is given); with ``process`` (on the same writer),
+        admitted calls are kept in flight."""
         self._engine = engine
         self._ttl = ttl_seconds
-        self._writer: RecordWriter | None = None
-        self._lane: Lane[_Ask, _Decision] | None = None
-        self._process: ServingProcess | None = None
+        self._writer = writer if writer is not None else RecordWriter(engine)
+        self._lane: Lane[_Ask, _Decision] = self._writer.lane(self._decide_batch)
+        self._process = process
         self._worst_cases: dict[tuple[RequestShape, int, str], tuple[PriceVersion, int]] = {}
 
     @classmethod
-    def from_settings(cls, engine: Engine, settings: Settings) -> BudgetGate:
+    def from_settings(
+        cls,
+        engine: Engine,
+        settings: Settings,
+        *,
+        writer: RecordWriter | None = None,
+        process: ServingProcess | None = None,
+    ) -> BudgetGate:
         """Reservations outlive the longest upstream call by ``EXPIRY_MARGIN_SECONDS``."""
         ttl = int(settings.upstream_timeout) + EXPIRY_MARGIN_SECONDS
-        return cls(engine, ttl_seconds=ttl)
+        return cls(engine, ttl_seconds=ttl, writer=writer, process=process)
 
-    def attach(self, writer: RecordWriter, process: ServingProcess | None = None) -> None:
-        """Decide reservations on ``writer``'s thread (the gateway's single writer); with
-        ``process`` (attached to the same writer), admitted calls are kept in flight."""
-        self._writer = writer
-        self._process = process
-        self._lane = writer.lane(self._decide_batch)
-
-    async def admit(self, key: KeyInfo, info: RequestInfo) -> Admission:
-        if self._writer is None or self._lane is None:
-            self.attach(RecordWriter(self._engine))
-        assert self._writer is not None and self._lane is not None
+    async def admit(self, key: KeyInfo, info: RequestInfo) -> Settlement:
         # Without budget (as cached) nor rate limit, the worst case is worked out only if
         # the writer finds a budget after all.
         lazy = info.has_budget is False and not has_rate_limit(key)
@@ -147,8 +150,7 @@ class BudgetGate:
         assert not isinstance(charge, _WorstCaseNeeded)  # the second ask carries it
         if charge is None:
             return _ADMITTED
-        rate = RateTag(charge.key_id, charge.window, charge.estimated_tokens, charge.correct_tokens)
-        return admission_for(budgets=True, rate=rate)
+        return Settlement(budgets=True, rate=charge)
 
     def _ask(self, key: KeyInfo, info: RequestInfo, *, lazy: bool) -> _Ask:
         amount: int | None = None
@@ -160,8 +162,9 @@ class BudgetGate:
                 unbounded = exc
         owners = (key.id, key.team_id, key.customer_id)
         reserve = ReserveAsk(info.request_id, owners, amount, info.started_at)
+        rate = rate_ask(key, info.body, now=info.started_at) if has_rate_limit(key) else None
         prompt_tokens = estimate_tokens(prompt_text(info.body))
-        return _Ask(key, info, reserve, unbounded, prompt_tokens, _output_bound(info))
+        return _Ask(key, info, reserve, rate, unbounded, prompt_tokens, _output_bound(info))
 
     def worst_case_nano(self, info: RequestInfo) -> int:
         """The largest worst case over the requested model and its fallbacks."""
@@ -228,52 +231,19 @@ class BudgetGate:
     def _decide(
         self, conn: Connection, asks: list[_Ask], process_id: int | None
     ) -> list[_Decision | BaseException]:
-        # Lock order: the budgets, then the rate windows (as the recorder's batches do).
-        locked = lock_owner_budgets(conn, [a.reserve.owners for a in asks])
-        charges, refused = _count_rates(conn, asks)
-        results = reserve_many(
+        admitted = ledger.admit(
             conn,
-            [a.reserve for a in asks],
+            [AdmitAsk(a.reserve, a.rate, _in_flight(a, process_id)) for a in asks],
             now=_utcnow(),
             ttl_seconds=self._ttl,
-            locked=locked,
-            refused_already=refused,
         )
-        decisions: list[_Decision | BaseException] = []
-        calls: list[InFlightCall] = []
-        for ask, result, charge in zip(asks, results, charges, strict=True):
-            refusal: BaseException | None = None
-            if isinstance(result, Unbounded) and ask.unbounded is None:
-                decisions.append(WORST_CASE_NEEDED)  # decided again with its worst case
-                if charge is not None:
-                    charge.give_back_tokens(conn)
-                continue
-            if isinstance(result, Unbounded):
-                refusal = ask.unbounded
-            elif isinstance(result, Exception):
-                refusal = result
-            elif result.refusal is not None:
-                message = result.refusal.message()
-                refusal = RequestRefused(message, status=402, error_type="budget_exceeded")
-            if refusal is None:
-                decisions.append(charge)
-                if process_id is not None and isinstance(result, ReserveResult):
-                    calls.append(_in_flight(ask, result, process_id))
-                continue
-            if charge is not None:
-                charge.give_back_tokens(conn)
-            decisions.append(refusal)
-        if calls:
-            insert_calls(conn, calls)
-        return decisions
+        return [_decision(ask, out) for ask, out in zip(asks, admitted, strict=True)]
 
     def sweep(self) -> Released:
         """Release every expired reservation (spent unchanged) and drop old rate windows."""
         now = _utcnow()
         with self._engine.begin() as conn:
-            released = release_expired(conn, now=now)
-        with self._engine.begin() as conn:
-            delete_windows_before(conn, before=now - RATE_WINDOWS_KEPT)
+            released = ledger.sweep(conn, now=now, rate_windows_before=now - RATE_WINDOWS_KEPT)
         if released.reservations:
             log.warning(
                 "released %d expired budget reservation(s) of $%s (requests of a crashed "
@@ -294,23 +264,19 @@ WORST_CASE_NEEDED = _WorstCaseNeeded.TOKEN
 _Decision = RateCharge | None | _WorstCaseNeeded  # what the writer decides for an ask
 
 
-def _count_rates(
-    conn: Connection, asks: list[_Ask]
-) -> tuple[list[RateCharge | None], list[Exception | None]]:
-    """Count each rate-limited ask in its key's window: its charge, or its 429."""
-    charges: list[RateCharge | None] = []
-    refused: list[Exception | None] = []
-    for ask in asks:
-        try:
-            charge = None
-            if has_rate_limit(ask.key):
-                charge = take_rate(conn, ask.key, ask.info.body, now=ask.info.started_at)
-            charges.append(charge)
-            refused.append(None)
-        except RequestRefused as exc:
-            charges.append(None)
-            refused.append(exc)
-    return charges, refused
+def _decision(ask: _Ask, out: ledger.Admitted) -> _Decision | BaseException:
+    """What the writer decided for an ask → its charge (admitted) or its refusal."""
+    decision = out.decision
+    if isinstance(decision, Unbounded):  # a budget applies: its worst case is needed
+        return WORST_CASE_NEEDED if ask.unbounded is None else ask.unbounded
+    if isinstance(decision, RateRefused):
+        return rate_refusal(ask.key, decision.used, now=ask.info.started_at)
+    if isinstance(decision, Exception):
+        return decision
+    if decision.refusal is not None:
+        message = decision.refusal.message()
+        return RequestRefused(message, status=402, error_type="budget_exceeded")
+    return out.rate
 
 
 def _unavailable(asks: list[_Ask], exc: SQLAlchemyError) -> DatabaseUnavailable:
@@ -335,7 +301,11 @@ def _output_bound(info: RequestInfo) -> int | None:
         return None
 
 
-def _in_flight(ask: _Ask, result: ReserveResult, process_id: int) -> InFlightCall:
+def _in_flight(ask: _Ask, process_id: int | None) -> InFlightCall | None:
+    """The call in flight an admitted ask leaves (its reservation filled in by the
+    ledger); none without a serving process."""
+    if process_id is None:
+        return None
     info, key = ask.info, ask.key
     return InFlightCall(
         request_id=info.request_id,
@@ -349,7 +319,7 @@ def _in_flight(ask: _Ask, result: ReserveResult, process_id: int) -> InFlightCal
         started_at=info.started_at,
         prompt_tokens=ask.prompt_tokens,
         output_tokens=ask.output_tokens,
-        reserved_nano=result.amount_nano if result.budget_ids else None,
+        reserved_nano=None,
     )
 
 

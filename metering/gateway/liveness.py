@@ -10,7 +10,7 @@ alive, and recording the calls in flight that dead processes left (README, Relia
   the staleness threshold it heartbeats first, so no call is admitted under an id that
   another process may already consider dead. A process whose row was forgotten (declared
   dead while it was stalled) registers again under a new id.
-* ``sweep`` records the calls in flight of dead processes (``storage.interrupted``).
+* ``sweep`` records the calls in flight of dead processes (``storage.ledger``).
 
 Every transaction runs on the gateway's single writer (``RecordWriter`` lanes), as the
 reservations and records do: on SQLite nothing here waits on another writer of the
@@ -34,8 +34,8 @@ from metering.core.pricing import PriceBook
 from metering.errors import DatabaseUnavailable
 from metering.gateway.recorder import Lane, RecordWriter
 from metering.storage.in_flight import deregister_process, heartbeat, register_process
-from metering.storage.interrupted import SWEEP_BATCH, Swept, record_interrupted
 from metering.storage.keys import utcnow
+from metering.storage.ledger import SWEEP_BATCH, Swept, record_interrupted
 
 log = logging.getLogger("metering.gateway")
 
@@ -48,6 +48,7 @@ class _Stop:
 class ServingProcess:
     def __init__(
         self,
+        writer: RecordWriter,
         *,
         heartbeat_seconds: float,
         stale_after_seconds: float,
@@ -60,21 +61,18 @@ class ServingProcess:
         self.pid = pid if pid is not None else os.getpid()
         self.id: int | None = None  # serving_processes.id once registered
         self._alive_at: float | None = None  # monotonic start of the last committed heartbeat
-        self._writer: RecordWriter | None = None
-        self._beats: Lane[_Stop | None, int | None] | None = None
-        self._sweeps: Lane[PriceBook, Swept] | None = None
+        # Every transaction on ``writer``'s thread (the gateway's single writer).
+        self._writer = writer
+        self._beats: Lane[_Stop | None, int | None] = writer.lane(self._beat_batch)
+        self._sweeps: Lane[PriceBook, Swept] = writer.lane(self._sweep_batch)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> ServingProcess:
+    def from_settings(cls, settings: Settings, *, writer: RecordWriter) -> ServingProcess:
         return cls(
+            writer,
             heartbeat_seconds=settings.heartbeat_seconds,
             stale_after_seconds=settings.stale_after_seconds,
         )
-
-    def attach(self, writer: RecordWriter) -> None:
-        self._writer = writer
-        self._beats = writer.lane(self._beat_batch)
-        self._sweeps = writer.lane(self._sweep_batch)
 
     # ---- on the event loop -----------------------------------------------------------
 
@@ -94,7 +92,6 @@ class ServingProcess:
 
     async def sweep(self, book: PriceBook) -> Swept:
         """Record the calls in flight of dead processes, priced with ``book``."""
-        assert self._writer is not None and self._sweeps is not None
         return await self._writer.submit(self._sweeps, book)
 
     async def stop(self) -> None:
@@ -106,7 +103,6 @@ class ServingProcess:
             log.warning("serving process %s not deregistered: %s", self.id, exc)
 
     async def _submit_beat(self, item: _Stop | None) -> int | None:
-        assert self._writer is not None and self._beats is not None
         return await self._writer.submit(self._beats, item)
 
     # ---- on the writer's thread ------------------------------------------------------
@@ -121,7 +117,6 @@ class ServingProcess:
         return self._beat()
 
     def _beat(self) -> int:
-        assert self._writer is not None
         started = time.monotonic()
         with self._writer.begin() as conn:
             now = utcnow()
@@ -149,7 +144,7 @@ class ServingProcess:
         try:
             if any(isinstance(item, _Stop) for item in items):
                 if self.id is not None:
-                    with self._writer.begin() as conn:  # type: ignore[union-attr]
+                    with self._writer.begin() as conn:
                         deregister_process(conn, process_id=self.id)
                 self.id = self._alive_at = None
                 return [None] * len(items)
@@ -159,7 +154,6 @@ class ServingProcess:
         return [process_id] * len(items)
 
     def _sweep_batch(self, books: list[PriceBook]) -> list[Swept | BaseException]:
-        assert self._writer is not None
         found = recorded = already = billed = 0
         try:
             while True:

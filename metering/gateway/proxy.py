@@ -20,10 +20,9 @@ from typing import Any
 
 import orjson
 
-from metering.core.records import record_values
+from metering.core.records import record_row
 from metering.core.responses import ResponseFacts, bill_response, read_response
 from metering.errors import UpstreamError, UpstreamTimeout, UsageError
-from metering.gateway.admission import Admission
 from metering.gateway.recorder import RecordWriter
 from metering.gateway.requests import prompt_text
 from metering.gateway.responses import (
@@ -43,6 +42,7 @@ from metering.gateway.streaming import (
 )
 from metering.gateway.upstream import UpstreamClient
 from metering.storage.keys import KeyInfo, utcnow
+from metering.storage.ledger import Settlement
 
 log = logging.getLogger("metering.gateway")
 
@@ -59,7 +59,7 @@ class Call:
     data: dict[str, Any]
     body: bytes
     stream: bool
-    admission: Admission
+    admission: Settlement
     started_at: datetime = field(default_factory=utcnow)
     t0: float = field(default_factory=time.perf_counter)
 
@@ -125,7 +125,7 @@ class Proxy:
             policy=self._policy,
             estimated=estimated,
         )
-        record = record_values(
+        record = record_row(
             request_id=call.request_id,
             started_at=call.started_at,
             ended_at=utcnow(),

@@ -1,16 +1,12 @@
 """Group commit of usage records.
 
-Each finished request calls ``await writer.write(record, admission)`` and waits for
+Each finished request calls ``await writer.write(record, settlement)`` and waits for
 its own commit. Requests that finish while a commit is running queue up and go
 into the next transaction together, so under load one transaction (one thread
-hop, one ``write_records`` batch) carries many records. Per batch, in ONE
-transaction: each distinct ``prepare(conn, records)`` hook once (it locks, in one
-fixed order, every budget row the batch will settle — the batch then cannot deadlock
-against a concurrent reservation on PostgreSQL), ``write_records`` (idempotent insert
-+ daily rollup), then for each record actually inserted its ``settle(conn, record)``
-hook (the budget seam, see ``admission``). If the batch fails, each record is
-retried in a transaction of its own, so one bad record (e.g. a failing settle hook)
-cannot sink the others; its caller gets the exception.
+hop, one ``storage.ledger.record`` batch: records inserted, rollup, budgets and rate
+windows settled) carries many records. If the batch fails, each record is retried in
+a transaction of its own, so one bad record cannot sink the others; its caller gets
+the exception.
 
 ``write`` returns True if the record was inserted, False if its ``request_id``
 was already stored (a replay: nothing is counted twice). A record that still cannot
@@ -32,17 +28,18 @@ import asyncio
 import contextlib
 import functools
 import logging
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from metering.core.records import UsageRow
 from metering.errors import DatabaseUnavailable
-from metering.gateway.admission import Admission, BatchHook, PrepareHook, SettleHook
-from metering.gateway.settlement import admission_for
+from metering.storage import ledger
 from metering.storage.journal import (
     Journal,
     JournalEntry,
@@ -51,7 +48,7 @@ from metering.storage.journal import (
     orphan,
     remove_orphan,
 )
-from metering.storage.records import write_records
+from metering.storage.ledger import NO_SETTLEMENT, Settlement
 
 log = logging.getLogger("metering.gateway")
 
@@ -70,30 +67,6 @@ class Lane(Generic[Item, Result]):
     pending: list[tuple[Item, asyncio.Future[Result]]] = field(default_factory=list)
 
 
-_NO_HOOKS = Admission()
-
-
-@dataclass(slots=True)
-class _Pending:
-    record: Mapping[str, Any]
-    admission: Admission
-
-    @property
-    def settle(self) -> SettleHook | None:
-        return self.admission.settle
-
-    @property
-    def prepare(self) -> PrepareHook | None:
-        return self.admission.prepare
-
-    def entry(self) -> JournalEntry:
-        return JournalEntry(self.record, self.admission.budgets, self.admission.rate)
-
-    @classmethod
-    def replayed(cls, entry: JournalEntry) -> _Pending:
-        return cls(entry.record, admission_for(budgets=entry.budgets, rate=entry.rate))
-
-
 @dataclass(frozen=True, slots=True)
 class Replayed:
     inserted: int
@@ -106,7 +79,7 @@ class RecordWriter:
     def __init__(self, engine: Engine, journal: Journal | None = None) -> None:
         self._engine = engine
         self.journal = journal
-        self._records: Lane[_Pending, bool] = Lane(self._commit)
+        self._records: Lane[JournalEntry, bool] = Lane(self._commit)
         self._replays: Lane[None, Replayed] = Lane(self._replay)
         self._lanes: list[Lane[Any, Any]] = [self._replays, self._records]
         self._executor: ThreadPoolExecutor | None = None
@@ -144,9 +117,9 @@ class RecordWriter:
         # The commit goes on even if the caller is cancelled meanwhile.
         return await asyncio.shield(done)
 
-    async def write(self, record: Mapping[str, Any], admission: Admission = _NO_HOOKS) -> bool:
-        """Commit ``record`` (its admission's hooks in its transaction); wait for it."""
-        return await self.submit(self._records, _Pending(record, admission))
+    async def write(self, record: UsageRow, settlement: Settlement = NO_SETTLEMENT) -> bool:
+        """Commit ``record``, settled as ``settlement`` says, in one transaction; wait for it."""
+        return await self.submit(self._records, JournalEntry(record, settlement))
 
     async def replay(self) -> Replayed:
         """Put this process's journal, and those of processes that are gone, in the
@@ -229,7 +202,7 @@ class RecordWriter:
                 loop.call_soon_threadsafe(_deliver, batch, results)
         return results
 
-    def _commit(self, batch: list[_Pending]) -> list[bool | BaseException]:
+    def _commit(self, batch: list[JournalEntry]) -> list[bool | BaseException]:
         try:
             results: list[bool | BaseException] = list(self._transaction(batch))
         except Exception:
@@ -242,7 +215,7 @@ class RecordWriter:
         self.healthy = not failed
         if failed and self.journal is not None:
             try:
-                self.journal.append([batch[i].entry() for i in failed])
+                self.journal.append([batch[i] for i in failed])
             except OSError as exc:
                 log.error(
                     "%d usage record(s) neither committed nor journaled: %s", len(failed), exc
@@ -279,32 +252,25 @@ class RecordWriter:
                 result = _sum(result, done)
         return [result] * len(items)
 
-    def _one(self, item: _Pending) -> bool | BaseException:
+    def _one(self, item: JournalEntry) -> bool | BaseException:
         try:
             return self._transaction([item])[0]
         except SQLAlchemyError as exc:
-            log.error("usage record %s not written: %s", item.record.get("request_id"), exc)
+            log.error("usage record %s not written: %s", item.record.request_id, exc)
             return DatabaseUnavailable(f"usage record could not be written: {exc}")
         except Exception as exc:
-            log.exception("usage record %s not written", item.record.get("request_id"))
+            log.exception("usage record %s not written", item.record.request_id)
             return exc
 
-    def _transaction(self, batch: list[_Pending]) -> list[bool]:
+    def _transaction(self, batch: list[JournalEntry]) -> list[bool]:
         with self.begin() as conn:
             return write_batch(conn, batch)
 
 
-def write_batch(conn: Connection, batch: list[_Pending]) -> list[bool]:
-    """In ``conn``'s transaction: the prepare hooks, the records (idempotent insert and
-    rollup), the settle hooks of those inserted, the batch hooks' ``finish``."""
-    prepared = _prepare(conn, batch)
-    inserted = set(write_records(conn, [item.record for item in batch]))
-    for item in batch:
-        if item.settle is not None and item.record["request_id"] in inserted:
-            item.settle(conn, item.record)
-    for state in prepared:
-        state.finish(conn)
-    return [item.record["request_id"] in inserted for item in batch]
+def write_batch(conn: Connection, batch: list[JournalEntry]) -> list[bool]:
+    """``storage.ledger.record`` of the batch in ``conn``'s transaction."""
+    now = datetime.now(UTC).replace(tzinfo=None)
+    return ledger.record(conn, [(e.record, e.settlement) for e in batch], now=now)
 
 
 def _replay_read(writer: RecordWriter, read: JournalRead) -> Replayed:
@@ -315,12 +281,12 @@ def _replay_read(writer: RecordWriter, read: JournalRead) -> Replayed:
     seen: set[str] = set()
     entries = []
     for entry in read.entries:
-        if entry.record["request_id"] not in seen:
-            seen.add(entry.record["request_id"])
+        if entry.record.request_id not in seen:
+            seen.add(entry.record.request_id)
             entries.append(entry)
     duplicate = len(read.entries) - len(entries)
     for start in range(0, len(entries), MAX_BATCH):
-        batch = [_Pending.replayed(e) for e in entries[start : start + MAX_BATCH]]
+        batch = entries[start : start + MAX_BATCH]
         try:
             done = writer._transaction(batch)
         except SQLAlchemyError as exc:
@@ -357,14 +323,3 @@ def _deliver_last(batch: list[Any], cycle: asyncio.Future[list[Any]]) -> None:
         _deliver(batch, [exc] * len(batch))
     else:
         _deliver(batch, cycle.result())
-
-
-def _prepare(conn: Connection, batch: list[_Pending]) -> list[BatchHook]:
-    """Each distinct prepare hook once, with the records of the items that carry it;
-    the batch states they return (``finish``ed after the settle hooks)."""
-    groups: dict[int, tuple[PrepareHook, list[Mapping[str, Any]]]] = {}
-    for item in batch:
-        if item.prepare is not None:
-            groups.setdefault(id(item.prepare), (item.prepare, []))[1].append(item.record)
-    states = [hook(conn, records) for hook, records in groups.values()]
-    return [state for state in states if state is not None]

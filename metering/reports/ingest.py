@@ -4,7 +4,7 @@ Each line: ``{"key": name-or-id, "timestamp": ISO-8601, "response": {...seed sha
 "request_id"?: str, "model"?: "provider/model" as requested}``. A line without
 ``request_id`` gets one derived from its content (``ingest_ids``), so ingesting the
 same file twice adds nothing. A bad line is reported with its number and skipped; the
-others are written in batches through ``write_rows`` (exactly once, the rollup kept in
+others are written in batches through ``storage.ledger.record`` (exactly once, the rollup kept in
 step). A timestamp without a zone is UTC.
 """
 
@@ -27,17 +27,18 @@ from sqlalchemy import Connection, Engine
 
 from metering.core.billing import BillingPolicy, bill_request
 from metering.core.pricing import PriceBook, PriceVersion
-from metering.core.records import record_row
+from metering.core.records import UsageRow, record_row
 from metering.core.responses import ResponseFacts, check_model_name, find_price, read_response
 from metering.core.storable import has_control, storable
 from metering.errors import InvalidInput, MeteringError
 from metering.reports.ingest_ids import derived_request_id
 from metering.runtime import tune_gc
+from metering.storage import ledger
 from metering.storage.budgets import rebuild_budget_counters
 from metering.storage.engine import is_sqlite
 from metering.storage.keys import KeyInfo, find_key
+from metering.storage.ledger import NO_SETTLEMENT
 from metering.storage.prices import load_price_book
-from metering.storage.records import write_rows
 
 # Rows a write transaction: the request_id index takes the (random, hashed) ids all over
 # its leaves, and each commit writes every leaf page it touched, so the cost of a row
@@ -98,7 +99,7 @@ def requested_model(line: Mapping[str, Any], response: Mapping[str, Any]) -> str
     return model
 
 
-Row = tuple[Any, ...]  # a usage record in ``RECORD_FIELDS`` order (``record_row``)
+Row = UsageRow  # a usage record (``record_row``)
 _Chunk = tuple[list[Row], list[tuple[int, str]]]
 
 
@@ -229,10 +230,11 @@ def _writer(engine: Engine) -> Iterator[Connection]:
 
 
 def _write_batch(writer: Connection, batch: list[Row], result: IngestResult) -> None:
+    now = datetime.now(UTC).replace(tzinfo=None)
     with writer.begin():
-        inserted = write_rows(writer, batch)
-    result.ingested += len(inserted)
-    result.duplicate += len(batch) - len(inserted)
+        inserted = sum(ledger.record(writer, [(row, NO_SETTLEMENT) for row in batch], now=now))
+    result.ingested += inserted
+    result.duplicate += len(batch) - inserted
 
 
 def _rebuild_budgets(engine: Engine, now: datetime) -> list[str]:

@@ -18,17 +18,16 @@ is the same work rolled back, so it shows exactly what a real run would do.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import Connection, Engine, bindparam, func, insert, select, update
 
 from metering.core.billing import BillingPolicy, bill_request
 from metering.core.interrupted import INTERRUPTED, bill_interrupted
 from metering.core.pricing import PriceBook, PriceVersion
-from metering.core.records import buckets_from_record, cost_columns
+from metering.core.records import UsageRow, buckets_from_record, cost_columns
 from metering.core.responses import find_price
 from metering.errors import InvalidInput
 from metering.reports.common import DayWindow, billable
@@ -68,40 +67,36 @@ class RepriceResult:
         return sum(c.new_total for c in self.by_model.values())
 
 
-def _version(book: PriceBook, row: Mapping[str, Any]) -> PriceVersion | None:
-    on = row["started_at"].date()
+def _version(book: PriceBook, row: UsageRow) -> PriceVersion | None:
+    on = row.started_at.date()
     try:
         return find_price(
-            book,
-            provider=row["provider"],
-            model=row["model"],
-            requested=row["requested_model"],
-            on=on,
+            book, provider=row.provider, model=row.model, requested=row.requested_model, on=on
         )
     except InvalidInput:  # a requested model not written provider/model: served price only
-        return book.lookup(row["provider"], row["model"], on)
+        return book.lookup(row.provider, row.model, on)
 
 
-def repriced_costs(book: PriceBook, row: Mapping[str, Any]) -> dict[str, Any]:
-    """The cost columns a record gets with the prices in ``book`` (same billing policy)."""
-    if row["status"] == INTERRUPTED:
-        floor = row["total_cost"] if row["adjustment_cost"] > 0 else None
+def repriced(book: PriceBook, row: UsageRow) -> UsageRow:
+    """The record with the cost columns the prices in ``book`` give it (same billing policy)."""
+    if row.status == INTERRUPTED:
+        floor = row.total_cost if row.adjustment_cost > 0 else None
         bill = bill_interrupted(buckets_from_record(row), _version(book, row), reserved_nano=floor)
-        return cost_columns(bill)
+        return row._replace(**cost_columns(bill))
     policy: BillingPolicy = (
         "computed"
-        if row["cost_source"] == "computed" and row["reported_cost"] is not None
+        if row.cost_source == "computed" and row.reported_cost is not None
         else "reported"
     )
     bill = bill_request(
         buckets_from_record(row),
         _version(book, row),
-        reported_total=row["reported_cost"],
+        reported_total=row.reported_cost,
         policy=policy,
-        estimated=bool(row["usage_estimated"]) or row["cost_source"] == "estimated",
-        cache_hit_type=(row["cache_hit_type"] or "direct") if row["cache_hit"] else None,
+        estimated=bool(row.usage_estimated) or row.cost_source == "estimated",
+        cache_hit_type=(row.cache_hit_type or "direct") if row.cache_hit else None,
     )
-    return cost_columns(bill)
+    return row._replace(**cost_columns(bill))
 
 
 def count_candidates(conn: Connection, window: DayWindow) -> int:
@@ -112,7 +107,7 @@ def count_candidates(conn: Connection, window: DayWindow) -> int:
 
 def _apply(
     conn: Connection,
-    changes: list[tuple[dict[str, Any], dict[str, Any]]],
+    changes: list[tuple[int, UsageRow, UsageRow]],
     run_id: str,
     now: datetime,
 ) -> None:
@@ -122,27 +117,27 @@ def _apply(
         .where(u.id == bindparam("record_id"))
         .values({c: bindparam(f"new_{c}") for c in COMPARED}),
         [
-            {"record_id": old["id"], **{f"new_{c}": new[c] for c in COMPARED}}
-            for old, new in changes
+            {"record_id": record_id, **{f"new_{c}": getattr(new, c) for c in COMPARED}}
+            for record_id, _, new in changes
         ],
     )
-    add_to_rollup(conn, [old for old, _ in changes], sign=-1)
-    add_to_rollup(conn, [new for _, new in changes], sign=1)
+    add_to_rollup(conn, [old for _, old, _ in changes], sign=-1)
+    add_to_rollup(conn, [new for _, _, new in changes], sign=1)
     conn.execute(
         insert(RepriceAudit),
         [
             {
                 "run_id": run_id,
-                "record_id": old["id"],
-                "old_total_cost": old["total_cost"],
-                "new_total_cost": new["total_cost"],
-                "old_price_version_id": old["price_version_id"],
-                "new_price_version_id": new["price_version_id"],
-                "old_cost_source": old["cost_source"],
-                "new_cost_source": new["cost_source"],
+                "record_id": record_id,
+                "old_total_cost": old.total_cost,
+                "new_total_cost": new.total_cost,
+                "old_price_version_id": old.price_version_id,
+                "new_price_version_id": new.price_version_id,
+                "old_cost_source": old.cost_source,
+                "new_cost_source": new.cost_source,
                 "changed_at": now,
             }
-            for old, new in changes
+            for record_id, old, new in changes
         ],
     )
 
@@ -169,15 +164,15 @@ def _reprice_in(
             break
         changes = []
         for row in rows:
-            old = dict(row._mapping)
-            new = {**old, **repriced_costs(book, old)}
-            if any(old[c] != new[c] for c in COMPARED):
-                changes.append((old, new))
-                change = result.by_model.setdefault((old["provider"], old["model"]), ModelChange())
+            old = UsageRow.from_mapping(row._mapping)
+            new = repriced(book, old)
+            if any(getattr(old, c) != getattr(new, c) for c in COMPARED):
+                changes.append((int(row._mapping["id"]), old, new))
+                change = result.by_model.setdefault((old.provider, old.model), ModelChange())
                 change.records += 1
-                change.old_total += old["total_cost"]
-                change.new_total += new["total_cost"]
-                if old["cost_source"] == "unpriced" and new["cost_source"] != "unpriced":
+                change.old_total += old.total_cost
+                change.new_total += new.total_cost
+                if old.cost_source == "unpriced" and new.cost_source != "unpriced":
                     result.newly_priced += 1
         if changes:
             _apply(conn, changes, result.run_id, now)

@@ -30,7 +30,7 @@ import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import Connection
 
@@ -48,6 +48,23 @@ from metering.storage.owners import owner_names
 from metering.storage.raw_sql import is_postgres, render, rows_of, run, sqlite_datetime
 
 Owners = tuple[int, int | None, int | None]  # key_id, team_id, customer_id
+
+
+class Charged(Protocol):
+    """What settling a record reads of it (a ``core.records.UsageRow`` is one)."""
+
+    @property
+    def request_id(self) -> str: ...
+    @property
+    def key_id(self) -> int: ...
+    @property
+    def team_id(self) -> int | None: ...
+    @property
+    def customer_id(self) -> int | None: ...
+    @property
+    def started_at(self) -> datetime: ...
+    @property
+    def total_cost(self) -> int: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,13 +146,11 @@ def lock_owner_budgets(
     return {int(r.id): r for r in rows}
 
 
-def lock_records_budgets(
-    conn: Connection, records: Sequence[Mapping[str, Any]]
-) -> dict[int, BudgetRow]:
+def lock_records_budgets(conn: Connection, records: Sequence[Charged]) -> dict[int, BudgetRow]:
     """Lock every budget these records' settlements touch: applicable to one of them,
     or holding one of their reservations."""
     owners = [_owners_of(r) for r in records]
-    return lock_owner_budgets(conn, owners, held=[r["request_id"] for r in records])
+    return lock_owner_budgets(conn, owners, held=[r.request_id for r in records])
 
 
 def applicable(rows: Mapping[int, BudgetRow], owners: Owners) -> list[BudgetRow]:
@@ -259,11 +274,11 @@ class BatchSettlement:
     rows: dict[int, BudgetRow]
     now: datetime
     rolled: list[BudgetRow]  # moved to a new window by ``lock``: saved by ``finish``
-    records: list[Mapping[str, Any]] = field(default_factory=list)
+    records: list[Charged] = field(default_factory=list)
 
     @classmethod
     def lock(
-        cls, conn: Connection, records: Sequence[Mapping[str, Any]], *, now: datetime
+        cls, conn: Connection, records: Sequence[Charged], *, now: datetime
     ) -> BatchSettlement:
         """Lock before the records are inserted (a new window's spend is counted from
         the records without them)."""
@@ -288,7 +303,7 @@ class BatchSettlement:
         ]
         return cls(rows, now, moved)
 
-    def add(self, record: Mapping[str, Any]) -> None:
+    def add(self, record: Charged) -> None:
         self.records.append(record)
 
     def finish(self, conn: Connection) -> SettleResult:
@@ -303,7 +318,7 @@ class BatchSettlement:
                 self.rows.setdefault(budget_id, row)
         if not self.rows:  # no budget applies and none holds a reservation of these
             return SettleResult(True, 0, (), ())
-        settled = _mark_settled(conn, [r["request_id"] for r in records], now=self.now)
+        settled = _mark_settled(conn, [r.request_id for r in records], now=self.now)
         changed = {row.id: row for row in self.rolled}
         held: list[tuple[Any, ...]] = []
         if settled:
@@ -320,10 +335,10 @@ class BatchSettlement:
                 changed[holder.id] = holder
         charged: dict[int, BudgetRow] = {}
         for record in records:
-            if record["request_id"] not in settled:
+            if record.request_id not in settled:
                 continue
-            started_at = record["started_at"]
-            cost = int(record.get("total_cost") or 0)
+            started_at = record.started_at
+            cost = record.total_cost
             for row in applicable(self.rows, _owners_of(record)):
                 start, end = row.window
                 if start <= started_at and (end is None or started_at < end):
@@ -343,5 +358,5 @@ def _mark_settled(conn: Connection, request_ids: list[str], *, now: datetime) ->
     return {r[0] for r in run(conn, sql, [v for rid in request_ids for v in (rid, now)])}
 
 
-def _owners_of(record: Mapping[str, Any]) -> Owners:
-    return (record["key_id"], record.get("team_id"), record.get("customer_id"))
+def _owners_of(record: Charged) -> Owners:
+    return (record.key_id, record.team_id, record.customer_id)

@@ -23,14 +23,18 @@ import os
 import socket
 import uuid
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 import orjson
 from sqlalchemy.engine import URL, make_url
+
+from metering.core.rate_limits import RateCharge
+from metering.core.records import UsageRow
+from metering.storage.ledger import Settlement
 
 log = logging.getLogger("metering.journal")
 
@@ -41,22 +45,11 @@ _DATETIME_FIELDS = ("started_at", "ended_at")
 
 
 @dataclass(frozen=True, slots=True)
-class RateTag:
-    """The rate-window correction a record's settlement makes (``gateway.rate_limits``)."""
-
-    key_id: int
-    window: datetime
-    estimated_tokens: int
-    correct_tokens: bool
-
-
-@dataclass(frozen=True, slots=True)
 class JournalEntry:
-    """A record (``core.records.RECORD_FIELDS`` values) and how it settles."""
+    """A record and how it settles (``storage.ledger.Settlement``)."""
 
-    record: Mapping[str, Any]
-    budgets: bool  # settle its budgets (release its reservations, charge its cost)
-    rate: RateTag | None = None
+    record: UsageRow
+    settlement: Settlement
 
 
 @dataclass(slots=True)
@@ -67,11 +60,11 @@ class JournalRead:
 
 
 def encode(entry: JournalEntry) -> bytes:
-    rate = entry.rate
+    rate = entry.settlement.rate
     payload = orjson.dumps(
         {
-            "record": dict(entry.record),
-            "budgets": entry.budgets,
+            "record": entry.record._asdict(),
+            "budgets": entry.settlement.budgets,
             "rate": None
             if rate is None
             else [rate.key_id, rate.window, rate.estimated_tokens, rate.correct_tokens],
@@ -92,13 +85,12 @@ def decode(line: bytes) -> JournalEntry:
     for name in _DATETIME_FIELDS:
         record[name] = datetime.fromisoformat(record[name])
     rate = data["rate"]
-    return JournalEntry(
-        record=record,
-        budgets=bool(data["budgets"]),
-        rate=None
+    charge = (
+        None
         if rate is None
-        else RateTag(int(rate[0]), datetime.fromisoformat(rate[1]), int(rate[2]), bool(rate[3])),
+        else RateCharge(int(rate[0]), datetime.fromisoformat(rate[1]), int(rate[2]), bool(rate[3]))
     )
+    return JournalEntry(UsageRow.from_mapping(record), Settlement(bool(data["budgets"]), charge))
 
 
 def read_journal(path: Path) -> JournalRead:

@@ -300,7 +300,7 @@ class ServingProcess(Base):
 class CallInFlight(Base):
     """An admitted request without its usage record yet: inserted in the transaction that
     admits it, deleted in the one that inserts its record. Left behind by a dead process,
-    it becomes an ``interrupted`` record (``storage.interrupted``)."""
+    it becomes an ``interrupted`` record (``storage.ledger.record_interrupted``)."""
 
     __tablename__ = "calls_in_flight"
     # Rows live for one request: SQLite keeps them in the primary key's B-tree alone (no

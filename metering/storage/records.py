@@ -1,6 +1,7 @@
-"""Writing usage records exactly once, and keeping the daily rollup in step.
+"""Writing usage records exactly once, and keeping the daily rollup in step (a part of
+``storage.ledger``, which is the only caller on the request path).
 
-``write_records`` inserts a batch in the caller's transaction. A record whose
+``write_records`` inserts a batch of ``UsageRow``s in the caller's transaction. A record whose
 ``request_id`` is already stored is skipped (a retried write cannot double
 count), and only the records actually inserted are added to the rollup, so
 rollup = sum(records) holds whatever is replayed.
@@ -16,7 +17,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Date, DateTime
 
-from metering.core.records import RECORD_FIELDS
+from metering.core.records import RECORD_FIELDS, UsageRow
 from metering.storage.models import COST_COLUMNS, TOKEN_COLUMNS, UsageRecord
 from metering.storage.raw_sql import is_postgres, render, rows_of, run, sqlite_value
 
@@ -26,22 +27,14 @@ ERROR_STATUSES_OK = frozenset({"success"})
 
 
 # SQL text on the DBAPI cursor (``storage.raw_sql``): SQLAlchemy Core's per-execute
-# work cost more CPU than the statements (≈ 80 µs against ≈ 11 µs each). A record is
-# written as a row in ``RECORD_FIELDS`` order (``core.records.record_row``): ingest's
-# one writing process hands its workers' rows to SQLite as they are, only the date
-# columns adapted; a dict record is turned into such a row by one ``itemgetter`` (the
-# column defaults merged in only when it lacks a column).
+# work cost more CPU than the statements (≈ 80 µs against ≈ 11 µs each). A record
+# (``core.records.UsageRow``) is a tuple in column order: its values go to the driver
+# as they are, only SQLite's date columns adapted.
 _RECORD_COLUMNS = tuple(UsageRecord.__table__.c[name] for name in RECORD_FIELDS)
 _RECORD_WIDTH = len(_RECORD_COLUMNS)
-_RECORD_DEFAULTS_BY_NAME = {
-    c.name: c.default.arg if c.default is not None and c.default.is_scalar else None
-    for c in _RECORD_COLUMNS
-}
-_record_row = itemgetter(*RECORD_FIELDS)
 _DATE_POSITIONS = tuple(
     i for i, c in enumerate(_RECORD_COLUMNS) if isinstance(c.type, DateTime | Date)
 )
-_rollup_sums = itemgetter(*ROLLUP_SUMS)
 _sqlite_datetime_text = methodcaller("isoformat", " ", "microseconds")  # = sqlite_value
 _row_sums = itemgetter(*(RECORD_FIELDS.index(c) for c in ROLLUP_SUMS))
 _row_key = itemgetter(
@@ -81,24 +74,8 @@ def _upsert_rollup_sql(postgres: bool) -> str:
     )
 
 
-def record_row(record: Mapping[str, Any]) -> tuple[Any, ...]:
-    """A dict record (UsageRecord columns; a missing one takes its default) → a row."""
-    row: tuple[Any, ...]
-    try:
-        row = _record_row(record)
-    except KeyError:
-        row = _record_row({**_RECORD_DEFAULTS_BY_NAME, **record})
-    return row
-
-
-def write_records(conn: Connection, records: Sequence[Mapping[str, Any]]) -> list[str]:
-    """Insert records (dicts of UsageRecord columns); returns the request_ids inserted."""
-    return write_rows(conn, [record_row(r) for r in records])
-
-
-def write_rows(conn: Connection, rows: Sequence[Sequence[Any]]) -> list[str]:
-    """Insert rows (``RECORD_FIELDS`` order, as ``core.records.record_row`` builds them);
-    returns the request_ids inserted, in the rows' order."""
+def write_records(conn: Connection, rows: Sequence[UsageRow]) -> list[str]:
+    """Insert records; returns the request_ids inserted, in the records' order."""
     if not rows:
         return []
     inserted: set[str] = set()
@@ -123,7 +100,7 @@ def write_rows(conn: Connection, rows: Sequence[Sequence[Any]]) -> list[str]:
     return [row[0] for row in added]
 
 
-def _add_rows_to_rollup(conn: Connection, rows: Iterable[Sequence[Any]]) -> None:
+def _add_rows_to_rollup(conn: Connection, rows: Iterable[Sequence[Any]], sign: int = 1) -> None:
     groups: dict[tuple[Any, ...], tuple[list[tuple[Any, ...]], list[int]]] = {}
     for row in rows:
         started_at, key_id, team_id, customer_id = _row_key(row)
@@ -132,34 +109,13 @@ def _add_rows_to_rollup(conn: Connection, rows: Iterable[Sequence[Any]]) -> None
         sums.append(_row_sums(row))
         if row[_STATUS] not in ERROR_STATUSES_OK:
             errors[0] += 1
-    _upsert_groups(conn, groups, 1)
-
-
-def rollup_key(record: Mapping[str, Any]) -> tuple[Any, ...]:
-    return (
-        record["started_at"].date(),
-        record["key_id"],
-        record.get("team_id") or 0,
-        record.get("customer_id") or 0,
-        record["provider"],
-        record["model"],
-    )
-
-
-def add_to_rollup(conn: Connection, records: Iterable[Mapping[str, Any]], *, sign: int = 1) -> None:
-    """Add (sign=1) or subtract (sign=-1) records' sums into their daily rollup rows."""
-    # Per group: its records' summed values, gathered as rows and summed column by
-    # column at the end (``None``/missing counts 0, as in a record's own columns).
-    groups: dict[tuple[Any, ...], tuple[list[tuple[Any, ...]], list[int]]] = {}
-    for r in records:
-        rows, errors = groups.setdefault(rollup_key(r), ([], [0]))
-        try:
-            rows.append(_rollup_sums(r))
-        except KeyError:
-            rows.append(tuple(r.get(c) for c in ROLLUP_SUMS))
-        if r.get("status") not in ERROR_STATUSES_OK:
-            errors[0] += 1
     _upsert_groups(conn, groups, sign)
+
+
+def add_to_rollup(conn: Connection, records: Iterable[UsageRow], *, sign: int) -> None:
+    """Add (sign=1) or subtract (sign=-1) records' sums into their daily rollup rows
+    (``metering reprice``, which changes records already counted)."""
+    _add_rows_to_rollup(conn, records, sign)
 
 
 def _upsert_groups(

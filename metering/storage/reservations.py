@@ -21,6 +21,7 @@ Every function works on the caller's ``Connection`` and transaction:
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -105,14 +106,7 @@ def settle(
 
     The gateway's batch settlement (``budget_batch.BatchSettlement``) for this one
     record, locked after its insert."""
-    record = {
-        "request_id": request_id,
-        "key_id": key_id,
-        "team_id": team_id,
-        "customer_id": customer_id,
-        "total_cost": actual_nano,
-        "started_at": started_at,
-    }
+    record = _Charge(request_id, key_id, team_id, customer_id, started_at, actual_nano)
     rows = lock_records_budgets(conn, [record])
     if not rows:
         return SettleResult(True, 0, (), ())  # no budget concerned: nothing to do
@@ -137,6 +131,18 @@ def settle(
     settlement = BatchSettlement.from_locked(conn, rows, now=now, inserted=request_id)
     settlement.add(record)
     return settlement.finish(conn)
+
+
+@dataclass(frozen=True, slots=True)
+class _Charge:
+    """The part of a usage record that ``settle`` charges (``budget_batch.Charged``)."""
+
+    request_id: str
+    key_id: int
+    team_id: int | None
+    customer_id: int | None
+    started_at: datetime
+    total_cost: int
 
 
 def release(conn: Connection, *, request_id: str, now: datetime) -> int:

@@ -11,6 +11,7 @@ from sqlalchemy import Engine, func, select
 
 from metering.cli import main
 from metering.storage.journal import Journal, JournalEntry, encode
+from metering.storage.ledger import Settlement
 from metering.storage.models import UsageRecord
 from tests.helpers import make_org, record
 
@@ -26,11 +27,11 @@ def test_status_then_replay_of_a_stopped_process_journal(
     folder = tmp_path / "j"
     dead = Journal(folder)
     dead.append([JournalEntry(record(request_id=f"c{i}", **owners, cost_nano=10, started_at=T),
-                              budgets=True) for i in range(2)])  # fmt: skip
+                              Settlement(budgets=True)) for i in range(2)])  # fmt: skip
     dead.close()
     with dead.path.open("ab") as fh:  # the process died writing a third line
-        fh.write(encode(JournalEntry(record(request_id="c9", **owners, cost_nano=1,
-                                            started_at=T), budgets=True))[:40])  # fmt: skip
+        third = record(request_id="c9", **owners, cost_nano=1, started_at=T)
+        fh.write(encode(JournalEntry(third, Settlement(budgets=True)))[:40])
     args = ["--database-url", db_url, "journal"]
     status = CliRunner().invoke(main, [*args, "status", "--dir", str(folder), "--format", "json"])
     assert status.exit_code == 0, status.output

@@ -30,7 +30,7 @@ def test_spend_json_fields_and_until_is_inclusive(db_url: str, engine: Engine) -
     result = _run(db_url, "spend", "--by", "provider,model", *NOVEMBER, "--format", "json")
     assert result.exit_code == 0, result.output
     rows = json.loads(result.output)
-    november = [r for r in records if r["started_at"].month == 11]
+    november = [r for r in records if r.started_at.month == 11]
     assert sum(r["requests"] for r in rows) == len(november)
     assert list(rows[0]) == [
         "provider",
@@ -57,7 +57,7 @@ def test_spend_json_fields_and_until_is_inclusive(db_url: str, engine: Engine) -
     ]
     assert all(isinstance(r["total_cost"], str) for r in rows)
     # A record on Nov 30 late in the day is inside --until 2026-11-30.
-    assert any(r["started_at"].day == 30 for r in november)
+    assert any(r.started_at.day == 30 for r in november)
 
 
 def test_spend_table_has_total_row(db_url: str, engine: Engine) -> None:
@@ -68,9 +68,9 @@ def test_spend_table_has_total_row(db_url: str, engine: Engine) -> None:
     assert lines[0].split()[:3] == ["key", "requests", "errors"]
     total_line = lines[-1].split()
     assert total_line[0] == "TOTAL"
-    november = [r for r in records if r["started_at"].month == 11]
+    november = [r for r in records if r.started_at.month == 11]
     assert total_line[1] == str(len(november))
-    assert total_line[-1] == format_usd(sum(r["total_cost"] for r in november))
+    assert total_line[-1] == format_usd(sum(r.total_cost for r in november))
     assert {line.split()[0] for line in lines[2:-2]} == {"alice", "bob", "carol", "dave", "erin"}
 
 
@@ -79,7 +79,7 @@ def test_spend_csv_and_key_filter(db_url: str, engine: Engine) -> None:
     result = _run(db_url, "spend", "--by", "day", "--key", "bob", "--format", "csv")
     assert result.exit_code == 0, result.output
     rows = list(csv.DictReader(io.StringIO(result.output)))
-    bob = [r for r in records if r["key_id"] == 2]
+    bob = [r for r in records if r.key_id == 2]
     assert sum(int(r["requests"]) for r in rows) == len(bob)
     by_id = _run(db_url, "spend", "--by", "day", "--key", "2", "--format", "csv")
     assert by_id.output == result.output

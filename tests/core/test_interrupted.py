@@ -108,23 +108,23 @@ def test_record_of_an_interrupted_call() -> None:
     record = interrupted_record(
         call(reserved_nano=20_000_000), GPT4O, seen=SEEN, now=datetime(2026, 11, 20, 11)
     )
-    assert record["status"] == INTERRUPTED
-    assert (record["provider"], record["model"]) == ("openai", "gpt-4o")
-    assert (record["prompt_tokens"], record["completion_tokens"], record["total_tokens"]) == (
+    assert record.status == INTERRUPTED
+    assert (record.provider, record.model) == ("openai", "gpt-4o")
+    assert (record.prompt_tokens, record.completion_tokens, record.total_tokens) == (
         1000,
         500,
         1500,
     )
-    assert record["usage_estimated"] is True
-    assert (record["total_cost"], record["adjustment_cost"], record["cost_source"]) == (
+    assert record.usage_estimated is True
+    assert (record.total_cost, record.adjustment_cost, record.cost_source) == (
         20_000_000,
         12_500_000,
         "estimated",
     )
-    assert record["started_at"] == T
-    assert record["ended_at"] == SEEN.heartbeat_at  # at the latest when last seen alive
-    assert record["http_status"] is None and record["response_id"] is None
-    message = record["error_message"]
+    assert record.started_at == T
+    assert record.ended_at == SEEN.heartbeat_at  # at the latest when last seen alive
+    assert record.http_status is None and record.response_id is None
+    message = record.error_message
     assert "interrupted" in message and "web-1" in message and "4242" in message
     assert "reserved" in message
 
@@ -132,16 +132,16 @@ def test_record_of_an_interrupted_call() -> None:
 def test_record_ends_at_the_sweep_when_the_process_row_is_gone() -> None:
     swept_at = datetime(2026, 11, 20, 11)
     record = interrupted_record(call(), GPT4O, seen=LastSeen(None, None, None), now=swept_at)
-    assert record["ended_at"] == swept_at
+    assert record.ended_at == swept_at
     # a heartbeat before the call started (the call began after it): never before start
     early = LastSeen("h", 1, datetime(2026, 11, 20, 9))
-    assert interrupted_record(call(), GPT4O, seen=early, now=swept_at)["ended_at"] == T
+    assert interrupted_record(call(), GPT4O, seen=early, now=swept_at).ended_at == T
 
 
 def test_unknown_output_bound_bills_the_prompt_and_says_so() -> None:
     record = interrupted_record(call(output_tokens=None), GPT4O, seen=SEEN, now=T)
-    assert (record["completion_tokens"], record["total_cost"]) == (0, 2_500_000)
-    assert "no output tokens" in record["error_message"]
+    assert (record.completion_tokens, record.total_cost) == (0, 2_500_000)
+    assert "no output tokens" in record.error_message
 
 
 @pytest.mark.parametrize(

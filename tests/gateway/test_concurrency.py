@@ -8,6 +8,7 @@ import asyncio
 import pytest
 from sqlalchemy import text
 
+from metering.core.records import UsageRow
 from metering.storage.records import write_records
 from tests.gateway.conftest import Served
 
@@ -60,7 +61,7 @@ def test_200_concurrent_requests_200_records(served: Served) -> None:
 
     before = totals()
     assert before[0] == before[1] > 0
-    replay = [{k: v for k, v in r.items() if k != "id"} for r in records]
+    replay = [UsageRow.from_mapping(r) for r in records]
     with served.engine.begin() as conn:
         assert write_records(conn, replay) == []
     assert len(served.records()) == REQUESTS

@@ -11,9 +11,9 @@ import pytest
 from sqlalchemy import Engine, func, select
 
 from metering.gateway.recorder import RecordWriter
-from metering.gateway.settlement import admission_for
 from metering.storage.budgets import reserve, set_budget
 from metering.storage.journal import Journal, JournalEntry
+from metering.storage.ledger import Settlement
 from metering.storage.models import Budget, UsageRecord
 from tests.helpers import ReadOnlySwitch, assert_budgets_consistent, make_org, record
 
@@ -39,7 +39,7 @@ async def test_a_refused_record_is_journaled_then_replayed_once(
             reserve(conn, request_id=rid, **owners, amount_nano=5_000, now=T, ttl_seconds=3600)
     switch = ReadOnlySwitch(engine)
     writer = RecordWriter(engine, Journal(tmp_path / "journal"))
-    budgets = admission_for(budgets=True, rate=None)
+    budgets = Settlement(budgets=True)
     try:
         assert await writer.write(record(request_id="r1", **owners, cost_nano=700,
                                          started_at=T), budgets)  # fmt: skip
@@ -75,8 +75,8 @@ async def test_an_orphan_journal_is_replayed_by_the_next_process(
     owners = {"key_id": org.key_id, "team_id": org.team_id, "customer_id": org.customer_id}
     dead = Journal(tmp_path)
     rows = [record(request_id=f"o{i}", **owners, cost_nano=100, started_at=T) for i in range(3)]
-    dead.append([JournalEntry(r, budgets=False) for r in rows])
-    dead.append([JournalEntry(rows[0], budgets=False)])  # replayed twice by a crashed replay
+    dead.append([JournalEntry(r, Settlement()) for r in rows])
+    dead.append([JournalEntry(rows[0], Settlement())])  # replayed twice by a crashed replay
     dead.close()
     writer = RecordWriter(engine, Journal(tmp_path))
     try:

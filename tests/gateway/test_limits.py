@@ -17,7 +17,6 @@ from sqlalchemy import Engine, func, select
 from metering.config import Settings
 from metering.core.money import format_usd
 from metering.gateway import GatewayApp, create_app
-from metering.gateway.budget_gate import BudgetGate
 from metering.simulator import Simulator
 from metering.storage.budgets import reserve, set_budget
 from metering.storage.keys import create_key, utcnow
@@ -40,7 +39,7 @@ def frozen_clock(monkeypatch: pytest.MonkeyPatch) -> datetime:
 @pytest.fixture
 async def app(engine: Engine, simulator: Simulator) -> AsyncIterator[GatewayApp]:
     settings = Settings(upstream_url=simulator.url)
-    made = create_app(settings, engine, admission=BudgetGate.from_settings(engine, settings))
+    made = create_app(settings, engine, budgets=True)
     yield made
     await made.shutdown()
 
@@ -218,9 +217,7 @@ async def test_sweep_releases_crashed_reservations_at_start_and_periodically(
                 now=utcnow() - timedelta(days=1),
             )
     settings = Settings(upstream_url=simulator.url)
-    app = create_app(
-        settings, engine, admission=BudgetGate.from_settings(engine, settings), sweep_seconds=0.05
-    )
+    app = create_app(settings, engine, budgets=True, sweep_seconds=0.05)
     async with client(app, secret) as http:
         assert (await http.post("/v1/completions", json=BODY)).status_code == 200
     spent = [s for s, _ in counters(engine)]

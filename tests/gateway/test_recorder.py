@@ -3,30 +3,33 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
 
 import pytest
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Engine, text
 
 from metering.core.billing import bill_request
-from metering.core.records import record_values
+from metering.core.records import UsageRow, record_row
 from metering.core.responses import read_response
-from metering.gateway.admission import Admission
 from metering.gateway.auth import KeyCache
 from metering.gateway.recorder import RecordWriter
+from metering.storage.budgets import reserve, set_budget
 from metering.storage.keys import create_key, set_key_enabled
+from metering.storage.ledger import Settlement
+from tests.helpers import assert_budgets_consistent
 
 pytestmark = pytest.mark.anyio
 
+AT = datetime(2025, 1, 1, 12)
+BUDGETS = Settlement(budgets=True)
 
-def make_record(key_id: int, i: int) -> dict[str, Any]:
+
+def make_record(key_id: int, i: int) -> UsageRow:
     facts = read_response({"usage": {"prompt_tokens": 10, "completion_tokens": 5}}, "openai/x")
-    return record_values(
+    return record_row(
         request_id=f"req-{i}",
-        started_at=datetime(2025, 1, 1, 12),
-        ended_at=datetime(2025, 1, 1, 12),
+        started_at=AT,
+        ended_at=AT,
         key_id=key_id,
         team_id=None,
         customer_id=None,
@@ -38,7 +41,24 @@ def make_record(key_id: int, i: int) -> dict[str, Any]:
         latency_ms=1,
         facts=facts,
         bill=bill_request(facts.usage, None),
-    )
+    )._replace(total_cost=1_000 + i)
+
+
+def budget_of(engine: Engine, key_id: int, requests: range) -> None:
+    with engine.begin() as conn:
+        set_budget(conn, owner_type="key", owner_id=key_id, limit_nano=10**12, period="never",
+                   now=AT)  # fmt: skip
+        for i in requests:
+            reserve(conn, request_id=f"req-{i}", key_id=key_id, team_id=None, customer_id=None,
+                    amount_nano=50_000, now=AT, ttl_seconds=3600)  # fmt: skip
+
+
+def counters(engine: Engine) -> tuple[int, int, int, int]:
+    with engine.connect() as conn:
+        spent, reserved = conn.execute(text("select spent_nano, reserved_nano from budgets")).one()
+        held = conn.execute(text("select count(*) from reservations")).scalar_one()
+        marks = conn.execute(text("select count(*) from budget_settlements")).scalar_one()
+    return int(spent), int(reserved), int(held), int(marks)
 
 
 @pytest.fixture
@@ -55,56 +75,47 @@ def count(engine: Engine, table: str) -> int:
 async def test_concurrent_writes_share_transactions_and_replays_count_once(
     engine: Engine, key_id: int
 ) -> None:
+    budget_of(engine, key_id, range(200))
     writer = RecordWriter(engine)
-    settled: list[str] = []
-
-    def settle(conn: Connection, record: Mapping[str, Any]) -> None:
-        settled.append(record["request_id"])
-
     try:
         results = await asyncio.gather(
-            *(writer.write(make_record(key_id, i), Admission(settle)) for i in range(200))
+            *(writer.write(make_record(key_id, i), BUDGETS) for i in range(200))
         )
         assert results == [True] * 200
         assert writer.batches < 200  # group commit: fewer transactions than records
-        assert await writer.write(make_record(key_id, 7), Admission(settle)) is False  # a replay
+        assert await writer.write(make_record(key_id, 7), BUDGETS) is False  # a replay
     finally:
         await writer.close()
     assert count(engine, "usage_records") == 200
-    assert sorted(settled) == sorted(f"req-{i}" for i in range(200))  # never twice
+    # every record settled exactly once: its reservation gone, its cost spent
+    assert counters(engine) == (sum(1_000 + i for i in range(200)), 0, 0, 200)
     with engine.connect() as conn:
         assert conn.execute(text("select sum(requests) from daily_rollups")).scalar() == 200
+    assert_budgets_consistent(engine)
 
 
-async def test_settle_runs_in_the_record_transaction(engine: Engine, key_id: int) -> None:
-    writer = RecordWriter(engine)
-
-    def settle_fails(conn: Connection, record: Mapping[str, Any]) -> None:
-        conn.execute(text("update virtual_keys set name = 'settled'"))
-        raise RuntimeError("budget settlement failed")
-
-    def settle_ok(conn: Connection, record: Mapping[str, Any]) -> None:
-        seen = conn.execute(
-            text("select count(*) from usage_records where request_id = :r"),
-            {"r": record["request_id"]},
-        ).scalar()
-        assert seen == 1  # the record is visible: same transaction, inserted first
-
+async def test_a_record_and_its_settlement_commit_together_or_not_at_all(
+    engine: Engine, key_id: int
+) -> None:
+    budget_of(engine, key_id, range(1, 3))
+    writer = RecordWriter(engine)  # no journal: the caller sees the failure
+    unstorable = make_record(key_id, 2)._replace(total_tokens=2**63)  # no BIGINT holds it
     try:
         ok, failed = await asyncio.gather(
-            writer.write(make_record(key_id, 1), Admission(settle_ok)),
-            writer.write(make_record(key_id, 2), Admission(settle_fails)),
+            writer.write(make_record(key_id, 1), BUDGETS),
+            writer.write(unstorable, BUDGETS),
             return_exceptions=True,
         )
     finally:
         await writer.close()
     assert ok is True
-    assert isinstance(failed, RuntimeError)
+    assert isinstance(failed, Exception)  # one bad record does not sink the batch
     with engine.connect() as conn:
         ids = conn.execute(text("select request_id from usage_records")).scalars().all()
-        names = conn.execute(text("select name from virtual_keys")).scalars().all()
-    assert ids == ["req-1"]  # neither the failed record nor its settlement was committed
-    assert names == ["app"]
+    assert ids == ["req-1"]
+    # req-1 settled; req-2 neither recorded nor settled: its reservation is still held
+    assert counters(engine) == (1_001, 50_000, 1, 1)
+    assert_budgets_consistent(engine)
 
 
 async def test_a_disabled_key_is_refused_once_the_cache_ttl_has_passed(engine: Engine) -> None:

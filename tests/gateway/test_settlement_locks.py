@@ -17,11 +17,10 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import Engine, select, text
 
-from metering.gateway.admission import Admission
-from metering.gateway.budget_gate import prepare_batch, settle_record
 from metering.gateway.recorder import RecordWriter
 from metering.storage.budgets import reserve, set_budget
 from metering.storage.keys import utcnow
+from metering.storage.ledger import Settlement
 from metering.storage.models import Budget
 from tests.helpers import assert_budgets_consistent, make_org, record
 
@@ -63,9 +62,7 @@ async def test_a_batch_locks_its_budgets_in_id_order_before_settling(engine: Eng
     holder.execute(text("SET LOCAL lock_timeout = '20s'"))
     holder.execute(select(Budget.id).where(Budget.id == alice_budget).with_for_update()).all()
     writer = RecordWriter(engine)
-    writes = [
-        asyncio.create_task(writer.write(r, Admission(settle_record, prepare_batch))) for r in batch
-    ]
+    writes = [asyncio.create_task(writer.write(r, Settlement(budgets=True))) for r in batch]
     loop = asyncio.get_running_loop()
     deadline = loop.time() + DEADLINE_SECONDS
     while not await asyncio.to_thread(_someone_waits_for_a_lock, engine) and loop.time() < deadline:

@@ -15,7 +15,6 @@ from sqlalchemy import Engine, func, select
 
 from metering.config import Settings
 from metering.gateway import GatewayApp, create_app
-from metering.gateway.budget_gate import BudgetGate
 from metering.simulator import Simulator
 from metering.storage.budgets import check_budget_counters, set_budget
 from metering.storage.keys import create_key, utcnow
@@ -43,9 +42,7 @@ class Gateway:
     def app(self, upstream_url: str | None = None, **settings: Any) -> GatewayApp:
         """The gateway as ``metering serve`` builds it, budgets enforced."""
         config = Settings(upstream_url=upstream_url or self.simulator.url, **settings)
-        app = create_app(
-            config, self.engine, admission=BudgetGate.from_settings(self.engine, config)
-        )
+        app = create_app(config, self.engine, budgets=True)
         self.apps.append(app)
         return app
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy import Connection, insert
 
-from metering.core.records import record_values
+from metering.core.records import UsageRow, record_row
 from metering.core.responses import bill_response, read_response
 from metering.storage.models import Customer, Team, VirtualKey
 from metering.storage.prices import load_price_book
@@ -130,11 +130,11 @@ def build_record(
     at: datetime,
     usage: Mapping[str, Any] | None,
     status: str = "success",
-) -> dict[str, Any]:
+) -> UsageRow:
     key_id = org.keys[key]
     facts = read_response(completion_response(model, usage, response_id=request_id), model)
     bill = bill_response(facts, conn_book, requested=model, on=at.date())
-    return record_values(
+    return record_row(
         request_id=request_id,
         started_at=at,
         ended_at=at + timedelta(milliseconds=800),
@@ -154,7 +154,7 @@ def build_record(
 
 def generate_month(
     conn: Connection, org: Org, *, year: int = 2026, month: int = 11, n: int = 400, seed: int = 7
-) -> list[dict[str, Any]]:
+) -> list[UsageRow]:
     """``n`` records spread over the month, plus two just outside it; all written."""
     rng = random.Random(seed)
     book = load_price_book(conn)

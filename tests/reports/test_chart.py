@@ -16,17 +16,17 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 def _expected(records: list[dict[str, Any]], label: Any) -> dict[tuple[str, str], int]:
     cells: dict[tuple[str, str], int] = defaultdict(int)
     for r in records:
-        if r["started_at"].strftime("%Y-%m") == "2026-11":
-            cells[(r["started_at"].date().isoformat(), label(r))] += r["total_cost"]
+        if r.started_at.strftime("%Y-%m") == "2026-11":
+            cells[(r.started_at.date().isoformat(), label(r))] += r.total_cost
     return cells
 
 
 @pytest.mark.parametrize(
     ("by", "label"),
     [
-        ("provider", lambda r: r["provider"]),
-        ("model", lambda r: f"{r['provider']}/{r['model']}"),
-        ("key", lambda r: ["alice", "bob", "carol", "dave", "erin"][r["key_id"] - 1]),
+        ("provider", lambda r: r.provider),
+        ("model", lambda r: f"{r.provider}/{r.model}"),
+        ("key", lambda r: ["alice", "bob", "carol", "dave", "erin"][r.key_id - 1]),
     ],
 )
 def test_chart_is_a_png_of_the_expected_series(

@@ -68,7 +68,7 @@ def test_summary_and_requests_agree(
     summary = _read(tmp_path / "s.csv")
     requests = _read(tmp_path / "r.csv")
     assert list(requests[0]) == list(REQUEST_COLUMNS)
-    november = {r["request_id"] for r in records if r["started_at"].month == 11}
+    november = {r.request_id for r in records if r.started_at.month == 11}
     assert {r["request_id"] for r in requests} == november
     assert detail.rows == len(november)
 
@@ -98,14 +98,14 @@ def test_requests_csv_columns(
         write_export(conn, month="2026-11", detail="requests", out=tmp_path / "r.csv")
     rows = {r["request_id"]: r for r in _read(tmp_path / "r.csv")}
     for record in records:
-        if record["request_id"] not in rows:
+        if record.request_id not in rows:
             continue
-        row = rows[record["request_id"]]
-        assert row["started_at"] == record["started_at"].isoformat(timespec="microseconds") + "Z"
-        assert row["total_cost"] == format_usd(record["total_cost"])
-        reported = record["reported_cost"]
+        row = rows[record.request_id]
+        assert row["started_at"] == record.started_at.isoformat(timespec="microseconds") + "Z"
+        assert row["total_cost"] == format_usd(record.total_cost)
+        reported = record.reported_cost
         assert row["reported_cost"] == ("" if reported is None else format_usd(reported))
-        assert row["cost_source"] == record["cost_source"]
+        assert row["cost_source"] == record.cost_source
         assert row["team"] in {"search", "ml", ""}
 
 

@@ -38,7 +38,7 @@ def _python_rendering(engine: Engine) -> str:
 
 
 def _awkward(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    base = next(r for r in records if r["started_at"].month == 11)
+    base = next(r for r in records if r.started_at.month == 11)
     amounts = (
         -1,
         -1_000_000_000,
@@ -50,15 +50,16 @@ def _awkward(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     )
     out = []
     for i, amount in enumerate(amounts):
-        rec = dict(base, request_id=f"awkward-{i}", started_at=datetime(2026, 11, 2, 0, 0, i))
-        rec.update(ended_at=rec["started_at"], adjustment_cost=amount, reported_cost=None)
-        rec.update(total_cost=amount, computed_cost=amount if i % 2 else None, latency_ms=None)
-        rec.update(model=f'm,"odd"\n{i}', cache_hit_type="semantic" if i % 2 else None)
+        at = datetime(2026, 11, 2, 0, 0, i)
+        rec = base._replace(request_id=f"awkward-{i}", started_at=at, ended_at=at)
+        rec = rec._replace(adjustment_cost=amount, reported_cost=None, total_cost=amount)
+        rec = rec._replace(computed_cost=amount if i % 2 else None, latency_ms=None)
+        rec = rec._replace(model=f'm,"odd"\n{i}', cache_hit_type="semantic" if i % 2 else None)
         if i == 2:  # an empty text is an empty cell (COPY would quote it: "")
-            rec.update(cache_hit_type="", request_type="")
+            rec = rec._replace(cache_hit_type="", request_type="")
         if i == 4:
-            rec.update(model="\\.")
-        rec.update(stream=bool(i % 2), http_status=None if i == 3 else 200)
+            rec = rec._replace(model="\\.")
+        rec = rec._replace(stream=bool(i % 2), http_status=None if i == 3 else 200)
         out.append(rec)
     return out
 
@@ -85,9 +86,9 @@ def test_sql_lines_equal_python_cells(
     assert (tmp_path / "r.csv").read_bytes().decode("utf-8") == expected
     rows = list(csv.DictReader(io.StringIO(expected)))
     assert result.rows == len(rows)
-    november = [r for r in records if r["started_at"].month == 11] + _awkward(records)
+    november = [r for r in records if r.started_at.month == 11] + _awkward(records)
     for column in COST_COLUMNS:
-        assert result.totals[column] == sum(int(r[column]) for r in november), column
+        assert result.totals[column] == sum(getattr(r, column) for r in november), column
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # PostgreSQL: one COPY, no parts
@@ -115,10 +116,10 @@ def test_sqlite_parts_in_worker_processes_write_the_same_file(
     expected = _python_rendering(engine)
     assert (tmp_path / "r.csv").read_bytes().decode("utf-8") == expected
     assert not [p for p in tmp_path.iterdir() if ".part" in p.name]  # part files removed
-    november = [r for r in records if r["started_at"].month == 11] + _awkward(records)
+    november = [r for r in records if r.started_at.month == 11] + _awkward(records)
     assert result.rows == len(november) == sum(steps)
     for column in COST_COLUMNS:
-        assert result.totals[column] == sum(int(r[column]) for r in november), column
+        assert result.totals[column] == sum(getattr(r, column) for r in november), column
 
 
 def test_a_carriage_return_is_quoted(
@@ -129,7 +130,7 @@ def test_a_carriage_return_is_quoted(
     _, records = month_data
     (rec,) = _awkward(records)[:1]
     with engine.begin() as conn:
-        write_records(conn, [dict(rec, request_type="a\rb")])
+        write_records(conn, [rec._replace(request_type="a\rb")])
     with engine.connect() as conn:
         write_export(conn, month="2026-11", detail="requests", out=tmp_path / "r.csv")
     assert b',"a\rb",' in (tmp_path / "r.csv").read_bytes()

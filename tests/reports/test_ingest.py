@@ -170,17 +170,17 @@ def test_batches_are_written_with_a_large_page_cache_then_put_back(
     with engine.begin() as conn:
         seed_org(conn)
     used: list[tuple[Any, tuple[int, int]]] = []
-    write_rows = ingest_module.write_rows
+    record = ingest_module.ledger.record
 
     def pragmas(conn: Any) -> tuple[int, int]:
         run = conn.exec_driver_sql if isinstance(conn, Connection) else conn.execute
         return tuple(run(f"PRAGMA {name}").fetchone()[0] for name in ("cache_size", "temp_store"))
 
-    def spy(conn: Connection, rows: list[Any]) -> list[str]:
+    def spy(conn: Connection, entries: list[Any], *, now: Any) -> list[bool]:
         used.append((conn.connection.dbapi_connection, pragmas(conn)))
-        return write_rows(conn, rows)
+        return record(conn, entries, now=now)
 
-    monkeypatch.setattr(ingest_module, "write_rows", spy)
+    monkeypatch.setattr(ingest_module.ledger, "record", spy)
     result = ingest_lines(engine, _lines(), now=NOW)
     assert result.ingested == 3
     assert [during for _, during in used] == [(-ingest_module.WRITER_CACHE_KIB, 2)]

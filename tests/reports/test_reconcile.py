@@ -16,7 +16,7 @@ NOW = datetime(2026, 12, 5)
 
 
 def _november(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [r for r in records if r["started_at"].strftime("%Y-%m") == "2026-11"]
+    return [r for r in records if r.started_at.strftime("%Y-%m") == "2026-11"]
 
 
 def test_consistent_data_passes_and_lists_differences_and_unpriced(
@@ -27,13 +27,13 @@ def test_consistent_data_passes_and_lists_differences_and_unpriced(
     differing = [
         r
         for r in november
-        if r["reported_cost"] is not None
-        and r["computed_cost"] is not None
-        and r["reported_cost"] != r["computed_cost"]
+        if r.reported_cost is not None
+        and r.computed_cost is not None
+        and r.reported_cost != r.computed_cost
     ]
-    unpriced = [r for r in november if r["cost_source"] == "unpriced" and r["status"] == "success"]
+    unpriced = [r for r in november if r.cost_source == "unpriced" and r.status == "success"]
     # a failed call without usage to an unpriced model has nothing to price: not listed
-    assert any(r["cost_source"] == "unpriced" and r["status"] != "success" for r in november)
+    assert any(r.cost_source == "unpriced" and r.status != "success" for r in november)
     assert differing and unpriced
     with engine.connect() as conn:
         report = reconcile(conn, window=parse_month("2026-11"), now=NOW, limit=5)
@@ -43,12 +43,12 @@ def test_consistent_data_passes_and_lists_differences_and_unpriced(
     assert not report.failed(strict=False)
     assert report.failed(strict=True)
     assert report.difference_count == len(differing)
-    assert report.difference_sum == sum(r["reported_cost"] - r["computed_cost"] for r in differing)
+    assert report.difference_sum == sum(r.reported_cost - r.computed_cost for r in differing)
     assert len(report.differences) == 5
-    biggest = max(differing, key=lambda r: abs(r["reported_cost"] - r["computed_cost"]))
-    assert report.differences[0]["request_id"] == biggest["request_id"]
+    biggest = max(differing, key=lambda r: abs(r.reported_cost - r.computed_cost))
+    assert report.differences[0]["request_id"] == biggest.request_id
     assert report.differences[0]["difference"] == format_usd(
-        biggest["reported_cost"] - biggest["computed_cost"]
+        biggest.reported_cost - biggest.computed_cost
     )
     assert report.unpriced_count == len(unpriced)
     assert {r["model"] for r in report.unpriced} == {"mistral-large-unpriced"}
@@ -88,21 +88,21 @@ def test_missing_rollup_row_is_named(
     engine: Engine, month_data: tuple[Org, list[dict[str, Any]]]
 ) -> None:
     _, records = month_data
-    victim = next(r for r in _november(records) if r["key_id"] == 4)
-    day = victim["started_at"].date()
+    victim = next(r for r in _november(records) if r.key_id == 4)
+    day = victim.started_at.date()
     same = [
         r
         for r in records
-        if r["started_at"].date() == day
-        and (r["key_id"], r["provider"], r["model"]) == (4, victim["provider"], victim["model"])
+        if r.started_at.date() == day
+        and (r.key_id, r.provider, r.model) == (4, victim.provider, victim.model)
     ]
     with engine.begin() as conn:
         conn.execute(
             delete(DailyRollup).where(
                 DailyRollup.day == day,
                 DailyRollup.key_id == 4,
-                DailyRollup.provider == victim["provider"],
-                DailyRollup.model == victim["model"],
+                DailyRollup.provider == victim.provider,
+                DailyRollup.model == victim.model,
             )
         )
     with engine.connect() as conn:
@@ -111,7 +111,7 @@ def test_missing_rollup_row_is_named(
             conn, window=DayWindow(date(2026, 10, 1), date(2026, 10, 31)), now=NOW
         )
     expected = (
-        f"rollup {day} key dave {victim['provider']}/{victim['model']}: requests is 0 "
+        f"rollup {day} key dave {victim.provider}/{victim.model}: requests is 0 "
         f"in the rollup but {len(same)} in the records"
     )
     assert report.rollup_problems[0] == expected

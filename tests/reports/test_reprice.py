@@ -6,7 +6,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, select
 
 from metering.core.pricing import price_usage
-from metering.core.records import buckets_from_record
+from metering.core.records import UsageRow, buckets_from_record
 from metering.core.sheets import parse_toml_sheet
 from metering.reports.common import DayWindow, load_names, parse_month
 from metering.reports.reconcile import check_rollups
@@ -63,22 +63,20 @@ def _rollups_consistent(engine: Engine) -> None:
     assert problems == []
 
 
-def _billable(r: dict[str, Any]) -> bool:
-    return r["status"] == "success" or r["total_tokens"] > 0 or r["search_queries"] > 0
+def _billable(r: UsageRow) -> bool:
+    return r.status == "success" or r.total_tokens > 0 or r.search_queries > 0
 
 
 def test_added_price_fills_unpriced_records(
     engine: Engine, month_data: tuple[Org, list[dict[str, Any]]]
 ) -> None:
     _, generated = month_data
-    unpriced = {
-        r["request_id"] for r in generated if r["cost_source"] == "unpriced" and _billable(r)
-    }
+    unpriced = {r.request_id for r in generated if r.cost_source == "unpriced" and _billable(r)}
     # mistral records whose cost the upstream reported were billed that, with no split
     reported = {
-        r["request_id"]
+        r.request_id
         for r in generated
-        if r["model"] == "mistral-large-unpriced" and r["cost_source"] == "reported"
+        if r.model == "mistral-large-unpriced" and r.cost_source == "reported"
     }
     assert unpriced and reported
     _add_prices(engine, MISTRAL)
@@ -94,14 +92,14 @@ def test_added_price_fills_unpriced_records(
     assert version is not None
     for rid in unpriced:
         row = after[rid]
-        expected = price_usage(buckets_from_record(row), version)
+        expected = price_usage(buckets_from_record(UsageRow.from_mapping(row)), version)
         assert row["cost_source"] == "computed"
         assert row["price_version_id"] == version.id
         assert row["total_cost"] == row["computed_cost"] == expected.total > 0
         assert row["adjustment_cost"] == 0
     for rid in reported:
         row = after[rid]
-        expected = price_usage(buckets_from_record(row), version)
+        expected = price_usage(buckets_from_record(UsageRow.from_mapping(row)), version)
         assert row["cost_source"] == "reported"
         assert row["computed_cost"] == expected.total
         assert row["total_cost"] == row["reported_cost"]
@@ -126,11 +124,11 @@ def test_corrected_price_changes_exactly_the_records_in_its_window(
     _, generated = month_data
     before = _snapshot(engine)[0]
     in_window = {
-        r["request_id"]
+        r.request_id
         for r in generated
-        if r["provider"] == "openai"
-        and r["model"] == "gpt-4o"
-        and r["started_at"] >= datetime(2026, 11, 15)
+        if r.provider == "openai"
+        and r.model == "gpt-4o"
+        and r.started_at >= datetime(2026, 11, 15)
         and _billable(r)
     }
     assert in_window
@@ -184,10 +182,10 @@ def test_window_limits_the_records_repriced(
     _add_prices(engine, GPT4O_CORRECTION)
     window = DayWindow(date(2026, 11, 20), date(2026, 11, 25))
     expected = {
-        r["request_id"]
+        r.request_id
         for r in generated
-        if r["model"] == "gpt-4o"
-        and date(2026, 11, 20) <= r["started_at"].date() <= date(2026, 11, 25)
+        if r.model == "gpt-4o"
+        and date(2026, 11, 20) <= r.started_at.date() <= date(2026, 11, 25)
         and _billable(r)
     }
     before = _snapshot(engine)[0]
@@ -239,9 +237,9 @@ def test_reprice_adjusts_budget_spend_of_the_current_period(
 def test_an_estimated_unpriced_record_is_repriced_as_an_estimate() -> None:
     """A cut stream of a model without a price stays an estimate once a price exists."""
     from metering.core.pricing import PriceBook
-    from metering.core.records import record_values
+    from metering.core.records import record_row
     from metering.core.responses import bill_response, read_response
-    from metering.reports.reprice import repriced_costs
+    from metering.reports.reprice import repriced
 
     facts = read_response(
         {
@@ -257,7 +255,7 @@ def test_an_estimated_unpriced_record_is_repriced_as_an_estimate() -> None:
         on=NOW.date(),
         estimated=True,
     )
-    row = record_values(
+    row = record_row(
         request_id="r-cut",
         started_at=NOW,
         ended_at=NOW,
@@ -273,11 +271,12 @@ def test_an_estimated_unpriced_record_is_repriced_as_an_estimate() -> None:
         facts=facts,
         bill=bill,
     )
-    assert (row["cost_source"], row["usage_estimated"], row["total_cost"]) == ("unpriced", True, 0)
+    assert (row.cost_source, row.usage_estimated, row.total_cost) == ("unpriced", True, 0)
+    assert (row.cache_hit, row.cache_hit_type) == (False, None)
     book = PriceBook(parse_toml_sheet(MISTRAL, source="test"))
-    new = repriced_costs(book, {**row, "cache_hit": False, "cache_hit_type": None})
-    assert new["cost_source"] == "estimated"
-    assert new["total_cost"] == 100 * 2_000 + 50 * 6_000  # $2 / $6 per 1M tokens
+    new = repriced(book, row)
+    assert new.cost_source == "estimated"
+    assert new.total_cost == 100 * 2_000 + 50 * 6_000  # $2 / $6 per 1M tokens
 
 
 def test_interrupted_records_keep_their_rule(engine: Engine) -> None:

@@ -96,16 +96,16 @@ def test_generated_month_exercises_every_token_class_and_cost_source(
 @pytest.mark.parametrize(
     ("filters", "keep"),
     [
-        (SpendFilter(provider="openai"), lambda r: r["provider"] == "openai"),
-        (SpendFilter(model="gpt-4o"), lambda r: r["model"] == "gpt-4o"),
+        (SpendFilter(provider="openai"), lambda r: r.provider == "openai"),
+        (SpendFilter(model="gpt-4o"), lambda r: r.model == "gpt-4o"),
         (
             SpendFilter(model="anthropic/claude-sonnet-4-5"),
-            lambda r: r["model"] == "claude-sonnet-4-5",
+            lambda r: r.model == "claude-sonnet-4-5",
         ),
-        (SpendFilter(key_id=2), lambda r: r["key_id"] == 2),
+        (SpendFilter(key_id=2), lambda r: r.key_id == 2),
         (
             SpendFilter(window=DayWindow(date(2026, 11, 10), date(2026, 11, 10))),
-            lambda r: r["started_at"].date() == date(2026, 11, 10),
+            lambda r: r.started_at.date() == date(2026, 11, 10),
         ),
     ],
 )
@@ -122,8 +122,8 @@ def test_spend_filters(
         groups = spend_groups(conn, by=("provider",), filters=filters)
     totals = spend_totals(groups)
     assert totals["requests"] == len(chosen)
-    assert totals["total_cost"] == sum(r["total_cost"] for r in chosen)
-    assert totals["reasoning_tokens"] == sum(r["reasoning_tokens"] for r in chosen)
+    assert totals["total_cost"] == sum(r.total_cost for r in chosen)
+    assert totals["reasoning_tokens"] == sum(r.reasoning_tokens for r in chosen)
 
 
 def test_utc_day_boundaries(engine: Engine) -> None:
@@ -163,9 +163,9 @@ def test_utc_day_boundaries(engine: Engine) -> None:
             conn, by=(), filters=SpendFilter(window=DayWindow(since=date(2026, 11, 4)))
         )
     assert [g["day"] for g in by_day] == ["2026-11-03", "2026-11-04"]
-    assert [g["total_cost"] for g in by_day] == [late["total_cost"], early["total_cost"]]
-    assert spend_totals(only_3rd)["total_cost"] == late["total_cost"]
-    assert spend_totals(only_4th)["total_cost"] == early["total_cost"]
+    assert [g["total_cost"] for g in by_day] == [late.total_cost, early.total_cost]
+    assert spend_totals(only_3rd)["total_cost"] == late.total_cost
+    assert spend_totals(only_4th)["total_cost"] == early.total_cost
 
 
 def test_spend_rows_are_decimal_strings() -> None:

@@ -1,4 +1,4 @@
-"""The sweep of dead processes' calls in flight (``storage.interrupted``): each becomes
+"""The sweep of dead processes' calls in flight (``ledger.record_interrupted``): each becomes
 one ``interrupted`` record, exactly once whoever sweeps and however often; its
 reservation is replaced by the record's cost; a live process's calls, and the sweeping
 process's own, are left alone; rollups and budget counters equal the records after.
@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Connection, Engine, func, select, update
 
 from metering.core.interrupted import InFlightCall
+from metering.core.records import UsageRow
 from metering.reports.common import DayWindow
 from metering.reports.reconcile import reconcile
 from metering.storage.budgets import reserve
@@ -21,8 +22,8 @@ from metering.storage.in_flight import (
     insert_calls,
     register_process,
 )
-from metering.storage.interrupted import Swept, record_interrupted
 from metering.storage.keys import utcnow
+from metering.storage.ledger import Swept, record_interrupted
 from metering.storage.models import (
     Budget,
     CallInFlight,
@@ -109,9 +110,9 @@ def sweep(db: Engine, own_process_id: int | None, *, stale: float = STALE) -> Sw
         )
 
 
-def records(conn: Connection) -> dict[str, dict[str, object]]:
+def records(conn: Connection) -> dict[str, UsageRow]:
     rows = conn.execute(select(UsageRecord.__table__)).mappings()
-    return {r["request_id"]: dict(r) for r in rows}
+    return {r["request_id"]: UsageRow.from_mapping(r) for r in rows}
 
 
 def in_flight(conn: Connection) -> set[str]:
@@ -145,12 +146,12 @@ def test_a_dead_process_calls_become_interrupted_records_once(db: Engine, org: O
         assert set(got) == {"dead-floor", "dead-estimate"}
         floor, estimate = got["dead-floor"], got["dead-estimate"]
         for rec in (floor, estimate):
-            assert rec["status"] == "interrupted"
-            assert (rec["usage_estimated"], rec["cost_source"]) == (True, "estimated")
-            assert (rec["prompt_tokens"], rec["completion_tokens"]) == (1000, 500)
-            assert rec["computed_cost"] == ESTIMATE_NANO
-        assert (floor["total_cost"], floor["adjustment_cost"]) == (20_000_000, 12_500_000)
-        assert (estimate["total_cost"], estimate["adjustment_cost"]) == (ESTIMATE_NANO, 0)
+            assert rec.status == "interrupted"
+            assert (rec.usage_estimated, rec.cost_source) == (True, "estimated")
+            assert (rec.prompt_tokens, rec.completion_tokens) == (1000, 500)
+            assert rec.computed_cost == ESTIMATE_NANO
+        assert (floor.total_cost, floor.adjustment_cost) == (20_000_000, 12_500_000)
+        assert (estimate.total_cost, estimate.adjustment_cost) == (ESTIMATE_NANO, 0)
         # the live process's call is untouched, its reservation held
         assert in_flight(conn) == {"live"} and held(conn) == {"live"}
         billed = 20_000_000 + ESTIMATE_NANO
@@ -202,10 +203,10 @@ def test_unbudgeted_and_unpriced_calls_are_recorded_too(db: Engine, org: Org) ->
     with db.connect() as conn:
         got = records(conn)
         report = reconcile(conn, window=DayWindow(), now=utcnow())
-    assert (got["plain"]["total_cost"], got["plain"]["cost_source"]) == (ESTIMATE_NANO, "estimated")
+    assert (got["plain"].total_cost, got["plain"].cost_source) == (ESTIMATE_NANO, "estimated")
     unpriced = got["no-price"]
-    assert (unpriced["total_cost"], unpriced["cost_source"]) == (0, "unpriced")
-    assert unpriced["usage_estimated"] is True and unpriced["total_tokens"] == 1500
+    assert (unpriced.total_cost, unpriced.cost_source) == (0, "unpriced")
+    assert unpriced.usage_estimated is True and unpriced.total_tokens == 1500
     assert report.interrupted_count == 2
     assert report.unpriced_count == 1  # listed as unpriced as well, never silently $0
 
@@ -240,7 +241,7 @@ def test_a_call_already_recorded_is_not_recorded_or_charged_again(db: Engine, or
     swept = sweep(db, None)
     assert (swept.found, swept.recorded, swept.already) == (1, 0, 1)
     with db.connect() as conn:
-        assert records(conn)["replayed"]["status"] == "success"
+        assert records(conn)["replayed"].status == "success"
         assert in_flight(conn) == set()
         assert spent(conn, key_budget) == (1_234, 0)
 
@@ -256,7 +257,7 @@ def test_cost_goes_to_the_window_of_started_at(db: Engine, org: Org) -> None:
     assert sweep(db, None).recorded == 1
     with db.connect() as conn:
         assert spent(conn, key_budget) == (0, 0)  # rolled into today's window: nothing today
-        assert records(conn)["late"]["total_cost"] == 20_000_000
+        assert records(conn)["late"].total_cost == 20_000_000
         assert held(conn) == set()
 
 

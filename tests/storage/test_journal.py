@@ -6,10 +6,10 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 
+from metering.core.rate_limits import RateCharge
 from metering.storage.journal import (
     Journal,
     JournalEntry,
-    RateTag,
     decode,
     default_journal_dir,
     encode,
@@ -18,21 +18,28 @@ from metering.storage.journal import (
     read_journal,
     remove_orphan,
 )
+from metering.storage.ledger import Settlement
+from tests.helpers import usage_row
 
 AT = datetime(2026, 12, 2, 19, 0, 0, 123456)
 
 
 def entry(n: int, rate: bool = False) -> JournalEntry:
-    record = {
-        "request_id": f"r{n}",
-        "started_at": AT,
-        "ended_at": AT.replace(microsecond=0),
-        "model": "gpt-4o\ufffd",
-        "total_cost": 7_250_000 + n,
-        "error_message": None,
-    }
-    tag = RateTag(3, datetime(2026, 12, 2, 19, 0), 120, True) if rate else None
-    return JournalEntry(record, budgets=n % 2 == 0, rate=tag)
+    record = usage_row(
+        request_id=f"r{n}",
+        started_at=AT,
+        ended_at=AT.replace(microsecond=0),
+        key_id=1,
+        provider="openai",
+        model="gpt-4o\ufffd",
+        requested_model="openai/gpt-4o",
+        request_type="chat_completion",
+        status="success",
+        total_cost=7_250_000 + n,
+        cost_source="computed",
+    )
+    tag = RateCharge(3, datetime(2026, 12, 2, 19, 0), 120, True) if rate else None
+    return JournalEntry(record, Settlement(budgets=n % 2 == 0, rate=tag))
 
 
 def test_a_line_round_trips_exactly() -> None:
@@ -48,7 +55,7 @@ def test_a_torn_tail_is_reported_and_the_good_lines_kept(tmp_path: Path) -> None
     with journal.path.open("ab") as fh:
         fh.write(line[: len(line) // 2])  # the process died mid-append
     read = read_journal(journal.path)
-    assert [e.record["request_id"] for e in read.entries] == ["r1", "r2", "r3"]
+    assert [e.record.request_id for e in read.entries] == ["r1", "r2", "r3"]
     assert [n for n, _ in read.torn] == [4] and "cut short" in read.torn[0][1]
     damaged = bytearray(encode(entry(5)))
     damaged[20] ^= 1

@@ -113,7 +113,7 @@ def test_upgrade_from_the_previous_revision_keeps_and_backfills_rows(empty_db_ur
         old_table = Table("usage_records", MetaData(), autoload_with=engine)
         rows = []
         for request_id, source in (("r-est", "estimated"), ("r-comp", "computed")):
-            values = record_for(engine, request_id, at, key) | {"cost_source": source}
+            values = record_for(engine, request_id, at, key)._asdict() | {"cost_source": source}
             rows.append({c: v for c, v in values.items() if c in old_table.c})
         assert "usage_estimated" not in old_table.c
         with engine.begin() as conn:
@@ -155,7 +155,7 @@ def test_upgrade_from_0004_keeps_records_and_reservations(empty_db_url: str) -> 
         budgets = Table("budgets", old, autoload_with=engine)
         reservations = Table("reservations", old, autoload_with=engine)
         with engine.begin() as conn:
-            conn.execute(insert(records), [record_for(engine, "r-old", at, key)])
+            conn.execute(insert(records), [record_for(engine, "r-old", at, key)._asdict()])
             budget_id = conn.execute(
                 insert(budgets)
                 .values(owner_type="key", owner_id=key, limit_nano=10**10, period="monthly",

@@ -9,13 +9,13 @@ from typing import Any
 from sqlalchemy import Engine, func, insert, select
 
 from metering.core.billing import Bill
+from metering.core.components import COMPONENT_COLUMNS
 from metering.core.pricing import CostBreakdown, PriceVersion, Rates
-from metering.core.records import RECORD_FIELDS, cost_columns, record_values, token_columns
-from metering.core.records import record_row as core_record_row
+from metering.core.records import RECORD_FIELDS, UsageRow, cost_columns, record_row
 from metering.core.responses import bill_response, read_response
 from metering.storage.models import DailyRollup, UsageRecord, VirtualKey
 from metering.storage.prices import load_price_book, save_versions
-from metering.storage.records import record_row, write_records, write_rows
+from metering.storage.records import write_records
 
 
 def make_key(engine: Engine, name: str = "k1") -> int:
@@ -50,12 +50,12 @@ def response(prompt: int = 1000, completion: int = 500, cached: int = 200) -> di
     }
 
 
-def record_for(engine: Engine, request_id: str, at: datetime, key_id: int) -> dict[str, Any]:
+def record_for(engine: Engine, request_id: str, at: datetime, key_id: int) -> UsageRow:
     with engine.connect() as conn:
         book = load_price_book(conn)
     facts = read_response(response(), "openai/gpt-4o")
     bill = bill_response(facts, book, requested="openai/gpt-4o", on=at.date())
-    return record_values(
+    return record_row(
         request_id=request_id,
         started_at=at,
         ended_at=at,
@@ -86,9 +86,9 @@ def test_record_is_priced_with_the_version_in_force_at_its_time(engine: Engine) 
     key = make_key(engine)
     before = record_for(engine, "r-old", datetime(2026, 5, 31, 23, 59, 59), key)
     after = record_for(engine, "r-new", datetime(2026, 6, 1, 0, 0, 0), key)
-    assert before["total_cost"] == 7_250_000  # the 2024 sheet
-    assert after["total_cost"] == 14_500_000  # the June 2026 version
-    assert before["price_version_id"] != after["price_version_id"]
+    assert before.total_cost == 7_250_000  # the 2024 sheet
+    assert after.total_cost == 14_500_000  # the June 2026 version
+    assert before.price_version_id != after.price_version_id
     with engine.begin() as conn:
         write_records(conn, [before, after])
     with engine.connect() as conn:
@@ -117,81 +117,56 @@ def test_writes_are_exactly_once_and_rollup_follows(engine: Engine) -> None:
     assert rollup[0]["cached_read_tokens"] == 800 and rollup[0]["errors"] == 0
 
 
-def test_record_fields_are_every_column_but_the_id() -> None:
-    columns = [c.name for c in UsageRecord.__table__.columns if c.name != "id"]
-    assert sorted(RECORD_FIELDS) == sorted(columns)
-    assert len(set(RECORD_FIELDS)) == len(RECORD_FIELDS)
+def test_record_fields_are_every_column_but_the_id_in_table_order() -> None:
+    columns = tuple(c.name for c in UsageRecord.__table__.columns if c.name != "id")
+    assert columns == RECORD_FIELDS
+    start = RECORD_FIELDS.index(COMPONENT_COLUMNS[0])
+    assert RECORD_FIELDS[start : start + len(COMPONENT_COLUMNS)] == COMPONENT_COLUMNS
 
 
-def test_rows_and_dicts_write_the_same_records_and_rollups(engine: Engine) -> None:
+def test_a_record_reads_back_as_written_and_errors_are_rolled_up(engine: Engine) -> None:
     key = make_key(engine)
     at = datetime(2026, 3, 3, 12, 0, 0, 123456)
-    dicts = [record_for(engine, f"d{i}", at, key) for i in range(3)]
-    dicts.append({**record_for(engine, "d-err", at, key), "status": "timeout"})
-    rows = [record_row({**r, "request_id": "r" + r["request_id"]}) for r in dicts]
-    assert dict(zip(RECORD_FIELDS, rows[0], strict=True)) == {
-        **dicts[0],
-        "request_id": "rd0",
-    }
+    records = [record_for(engine, f"d{i}", at, key) for i in range(3)]
+    records.append(record_for(engine, "d-err", at, key)._replace(status="timeout"))
     with engine.begin() as conn:
-        assert write_records(conn, dicts) == ["d0", "d1", "d2", "d-err"]
-        assert write_rows(conn, rows) == ["rd0", "rd1", "rd2", "rd-err"]
-    with engine.begin() as conn:  # a replay adds nothing, a new row is added
-        assert write_rows(conn, [*rows, record_row({**dicts[0], "request_id": "new"})]) == ["new"]
+        assert write_records(conn, records) == ["d0", "d1", "d2", "d-err"]
+    with engine.begin() as conn:  # a replay adds nothing, a new record is added
+        again = [*records, records[0]._replace(request_id="new")]
+        assert write_records(conn, again) == ["new"]
     with engine.connect() as conn:
         stored = conn.execute(select(UsageRecord).order_by(UsageRecord.id)).mappings().all()
         rollup = conn.execute(select(DailyRollup)).mappings().one()
-    by_dict = {r["request_id"]: r for r in stored if r["request_id"].startswith("d")}
-    by_row = {r["request_id"][1:]: r for r in stored if r["request_id"].startswith("rd")}
-    for request_id, record in by_dict.items():
-        twin = by_row[request_id]
-        assert {c: record[c] for c in RECORD_FIELDS[1:]} == {c: twin[c] for c in RECORD_FIELDS[1:]}
-    assert by_dict["d0"]["started_at"] == at
-    assert (rollup["requests"], rollup["errors"]) == (9, 2)
-    assert rollup["total_cost"] == 9 * 7_250_000
+    assert [UsageRow.from_mapping(r) for r in stored] == [*records, again[-1]]
+    assert (rollup["requests"], rollup["errors"]) == (5, 1)
+    assert rollup["total_cost"] == 5 * 7_250_000
 
 
-def test_a_dict_record_missing_columns_takes_their_defaults(engine: Engine) -> None:
-    key = make_key(engine)
-    at = datetime(2026, 3, 4)
-    full = record_for(engine, "full", at, key)
-    given = ("started_at", "ended_at", "key_id", "provider", "model", "status")
-    sparse = {c: full[c] for c in given}
-    sparse |= {"request_id": "sparse", "requested_model": "openai/gpt-4o", "total_cost": 5}
-    sparse |= {"request_type": "text_completion", "cost_source": "computed"}
-    with engine.begin() as conn:
-        assert write_records(conn, [sparse]) == ["sparse"]
-    with engine.connect() as conn:
-        stored = conn.execute(select(UsageRecord)).mappings().one()
-        rollup = conn.execute(select(DailyRollup)).mappings().one()
-    assert (stored["prompt_tokens"], stored["stream"], stored["team_id"]) == (0, False, None)
-    assert (rollup["requests"], rollup["total_cost"], rollup["prompt_tokens"]) == (1, 5, 0)
-
-
-def test_record_values_is_record_row_by_name() -> None:
+def test_record_row_derives_the_totals() -> None:
     facts = read_response(response(), "openai/gpt-4o")
     bill = Bill(CostBreakdown(input=1, output=2), 3, None, 4, "computed", None)
-    fields: dict[str, Any] = {
-        "request_id": "x",
-        "started_at": datetime(2026, 1, 1),
-        "ended_at": datetime(2026, 1, 1, 0, 0, 1),
-        "key_id": 1,
-        "team_id": None,
-        "customer_id": 2,
-        "requested_model": "openai/gpt-4o",
-        "request_type": "text_completion",
-        "stream": True,
-        "status": "success",
-        "http_status": 200,
-        "latency_ms": None,
-        "facts": facts,
-        "bill": bill,
-    }
-    values = record_values(**fields)
-    assert tuple(values[c] for c in RECORD_FIELDS) == core_record_row(**fields)
+    row = record_row(
+        request_id="x",
+        started_at=datetime(2026, 1, 1),
+        ended_at=datetime(2026, 1, 1, 0, 0, 1),
+        key_id=1,
+        team_id=None,
+        customer_id=2,
+        requested_model="openai/gpt-4o",
+        request_type="text_completion",
+        stream=True,
+        status="success",
+        http_status=200,
+        latency_ms=None,
+        facts=facts,
+        bill=bill,
+    )
     usage = facts.usage
-    assert values | token_columns(usage) | cost_columns(bill) == values
-    assert (values["total_cost"], values["completion_text_tokens"]) == (7, usage.completion_text)
+    assert row._replace(**cost_columns(bill)) == row
+    assert (row.total_cost, row.completion_text_tokens) == (7, usage.completion_text)
+    assert (row.input_cost, row.output_cost, row.adjustment_cost) == (1, 2, 4)
+    assert row.total_tokens == row.prompt_tokens + row.completion_tokens == 1500
+    assert row.prompt_tokens == 1000 and row.cached_read_tokens == 200
 
 
 def test_sqlite_dates_given_as_text_or_dates_are_stored_as_datetimes(engine: Engine) -> None:
@@ -199,12 +174,12 @@ def test_sqlite_dates_given_as_text_or_dates_are_stored_as_datetimes(engine: Eng
         return  # PostgreSQL takes the datetimes as they are
     key = make_key(engine)
     at = datetime(2026, 3, 5, 8, 30, 0, 250000)
-    row = list(record_row(record_for(engine, "as-text", at, key)))
-    row[RECORD_FIELDS.index("ended_at")] = "2026-03-05 08:30:01.000000"
-    day_row = list(record_row(record_for(engine, "as-date", at, key)))
-    day_row[RECORD_FIELDS.index("ended_at")] = date(2026, 3, 6)
+    text = "2026-03-05 08:30:01.000000"
+    row = record_for(engine, "as-text", at, key)._replace(ended_at=text)  # type: ignore[arg-type]
+    day = date(2026, 3, 6)
+    day_row = record_for(engine, "as-date", at, key)._replace(ended_at=day)
     with engine.begin() as conn:
-        assert write_rows(conn, [tuple(row), tuple(day_row)]) == ["as-text", "as-date"]
+        assert write_records(conn, [row, day_row]) == ["as-text", "as-date"]
     with engine.connect() as conn:
         stored = dict(conn.execute(select(UsageRecord.request_id, UsageRecord.ended_at)).all())
         started = set(conn.execute(select(UsageRecord.started_at)).scalars())
