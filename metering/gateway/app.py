@@ -34,7 +34,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from metering.config import Settings
 from metering.errors import DatabaseUnavailable, InvalidInput, RequestRefused
 from metering.gateway.admission import AdmitAll, Admitter, RequestInfo
-from metering.gateway.auth import KeyCache, key_from_headers, model_allowed
+from metering.gateway.auth import DB_DOWN, KeyCache, authenticate, model_allowed
 from metering.gateway.budget_gate import BudgetGate, budget_payload
 from metering.gateway.liveness import ServingProcess
 from metering.gateway.price_cache import PriceCache
@@ -51,14 +51,14 @@ from metering.gateway.responses import (
     Scope,
     Send,
     error_body,
-    header,
+    read_body,
     send_bytes,
     send_error,
 )
 from metering.gateway.upstream import AiohttpUpstream, UpstreamClient
 from metering.storage.checkpoint import WalCheckpointer
 from metering.storage.journal import Journal, default_journal_dir
-from metering.storage.keys import KeyInfo, utcnow
+from metering.storage.keys import utcnow
 
 log = logging.getLogger("metering.gateway")
 
@@ -238,7 +238,7 @@ class GatewayApp:
     async def _budget(self, scope: Scope, send: Send) -> None:
         """``GET /v1/budget``: the calling key's budgets (and its team's and customer's)."""
         try:
-            key = await self._authenticate(scope)
+            key = await authenticate(self.keys, scope)
         except Refused as exc:
             await send_error(send, exc.status, exc.error_type, str(exc))
             return
@@ -251,7 +251,7 @@ class GatewayApp:
             payload = await asyncio.to_thread(read)
         except SQLAlchemyError as exc:
             log.error("budget status not read: %s", exc)
-            await send_error(send, 503, "metering_unavailable", _DB_DOWN)
+            await send_error(send, 503, "metering_unavailable", DB_DOWN)
             return
         await send_bytes(send, 200, orjson.dumps(payload))
 
@@ -280,8 +280,8 @@ class GatewayApp:
             await self.proxy.forward(call, send, receive)
 
     async def _admit(self, route: Route, scope: Scope, receive: Receive) -> Call:
-        body = await self._read_body(scope, receive)
-        key = await self._authenticate(scope)
+        body = await read_body(scope, receive, limit=self.settings.max_request_bytes)
+        key = await authenticate(self.keys, scope)
         try:
             data, request = parse_body(body, route.model)
         except InvalidInput as exc:
@@ -296,13 +296,13 @@ class GatewayApp:
                 f"(allowed: {', '.join(key.allowed_models)})",
             )
         if not self.writer.healthy and not await self._database_ok():
-            raise Refused(503, "metering_unavailable", _DB_DOWN)
+            raise Refused(503, "metering_unavailable", DB_DOWN)
         if not self.prices.loaded:
             # Never meter with an empty price book (every record would be unpriced).
             try:
                 await asyncio.to_thread(self.prices.load)
             except SQLAlchemyError:
-                raise Refused(503, "metering_unavailable", _DB_DOWN) from None
+                raise Refused(503, "metering_unavailable", DB_DOWN) from None
         request_id, started_at = uuid.uuid4().hex, utcnow()
         stream = request.stream is True
         info = RequestInfo(
@@ -323,7 +323,7 @@ class GatewayApp:
                 exc.status, exc.error_type, str(exc), retry_after=exc.retry_after
             ) from None
         except DatabaseUnavailable:
-            raise Refused(503, "metering_unavailable", _DB_DOWN) from None
+            raise Refused(503, "metering_unavailable", DB_DOWN) from None
         call = Call(
             request_id=request_id,
             key=key,
@@ -337,56 +337,6 @@ class GatewayApp:
             started_at=started_at,
         )
         return call
-
-    async def _read_body(self, scope: Scope, receive: Receive) -> bytes:
-        limit = self.settings.max_request_bytes
-        too_large = Refused(
-            413,
-            "request_too_large",
-            f"request body is larger than {limit} bytes (METERING_MAX_REQUEST_BYTES)",
-        )
-        length = header(scope, b"content-length")
-        if length is not None and length.isdigit() and int(length) > limit:
-            raise too_large
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                raise Refused(499, "client_closed_request", "client went away")
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > limit:
-                raise too_large
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                return b"".join(chunks)
-
-    async def _authenticate(self, scope: Scope) -> KeyInfo:
-        secret = key_from_headers(scope)
-        if secret is None:
-            raise Refused(
-                401,
-                "virtual_key_required",
-                "no virtual key: send it as 'Authorization: Bearer sk-bf-…' or 'x-bf-vk'",
-            )
-        try:
-            key = await self.keys.lookup(secret)
-        except DatabaseUnavailable:
-            raise Refused(503, "metering_unavailable", _DB_DOWN) from None
-        if key is None:
-            raise Refused(
-                401,
-                "virtual_key_not_found",
-                "unknown virtual key (check the key, or create one: metering keys create NAME)",
-            )
-        reason = key.blocked_reason(utcnow())
-        if reason is not None:
-            raise Refused(403, "virtual_key_blocked", reason)
-        return key
-
-
-_DB_DOWN = "the metering database is unavailable, so the request was not forwarded; retry later"
 
 
 def create_app(

@@ -23,9 +23,10 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from metering.errors import DatabaseUnavailable
-from metering.gateway.responses import Scope, header
+from metering.gateway.responses import Refused, Scope, header
 from metering.storage.budget_rows import applicable_budget_ids
-from metering.storage.keys import SECRET_PREFIX, KeyInfo, authenticate, hash_secret
+from metering.storage.keys import SECRET_PREFIX, KeyInfo, hash_secret, utcnow
+from metering.storage.keys import authenticate as find_key_by_secret
 
 
 def key_from_headers(scope: Scope) -> str | None:
@@ -94,7 +95,7 @@ class KeyCache:
     def _read(self, secret: str) -> KeyInfo | None:
         try:
             with self._engine.connect() as conn:
-                key = authenticate(conn, secret)
+                key = find_key_by_secret(conn, secret)
                 if key is not None:
                     ids = applicable_budget_ids(
                         conn, key_id=key.id, team_id=key.team_id, customer_id=key.customer_id
@@ -121,3 +122,32 @@ def model_allowed(key: KeyInfo, model: str) -> bool:
         fnmatch.fnmatchcase(model, p) if "/" in p else fnmatch.fnmatchcase(provider, p)
         for p in key.allowed_models
     )
+
+
+DB_DOWN = "the metering database is unavailable, so the request was not forwarded; retry later"
+
+
+async def authenticate(keys: KeyCache, scope: Scope) -> KeyInfo:
+    """The calling virtual key, or the SPEC §4 refusal (401 none or unknown, 403 blocked,
+    503 when the database cannot tell)."""
+    secret = key_from_headers(scope)
+    if secret is None:
+        raise Refused(
+            401,
+            "virtual_key_required",
+            "no virtual key: send it as 'Authorization: Bearer sk-bf-…' or 'x-bf-vk'",
+        )
+    try:
+        key = await keys.lookup(secret)
+    except DatabaseUnavailable:
+        raise Refused(503, "metering_unavailable", DB_DOWN) from None
+    if key is None:
+        raise Refused(
+            401,
+            "virtual_key_not_found",
+            "unknown virtual key (check the key, or create one: metering keys create NAME)",
+        )
+    reason = key.blocked_reason(utcnow())
+    if reason is not None:
+        raise Refused(403, "virtual_key_blocked", reason)
+    return key

@@ -111,3 +111,29 @@ class Refused(Exception):
         if self.retry_after is None:
             return []
         return [(b"retry-after", str(self.retry_after).encode())]
+
+
+async def read_body(scope: Scope, receive: Receive, *, limit: int) -> bytes:
+    """The whole request body; 413 past ``limit`` bytes (declared or received), 499 if the
+    client goes away first."""
+    too_large = Refused(
+        413,
+        "request_too_large",
+        f"request body is larger than {limit} bytes (METERING_MAX_REQUEST_BYTES)",
+    )
+    length = header(scope, b"content-length")
+    if length is not None and length.isdigit() and int(length) > limit:
+        raise too_large
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise Refused(499, "client_closed_request", "client went away")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
