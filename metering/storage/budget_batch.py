@@ -275,6 +275,7 @@ class BatchSettlement:
     now: datetime
     rolled: list[BudgetRow]  # moved to a new window by ``lock``: saved by ``finish``
     records: list[Charged] = field(default_factory=list)
+    adjusted: dict[int, BudgetRow] = field(default_factory=dict)  # by ``adjust``
 
     @classmethod
     def lock(
@@ -306,6 +307,16 @@ class BatchSettlement:
     def add(self, record: Charged) -> None:
         self.records.append(record)
 
+    def adjust(self, record: Charged, delta_nano: int) -> None:
+        """A record settled before whose cost changed by ``delta_nano`` (an ``interrupted``
+        estimate replaced by the real record): charged to the budgets whose window holds
+        its ``started_at``, as its cost was. Saved by ``finish``."""
+        for row in applicable(self.rows, _owners_of(record)):
+            start, end = row.window
+            if start <= record.started_at and (end is None or record.started_at < end):
+                row.spent_nano += delta_nano
+                self.adjusted[row.id] = row
+
     def finish(self, conn: Connection) -> SettleResult:
         """Charge the added records (each once: a settlement marker per request); what
         changed, summed over them (``settled``: False if every one was settled before)."""
@@ -319,7 +330,8 @@ class BatchSettlement:
         if not self.rows:  # no budget applies and none holds a reservation of these
             return SettleResult(True, 0, (), ())
         settled = _mark_settled(conn, [r.request_id for r in records], now=self.now)
-        changed = {row.id: row for row in self.rolled}
+        changed = {row.id: row for row in self.rolled} | self.adjusted
+        self.adjusted = {}
         held: list[tuple[Any, ...]] = []
         if settled:
             ids = sorted(settled)

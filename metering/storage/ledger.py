@@ -10,7 +10,8 @@ single writer thread, ``gateway.recorder``; commit right after):
 ``record``
     after the upstream call, ONE transaction per batch: the budgets the records settle
     locked (ascending id), then the rate windows they correct ((key, window) order),
-    the records inserted with their daily rollup (idempotent by ``request_id``), the
+    the records inserted with their daily rollup (idempotent by ``request_id``; an
+    ``interrupted`` estimate of the same call is replaced by the real record), the
     records actually inserted settled (reservations dropped, cost charged to every
     applicable budget whose window holds ``started_at``, a settlement marker each), the
     rate windows corrected to the actual tokens, the calls in flight deleted.
@@ -36,7 +37,7 @@ from datetime import datetime
 
 from sqlalchemy import Connection
 
-from metering.core.interrupted import InFlightCall, interrupted_record
+from metering.core.interrupted import INTERRUPTED, InFlightCall, interrupted_record
 from metering.core.pricing import PriceBook
 from metering.core.rate_limits import RateCharge, WindowUsage
 from metering.core.records import UsageRow
@@ -56,7 +57,7 @@ from metering.storage.in_flight import (
     stale_calls,
 )
 from metering.storage.rate_limits import add_tokens, delete_windows_before, lock_windows, take
-from metering.storage.records import write_records
+from metering.storage.records import interrupted_among, replace_records, write_records
 from metering.storage.reservations import release_expired
 
 SWEEP_BATCH = 500  # calls in flight recorded per transaction
@@ -173,27 +174,39 @@ def record(
     conn: Connection, entries: Sequence[tuple[UsageRow, Settlement]], *, now: datetime
 ) -> list[bool]:
     """Insert and settle a batch (see the module doc); per entry, whether its record was
-    inserted (False: its ``request_id`` was stored already — nothing counted twice)."""
+    written (False: its ``request_id`` was stored already — nothing counted twice).
+
+    A record that arrives after the sweep recorded its call as ``interrupted`` (its
+    process stalled past the staleness threshold, or its journal was replayed late)
+    replaces that estimate: the record, its rollup sums and the budgets charged move from
+    the estimate to the real cost, and its rate window is corrected — still one record."""
     settling = [row for row, how in entries if how.budgets]
     budgets = BatchSettlement.lock(conn, settling, now=now) if settling else None
     rated = [(row, how.rate) for row, how in entries if how.rate is not None]
     corrected = [(row, charge) for row, charge in rated if charge.correct_tokens]
     lock_windows(conn, [(c.key_id, c.window) for _, c in corrected])
     inserted = set(write_records(conn, [row for row, _ in entries]))
+    late = [row for row in settling if row.request_id not in inserted and row.status != INTERRUPTED]
+    estimates = interrupted_among(conn, [row.request_id for row in late]) if late else {}
+    replaced = [(estimates[row.request_id], row) for row in late if row.request_id in estimates]
+    replace_records(conn, replaced)
     if budgets is not None:
         for row in settling:
             if row.request_id in inserted:
                 budgets.add(row)
+        for old, new in replaced:
+            budgets.adjust(new, new.total_cost - old.total_cost)
         budgets.finish(conn)
+    written = inserted | {new.request_id for _, new in replaced}
     deltas: dict[tuple[int, datetime], int] = defaultdict(int)
     for row, charge in corrected:
-        if row.request_id in inserted:
+        if row.request_id in written:
             deltas[(charge.key_id, charge.window)] += row.total_tokens - charge.estimated_tokens
     for (key_id, window), delta in sorted(deltas.items()):
         add_tokens(conn, key_id=key_id, window=window, delta=delta)
     if settling:
         delete_calls(conn, [row.request_id for row in settling])
-    return [row.request_id in inserted for row, _ in entries]
+    return [row.request_id in written for row, _ in entries]
 
 
 @dataclass(frozen=True, slots=True)

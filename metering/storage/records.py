@@ -15,8 +15,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from operator import itemgetter, methodcaller
 from typing import Any
 
-from sqlalchemy import Connection, Date, DateTime
+from sqlalchemy import Connection, Date, DateTime, bindparam, select, update
 
+from metering.core.interrupted import INTERRUPTED
 from metering.core.records import RECORD_FIELDS, UsageRow
 from metering.storage.models import COST_COLUMNS, TOKEN_COLUMNS, UsageRecord
 from metering.storage.raw_sql import is_postgres, render, rows_of, run, sqlite_value
@@ -130,3 +131,42 @@ def _upsert_groups(
     for key, (rows, errors) in sorted(groups.items()):
         sums = [sign * sum(map(int, filter(None, column))) for column in zip(*rows, strict=True)]
         run(conn, sql, [*key, sign * len(rows), sign * errors[0], *sums])
+
+
+def interrupted_among(conn: Connection, request_ids: Sequence[str]) -> dict[str, UsageRow]:
+    """The stored records of these requests that are ``interrupted`` estimates, locked for
+    the transaction on PostgreSQL (a rare path: SQLAlchemy Core)."""
+    if not request_ids:
+        return {}
+    u = UsageRecord.__table__
+    query = select(*(u.c[name] for name in RECORD_FIELDS)).where(
+        u.c.request_id.in_(list(request_ids)), u.c.status == INTERRUPTED
+    )
+    if is_postgres(conn):
+        query = query.with_for_update()
+    rows = conn.execute(query).mappings()
+    return {r["request_id"]: UsageRow.from_mapping(r) for r in rows}
+
+
+def replace_records(conn: Connection, pairs: Sequence[tuple[UsageRow, UsageRow]]) -> None:
+    """Replace stored records (``old``, as ``interrupted_among`` read them) by ``new`` ones
+    of the same requests, the daily rollup moved from the old sums to the new."""
+    if not pairs:
+        return
+    u = UsageRecord.__table__
+    fields = RECORD_FIELDS[1:]
+    statement = (
+        update(UsageRecord)
+        .where(UsageRecord.request_id == bindparam("old_request_id"))
+        .where(UsageRecord.status == INTERRUPTED)
+        .values({u.c[name]: bindparam(f"new_{name}") for name in fields})
+    )
+    conn.execute(
+        statement,
+        [
+            {"old_request_id": new.request_id, **{f"new_{n}": getattr(new, n) for n in fields}}
+            for _, new in pairs
+        ],
+    )
+    add_to_rollup(conn, [old for old, _ in pairs], sign=-1)
+    add_to_rollup(conn, [new for _, new in pairs], sign=1)

@@ -12,13 +12,16 @@ from pathlib import Path
 from sqlalchemy import Engine, func, select
 
 import metering
-from metering.core.interrupted import InFlightCall
+from metering.core.interrupted import InFlightCall, LastSeen, interrupted_record
 from metering.core.rate_limits import RateCharge, window_start
+from metering.core.records import UsageRow
+from metering.reports.common import DayWindow, load_names
+from metering.reports.reconcile import check_rollups
 from metering.storage import ledger
 from metering.storage.budget_batch import ReserveAsk
 from metering.storage.budgets import ReserveResult, rebuild_budget_counters
 from metering.storage.ledger import AdmitAsk, RateAsk, RateRefused, Settlement
-from metering.storage.models import Budget, CallInFlight, Reservation, UsageRecord
+from metering.storage.models import Budget, CallInFlight, DailyRollup, Reservation, UsageRecord
 from metering.storage.rate_limits import window_usage
 from tests.helpers import Org, record
 from tests.storage.budgeting import USD, T, set_
@@ -139,3 +142,41 @@ def test_only_the_ledger_calls_the_writing_functions() -> None:
                     ):
                         offenders.append(f"{module} imports {alias.name} from {node.module}")
     assert offenders == []
+
+
+def test_a_late_real_record_replaces_its_interrupted_estimate(db: Engine, org: Org) -> None:
+    """The sweep recorded the call as ``interrupted`` (its process looked dead: stalled,
+    or its database was down past the threshold); then its real record arrives (its own
+    commit, or its journal's replay): one record, the real one, and every sum follows."""
+    set_(db, "key", org.key_id, 1, "never")
+    with db.begin() as conn:
+        (admitted,) = ledger.admit(conn, [ask(org, "s", USD // 2, tokens=400)], now=T,
+                                   ttl_seconds=600)  # fmt: skip
+    how = Settlement(budgets=True, rate=admitted.rate)
+    call = ask(org, "s", USD // 2).call
+    assert call is not None
+    estimate = interrupted_record(call._replace(reserved_nano=None), None, now=T,
+                                  seen=LastSeen("h", 1, T))  # fmt: skip
+    estimate = estimate._replace(total_cost=9_000, input_cost=9_000)  # what the sweep billed
+    with db.begin() as conn:  # the sweep's settlement (budgets, no rate correction)
+        assert ledger.record(conn, [(estimate, Settlement(budgets=True))], now=T) == [True]
+    real = record(request_id="s", key_id=org.key_id, team_id=org.team_id,
+                  customer_id=org.customer_id, cost_nano=7_000, started_at=T)  # fmt: skip
+    real = real._replace(total_tokens=150)
+    with db.begin() as conn:
+        assert ledger.record(conn, [(real, how)], now=T) == [True]
+    with db.begin() as conn:  # again (a second replay): nothing changes
+        assert ledger.record(conn, [(real, how)], now=T) == [False]
+        # and a late estimate never replaces a real record
+        assert ledger.record(conn, [(estimate, Settlement(budgets=True))], now=T) == [False]
+    with db.connect() as conn:
+        stored = conn.execute(select(UsageRecord.__table__)).mappings().all()
+        assert [UsageRow.from_mapping(r) for r in stored] == [real]
+        assert conn.execute(select(Budget.spent_nano, Budget.reserved_nano)).one() == (7_000, 0)
+        r = DailyRollup
+        sums = select(r.requests, r.errors, r.total_cost, r.total_tokens)
+        rollup = conn.execute(sums).all()
+        assert [tuple(r) for r in rollup] == [(1, 0, 7_000, 150)]
+        assert window_usage(conn, key_id=org.key_id, window=WINDOW).tokens == 150
+        _, problems = check_rollups(conn, DayWindow(), load_names(conn))
+    assert problems == []
