@@ -20,8 +20,8 @@ requests share one transaction and one lock of their budgets:
     window contains its ``started_at``, counters saved once per budget).
     ``reservations.settle`` runs it for one record already inserted (``from_locked``).
 
-The statements are SQL text run on the DBAPI cursor (``storage.raw_sql``): SQLAlchemy
-Core's per-execute work cost more CPU than running them.
+The statements are built from SQLAlchemy Core once per dialect and run on the DBAPI
+cursor (``storage.compiled``): Core's per-execute work cost more CPU than running them.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, and_, bindparam, delete, insert, or_, select, update
 
 from metering.core.budget import BudgetState, first_refusal
 from metering.errors import Conflict
@@ -44,8 +44,10 @@ from metering.storage.budget_rows import (
     note_soft_limit,
     roll_forward,
 )
+from metering.storage.compiled import Sql, insert_for, table
+from metering.storage.models import Budget, BudgetSettlement, Reservation
 from metering.storage.owners import owner_names
-from metering.storage.raw_sql import is_postgres, render, rows_of, run, sqlite_datetime
+from metering.storage.raw_sql import is_postgres, run, sqlite_datetime
 
 Owners = tuple[int, int | None, int | None]  # key_id, team_id, customer_id
 
@@ -85,40 +87,85 @@ class Unbounded:
     budget_id: int
 
 
-_BUDGET_COLUMNS = ", ".join(f.name for f in fields(BudgetRow))
-
-
-_OWNED = "(owner_type = ? AND owner_id IN ({ids}))"
-_HOLDING = "id IN (SELECT budget_id FROM reservations WHERE request_id IN ({ids}))"
-_LOCK = "SELECT {columns} FROM budgets WHERE {where} ORDER BY id{lock}"
-_SAVE = (
-    "UPDATE budgets SET period_start = ?, spent_nano = ?, reserved_nano = ?, "
-    "soft_crossed_at = ?, updated_at = ? WHERE id = ?"
-)
-_RELEASE_EXPIRED = (
-    "DELETE FROM reservations WHERE budget_id IN ({ids}) AND expires_at <= ? "
-    "RETURNING budget_id, amount_nano"
-)
-_TAKEN = "SELECT request_id FROM reservations WHERE request_id IN ({ids})"
-_RESERVE = (
-    "INSERT INTO reservations (request_id, budget_id, amount_nano, created_at, expires_at) "
-    "VALUES {rows}"
-)
-_DROP_HELD = "DELETE FROM reservations WHERE request_id IN ({ids}) RETURNING budget_id, amount_nano"
-_MARK_SETTLED = (
-    "INSERT INTO budget_settlements (request_id, settled_at) VALUES {rows} "
-    "ON CONFLICT (request_id) DO NOTHING RETURNING request_id"
-)
+# Statements from ``storage.compiled``: Core over ``storage.models``, compiled once per
+# dialect, run on the DBAPI cursor.
+_BUDGET_COLUMNS = tuple(f.name for f in fields(BudgetRow))
+_OWNER_KINDS = ("key", "team", "customer")
 
 
 @functools.cache
-def _lock_sql(postgres: bool, keys: int, teams: int, customers: int, held: int) -> str:
-    clauses = [render(postgres, _OWNED, ids=n) for n in (keys, teams, customers) if n]
-    if held:
-        clauses.append(render(postgres, _HOLDING, ids=held))
-    lock = " FOR UPDATE" if postgres else ""
-    where = " OR ".join(clauses)
-    return render(postgres, _LOCK, columns=_BUDGET_COLUMNS, where=where, lock=lock)
+def _lock(keys: bool, teams: bool, customers: bool, held: bool) -> Sql:
+    """Budgets of these owner kinds (and those holding reservations of ``held``), by id."""
+
+    def build(postgres: bool) -> Any:
+        b, r = table(Budget), table(Reservation)
+        clauses = [
+            and_(
+                b.c.owner_type == bindparam(f"{kind}_type"),
+                b.c.owner_id.in_(bindparam(f"{kind}_ids", expanding=True)),
+            )
+            for kind, wanted in zip(_OWNER_KINDS, (keys, teams, customers), strict=True)
+            if wanted
+        ]
+        if held:
+            holding = select(r.c.budget_id).where(
+                r.c.request_id.in_(bindparam("held", expanding=True))
+            )
+            clauses.append(b.c.id.in_(holding))
+        query = select(*(b.c[name] for name in _BUDGET_COLUMNS)).where(or_(*clauses))
+        query = query.order_by(b.c.id)
+        return query.with_for_update() if postgres else query
+
+    return Sql(build)
+
+
+def _save(postgres: bool) -> Any:
+    b = table(Budget)
+    changed = ("period_start", "spent_nano", "reserved_nano", "soft_crossed_at", "updated_at")
+    values: dict[Any, Any] = {b.c[name]: bindparam(f"new_{name}") for name in changed}
+    return update(b).where(b.c.id == bindparam("budget_id")).values(values)
+
+
+def _release_expired(postgres: bool) -> Any:
+    r = table(Reservation)
+    expired = r.c.budget_id.in_(bindparam("ids", expanding=True))
+    condition = and_(expired, r.c.expires_at <= bindparam("now"))
+    return delete(r).where(condition).returning(r.c.budget_id, r.c.amount_nano)
+
+
+def _taken(postgres: bool) -> Any:
+    r = table(Reservation)
+    return select(r.c.request_id).where(r.c.request_id.in_(bindparam("ids", expanding=True)))
+
+
+def _reserve(postgres: bool) -> Any:
+    r = table(Reservation)
+    return insert(r).values({name: bindparam(name) for name in RESERVATION_COLUMNS}).inline()
+
+
+def _drop_held(postgres: bool) -> Any:
+    r = table(Reservation)
+    held = r.c.request_id.in_(bindparam("ids", expanding=True))
+    return delete(r).where(held).returning(r.c.budget_id, r.c.amount_nano)
+
+
+def _settlement_marker(postgres: bool) -> Any:
+    s = table(BudgetSettlement)
+    values: dict[str, Any] = {
+        "request_id": bindparam("request_id"),
+        "settled_at": bindparam("settled_at"),
+    }
+    marker = insert_for(postgres, s).values(values)
+    return marker.on_conflict_do_nothing(index_elements=["request_id"]).returning(s.c.request_id)
+
+
+RESERVATION_COLUMNS = ("request_id", "budget_id", "amount_nano", "created_at", "expires_at")
+SAVE = Sql(_save)
+RELEASE_EXPIRED = Sql(_release_expired)
+TAKEN = Sql(_taken)
+RESERVE = Sql(_reserve, rows=True)
+DROP_HELD = Sql(_drop_held)
+MARK_SETTLED = Sql(_settlement_marker, rows=True)
 
 
 def lock_owner_budgets(
@@ -130,15 +177,13 @@ def lock_owner_budgets(
     keys = sorted({o[0] for o in owners})
     teams = sorted({o[1] for o in owners if o[1] is not None})
     customers = sorted({o[2] for o in owners if o[2] is not None})
-    params: list[Any] = []
-    for kind, ids in (("key", keys), ("team", teams), ("customer", customers)):
-        if ids:
-            params += [kind, *ids]
-    params += held
-    if not params:
+    values: dict[str, Any] = {"held": held}
+    for kind, ids in zip(_OWNER_KINDS, (keys, teams, customers), strict=True):
+        values[f"{kind}_type"], values[f"{kind}_ids"] = kind, ids
+    if not (keys or teams or customers or held):
         return {}
-    sql = _lock_sql(is_postgres(conn), len(keys), len(teams), len(customers), len(held))
-    rows = [BudgetRow(*r) for r in run(conn, sql, params)]
+    lock = _lock(bool(keys), bool(teams), bool(customers), bool(held))
+    rows = [BudgetRow(*r) for r in lock.run(conn, values)]
     if not is_postgres(conn):
         for row in rows:
             row.period_start = sqlite_datetime(row.period_start) or row.period_start
@@ -162,22 +207,23 @@ def applicable(rows: Mapping[int, BudgetRow], owners: Owners) -> list[BudgetRow]
 
 
 def save_rows(conn: Connection, rows: Sequence[BudgetRow], *, now: datetime) -> None:
-    sql = render(is_postgres(conn), _SAVE)
     for r in rows:
-        run(
-            conn, sql, (r.period_start, r.spent_nano, r.reserved_nano, r.soft_crossed_at, now, r.id)
-        )
+        values = {
+            "new_period_start": r.period_start,
+            "new_spent_nano": r.spent_nano,
+            "new_reserved_nano": r.reserved_nano,
+            "new_soft_crossed_at": r.soft_crossed_at,
+            "new_updated_at": now,
+            "budget_id": r.id,
+        }
+        SAVE.run(conn, values)
 
 
 def prepare_rows(conn: Connection, rows: Mapping[int, BudgetRow], *, now: datetime) -> None:
     """Give back the expired reservations of these locked rows; roll them forward."""
     if any(row.reserved_nano for row in rows.values()):  # else nothing can have expired
         ids = sorted(rows)
-        expired = run(
-            conn,
-            render(is_postgres(conn), _RELEASE_EXPIRED, ids=len(ids)),
-            [*ids, now],
-        )
+        expired = RELEASE_EXPIRED.run(conn, {"ids": ids, "now": now})
         for budget_id, amount in expired:
             rows[int(budget_id)].reserved_nano -= int(amount)
     for row in rows.values():
@@ -208,8 +254,7 @@ def reserve_many(
         ]
     prepare_rows(conn, rows, now=now)
     asked = [a.request_id for a in asks]
-    sql = render(is_postgres(conn), _TAKEN, ids=len(asked))
-    taken = {r[0] for r in run(conn, sql, asked)}
+    taken = {r[0] for r in TAKEN.run(conn, {"ids": asked})}
     results: list[ReserveResult | Unbounded | Exception] = []
     inserts: list[tuple[Any, ...]] = []
     refused: list[tuple[int, BudgetRow, int]] = []
@@ -244,7 +289,7 @@ def reserve_many(
         taken.add(ask.request_id)
         results.append(ReserveResult(True, ask.amount_nano, tuple(r.id for r in mine)))
     if inserts:
-        sql = render(is_postgres(conn), _RESERVE, rows=rows_of(5, len(inserts)))
+        sql = RESERVE.text(is_postgres(conn), rows=len(inserts))  # RESERVATION_COLUMNS
         run(conn, sql, [v for row in inserts for v in row])
     save_rows(conn, list(rows.values()), now=now)
     if refused:
@@ -335,11 +380,7 @@ class BatchSettlement:
         held: list[tuple[Any, ...]] = []
         if settled:
             ids = sorted(settled)
-            held = run(
-                conn,
-                render(is_postgres(conn), _DROP_HELD, ids=len(ids)),
-                ids,
-            )
+            held = DROP_HELD.run(conn, {"ids": ids})
         for budget_id, amount in held:
             holder = self.rows.get(int(budget_id))
             if holder is not None:
@@ -366,7 +407,7 @@ def _mark_settled(conn: Connection, request_ids: list[str], *, now: datetime) ->
     """Settlement markers; the request ids not settled before (each is settled once)."""
     if not request_ids:
         return set()
-    sql = render(is_postgres(conn), _MARK_SETTLED, rows=rows_of(2, len(request_ids)))
+    sql = MARK_SETTLED.text(is_postgres(conn), rows=len(request_ids))
     return {r[0] for r in run(conn, sql, [v for rid in request_ids for v in (rid, now)])}
 
 

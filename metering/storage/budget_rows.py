@@ -15,12 +15,13 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, func, or_, select, update
+from sqlalchemy import Connection, false, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from metering.core.budget import soft_limit_reached
 from metering.core.money import format_usd
 from metering.core.periods import parse_period, period_window
+from metering.storage.compiled import Sql, table
 from metering.storage.models import Budget, BudgetEvent, Reservation, UsageRecord
 from metering.storage.raw_sql import run
 
@@ -69,6 +70,15 @@ def insert_stmt(conn: Connection, model: Any) -> Any:
     return (postgresql if conn.dialect.name == "postgresql" else sqlite).insert(model)
 
 
+def _touch(postgres: bool) -> Any:
+    """A write that changes no row (``begin_write``)."""
+    b = table(Budget)
+    return update(b).values({b.c.id: b.c.id}).where(false())
+
+
+_TOUCH = Sql(_touch)
+
+
 def begin_write(conn: Connection) -> None:
     """SQLite: turn the transaction into a write transaction now (``BEGIN IMMEDIATE``).
 
@@ -86,7 +96,7 @@ def begin_write(conn: Connection) -> None:
     dbapi = conn.connection.dbapi_connection
     if dbapi is not None and not dbapi.in_transaction:
         run(conn, "BEGIN IMMEDIATE")
-        run(conn, "UPDATE budgets SET id = id WHERE 0")
+        run(conn, _TOUCH.text(False))
 
 
 def applicable_budget_ids(

@@ -13,18 +13,27 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Connection, and_, delete, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, delete, or_, select, update
 
 from metering.core.rate_limits import WindowUsage
 from metering.storage.budget_rows import insert_stmt
+from metering.storage.compiled import Sql, table
 from metering.storage.models import RateWindow
-from metering.storage.raw_sql import render, run
 
-_LOCK_WINDOWS = (
-    "SELECT key_id FROM rate_windows WHERE key_id IN ({keys}) AND window_start IN ({windows}) "
-    "ORDER BY key_id, window_start FOR UPDATE"
-)
+
+def _lock_windows(postgres: bool) -> Any:
+    w = table(RateWindow)
+    wanted = and_(
+        w.c.key_id.in_(bindparam("keys", expanding=True)),
+        w.c.window_start.in_(bindparam("windows", expanding=True)),
+    )
+    query = select(w.c.key_id).where(wanted).order_by(w.c.key_id, w.c.window_start)
+    return query.with_for_update()
+
+
+LOCK_WINDOWS = Sql(_lock_windows)  # Core, compiled once, run on the cursor (``compiled``)
 
 
 def take(
@@ -82,9 +91,8 @@ def lock_windows(conn: Connection, windows: Iterable[tuple[int, datetime]]) -> N
         return
     keys = sorted({k for k, _ in wanted})
     starts = sorted({w for _, w in wanted})
-    # SQL text on the cursor: it runs in every recorder batch on PostgreSQL.
-    sql = render(True, _LOCK_WINDOWS, keys=len(keys), windows=len(starts))
-    run(conn, sql, [*keys, *starts])
+    # On the cursor: it runs in every recorder batch on PostgreSQL.
+    LOCK_WINDOWS.run(conn, {"keys": keys, "windows": starts})
 
 
 def window_usage(conn: Connection, *, key_id: int, window: datetime) -> WindowUsage:

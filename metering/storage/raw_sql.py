@@ -1,11 +1,12 @@
-"""The writer's per-request statements as SQL text, run on the DBAPI cursor.
+"""Running the ledger's statements (``storage.compiled``) on the DBAPI cursor.
 
 SQLAlchemy Core costs ≈ 80 µs of CPU per ``execute`` (cache key, execution context,
 result wrapping; ``exec_driver_sql`` still ≈ 55 µs) against ≈ 11 µs for the same
 statement on the DBAPI cursor, and the gateway's single writer runs ≈ 12 statements
-per request at concurrency 1. The hot statements are therefore written here once per
-dialect and executed on the cursor of the caller's ``Connection``, inside its
-transaction. What SQLAlchemy did for them is done here:
+per request at concurrency 1. The hot statements are therefore compiled once per dialect
+from SQLAlchemy Core (``storage.compiled``) and executed here on the cursor of the
+caller's ``Connection``, inside its transaction. What SQLAlchemy did for them is done
+here:
 
 * values: SQLite stores ``DateTime`` as ``YYYY-MM-DD HH:MM:SS.ffffff`` and ``Date`` as
   ISO text (SQLAlchemy's formats, so rows written either way compare equal); psycopg
@@ -29,23 +30,6 @@ Row = tuple[Any, ...]
 
 def is_postgres(conn: Connection) -> bool:
     return conn.dialect.name == "postgresql"
-
-
-def render(postgres: bool, template: str, **parts: int | str) -> str:
-    """``template`` (``?`` placeholders) for the dialect, each ``{name}`` replaced by
-    ``parts[name]``: an int is that many placeholders, a str a fragment of SQL text
-    written in this package. Values are never interpolated: they go as parameters."""
-    text = {
-        name: ", ".join(["?"] * part) if isinstance(part, int) else part
-        for name, part in parts.items()
-    }
-    return template.format(**text).replace("?", "%s" if postgres else "?")
-
-
-def rows_of(width: int, count: int) -> str:
-    """``count`` rows of ``width`` ``?`` placeholders, for ``VALUES {rows}``."""
-    row = "(" + ", ".join(["?"] * width) + ")"
-    return ", ".join([row] * count)
 
 
 def sqlite_value(value: Any) -> Any:

@@ -9,7 +9,6 @@ rollup = sum(records) holds whatever is replayed.
 
 from __future__ import annotations
 
-import functools
 import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from operator import itemgetter, methodcaller
@@ -19,18 +18,19 @@ from sqlalchemy import Connection, Date, DateTime, bindparam, select, update
 
 from metering.core.interrupted import INTERRUPTED
 from metering.core.records import RECORD_FIELDS, UsageRow
-from metering.storage.models import COST_COLUMNS, TOKEN_COLUMNS, UsageRecord
-from metering.storage.raw_sql import is_postgres, render, rows_of, run, sqlite_value
+from metering.storage.compiled import Sql, insert_for, table
+from metering.storage.models import COST_COLUMNS, TOKEN_COLUMNS, DailyRollup, UsageRecord
+from metering.storage.raw_sql import is_postgres, run, sqlite_value
 
 ROLLUP_SUMS = (*TOKEN_COLUMNS, *COST_COLUMNS)
 ROLLUP_KEY = ("day", "key_id", "team_id", "customer_id", "provider", "model")
 ERROR_STATUSES_OK = frozenset({"success"})
 
 
-# SQL text on the DBAPI cursor (``storage.raw_sql``): SQLAlchemy Core's per-execute
-# work cost more CPU than the statements (≈ 80 µs against ≈ 11 µs each). A record
-# (``core.records.UsageRow``) is a tuple in column order: its values go to the driver
-# as they are, only SQLite's date columns adapted.
+# Statements from ``storage.compiled`` (Core, compiled once per dialect, run on the
+# DBAPI cursor). A record (``core.records.UsageRow``) is a tuple in column order — the
+# insert's parameter order (a test checks it): its values go to the driver as they are,
+# only SQLite's date columns adapted.
 _RECORD_COLUMNS = tuple(UsageRecord.__table__.c[name] for name in RECORD_FIELDS)
 _RECORD_WIDTH = len(_RECORD_COLUMNS)
 _DATE_POSITIONS = tuple(
@@ -43,36 +43,25 @@ _row_key = itemgetter(
 )
 _row_names = itemgetter(RECORD_FIELDS.index("provider"), RECORD_FIELDS.index("model"))
 _STATUS = RECORD_FIELDS.index("status")
-_INSERT_RECORDS = (
-    "INSERT INTO usage_records ({columns}) VALUES {rows} "
-    "ON CONFLICT (request_id) DO NOTHING RETURNING request_id"
-)
-_ROLLUP_COLUMNS = (*ROLLUP_KEY, "requests", "errors", *ROLLUP_SUMS)
-_UPSERT_ROLLUP = (
-    "INSERT INTO daily_rollups ({columns}) VALUES ({values}) "
-    "ON CONFLICT ({key}) DO UPDATE SET {sums}"
-)
+ROLLUP_COLUMNS = (*ROLLUP_KEY, "requests", "errors", *ROLLUP_SUMS)  # the upsert's order
 RECORDS_PER_STATEMENT = 200  # × 49 columns: under SQLite's 32,766 parameters
 
 
-@functools.cache
-def _insert_records_sql(postgres: bool, count: int) -> str:
-    columns = ", ".join(c.name for c in _RECORD_COLUMNS)
-    rows = rows_of(_RECORD_WIDTH, count)
-    return render(postgres, _INSERT_RECORDS, columns=columns, rows=rows)
+def _insert_records(postgres: bool) -> Any:
+    u = table(UsageRecord)
+    insert = insert_for(postgres, u).values({name: bindparam(name) for name in RECORD_FIELDS})
+    return insert.on_conflict_do_nothing(index_elements=["request_id"]).returning(u.c.request_id)
 
 
-@functools.cache
-def _upsert_rollup_sql(postgres: bool) -> str:
-    sums = ", ".join(f"{c} = daily_rollups.{c} + excluded.{c}" for c in _ROLLUP_COLUMNS[6:])
-    return render(
-        postgres,
-        _UPSERT_ROLLUP,
-        columns=", ".join(_ROLLUP_COLUMNS),
-        values=len(_ROLLUP_COLUMNS),
-        key=", ".join(ROLLUP_KEY),
-        sums=sums,
-    )
+def _upsert_rollup(postgres: bool) -> Any:
+    d = table(DailyRollup)
+    insert = insert_for(postgres, d).values({c: bindparam(c) for c in ROLLUP_COLUMNS}).inline()
+    sums = {c: d.c[c] + insert.excluded[c] for c in ROLLUP_COLUMNS[len(ROLLUP_KEY) :]}
+    return insert.on_conflict_do_update(index_elements=list(ROLLUP_KEY), set_=sums)
+
+
+INSERT_RECORDS = Sql(_insert_records, rows=True)
+UPSERT_ROLLUP = Sql(_upsert_rollup)
 
 
 def write_records(conn: Connection, rows: Sequence[UsageRow]) -> list[str]:
@@ -91,7 +80,7 @@ def write_records(conn: Connection, rows: Sequence[UsageRow]) -> list[str]:
                     params[position::_RECORD_WIDTH] = list(map(_sqlite_datetime_text, values))
                 except (AttributeError, TypeError):  # None, a date, text…
                     params[position::_RECORD_WIDTH] = list(map(sqlite_value, values))
-        sql = _insert_records_sql(postgres, len(chunk))
+        sql = INSERT_RECORDS.text(postgres, rows=len(chunk))
         found = run(conn, sql, params, adapted=True)
         inserted.update(row[0] for row in found)
     if not inserted:
@@ -126,7 +115,7 @@ def _upsert_groups(
 ) -> None:
     if not groups:
         return
-    sql = _upsert_rollup_sql(is_postgres(conn))
+    sql = UPSERT_ROLLUP.text(is_postgres(conn))
     # One statement per group keeps a fixed (sorted) lock order across writers.
     for key, (rows, errors) in sorted(groups.items()):
         sums = [sign * sum(map(int, filter(None, column))) for column in zip(*rows, strict=True)]
@@ -138,7 +127,7 @@ def interrupted_among(conn: Connection, request_ids: Sequence[str]) -> dict[str,
     the transaction on PostgreSQL (a rare path: SQLAlchemy Core)."""
     if not request_ids:
         return {}
-    u = UsageRecord.__table__
+    u = table(UsageRecord)
     query = select(*(u.c[name] for name in RECORD_FIELDS)).where(
         u.c.request_id.in_(list(request_ids)), u.c.status == INTERRUPTED
     )
@@ -153,7 +142,7 @@ def replace_records(conn: Connection, pairs: Sequence[tuple[UsageRow, UsageRow]]
     of the same requests, the daily rollup moved from the old sums to the new."""
     if not pairs:
         return
-    u = UsageRecord.__table__
+    u = table(UsageRecord)
     fields = RECORD_FIELDS[1:]
     statement = (
         update(UsageRecord)
