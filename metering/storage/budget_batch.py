@@ -26,13 +26,12 @@ cursor (``storage.compiled``): Core's per-execute work cost more CPU than runnin
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, and_, bindparam, delete, insert, or_, select, update
+from sqlalchemy import Connection
 
 from metering.core.budget import BudgetState, first_refusal
 from metering.errors import Conflict
@@ -44,8 +43,16 @@ from metering.storage.budget_rows import (
     note_soft_limit,
     roll_forward,
 )
-from metering.storage.compiled import Sql, insert_for, table
-from metering.storage.models import Budget, BudgetSettlement, Reservation
+from metering.storage.budget_statements import (
+    DROP_HELD,
+    MARK_SETTLED,
+    OWNER_KINDS,
+    RELEASE_EXPIRED,
+    RESERVE,
+    SAVE,
+    TAKEN,
+    lock_statement,
+)
 from metering.storage.owners import owner_names
 from metering.storage.raw_sql import is_postgres, run, sqlite_datetime
 
@@ -87,87 +94,6 @@ class Unbounded:
     budget_id: int
 
 
-# Statements from ``storage.compiled``: Core over ``storage.models``, compiled once per
-# dialect, run on the DBAPI cursor.
-_BUDGET_COLUMNS = tuple(f.name for f in fields(BudgetRow))
-_OWNER_KINDS = ("key", "team", "customer")
-
-
-@functools.cache
-def _lock(keys: bool, teams: bool, customers: bool, held: bool) -> Sql:
-    """Budgets of these owner kinds (and those holding reservations of ``held``), by id."""
-
-    def build(postgres: bool) -> Any:
-        b, r = table(Budget), table(Reservation)
-        clauses = [
-            and_(
-                b.c.owner_type == bindparam(f"{kind}_type"),
-                b.c.owner_id.in_(bindparam(f"{kind}_ids", expanding=True)),
-            )
-            for kind, wanted in zip(_OWNER_KINDS, (keys, teams, customers), strict=True)
-            if wanted
-        ]
-        if held:
-            holding = select(r.c.budget_id).where(
-                r.c.request_id.in_(bindparam("held", expanding=True))
-            )
-            clauses.append(b.c.id.in_(holding))
-        query = select(*(b.c[name] for name in _BUDGET_COLUMNS)).where(or_(*clauses))
-        query = query.order_by(b.c.id)
-        return query.with_for_update() if postgres else query
-
-    return Sql(build)
-
-
-def _save(postgres: bool) -> Any:
-    b = table(Budget)
-    changed = ("period_start", "spent_nano", "reserved_nano", "soft_crossed_at", "updated_at")
-    values: dict[Any, Any] = {b.c[name]: bindparam(f"new_{name}") for name in changed}
-    return update(b).where(b.c.id == bindparam("budget_id")).values(values)
-
-
-def _release_expired(postgres: bool) -> Any:
-    r = table(Reservation)
-    expired = r.c.budget_id.in_(bindparam("ids", expanding=True))
-    condition = and_(expired, r.c.expires_at <= bindparam("now"))
-    return delete(r).where(condition).returning(r.c.budget_id, r.c.amount_nano)
-
-
-def _taken(postgres: bool) -> Any:
-    r = table(Reservation)
-    return select(r.c.request_id).where(r.c.request_id.in_(bindparam("ids", expanding=True)))
-
-
-def _reserve(postgres: bool) -> Any:
-    r = table(Reservation)
-    return insert(r).values({name: bindparam(name) for name in RESERVATION_COLUMNS}).inline()
-
-
-def _drop_held(postgres: bool) -> Any:
-    r = table(Reservation)
-    held = r.c.request_id.in_(bindparam("ids", expanding=True))
-    return delete(r).where(held).returning(r.c.budget_id, r.c.amount_nano)
-
-
-def _settlement_marker(postgres: bool) -> Any:
-    s = table(BudgetSettlement)
-    values: dict[str, Any] = {
-        "request_id": bindparam("request_id"),
-        "settled_at": bindparam("settled_at"),
-    }
-    marker = insert_for(postgres, s).values(values)
-    return marker.on_conflict_do_nothing(index_elements=["request_id"]).returning(s.c.request_id)
-
-
-RESERVATION_COLUMNS = ("request_id", "budget_id", "amount_nano", "created_at", "expires_at")
-SAVE = Sql(_save)
-RELEASE_EXPIRED = Sql(_release_expired)
-TAKEN = Sql(_taken)
-RESERVE = Sql(_reserve, rows=True)
-DROP_HELD = Sql(_drop_held)
-MARK_SETTLED = Sql(_settlement_marker, rows=True)
-
-
 def lock_owner_budgets(
     conn: Connection, owners: Sequence[Owners], *, held: Sequence[str] = ()
 ) -> dict[int, BudgetRow]:
@@ -178,11 +104,11 @@ def lock_owner_budgets(
     teams = sorted({o[1] for o in owners if o[1] is not None})
     customers = sorted({o[2] for o in owners if o[2] is not None})
     values: dict[str, Any] = {"held": held}
-    for kind, ids in zip(_OWNER_KINDS, (keys, teams, customers), strict=True):
+    for kind, ids in zip(OWNER_KINDS, (keys, teams, customers), strict=True):
         values[f"{kind}_type"], values[f"{kind}_ids"] = kind, ids
     if not (keys or teams or customers or held):
         return {}
-    lock = _lock(bool(keys), bool(teams), bool(customers), bool(held))
+    lock = lock_statement(bool(keys), bool(teams), bool(customers), bool(held))
     rows = [BudgetRow(*r) for r in lock.run(conn, values)]
     if not is_postgres(conn):
         for row in rows:

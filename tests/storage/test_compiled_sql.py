@@ -11,7 +11,7 @@ from sqlalchemy import bindparam, literal_column, select
 
 from metering.core.interrupted import InFlightCall
 from metering.core.records import RECORD_FIELDS
-from metering.storage import budget_batch, in_flight, rate_limits, records
+from metering.storage import budget_statements, in_flight, rate_limits, records
 from metering.storage.compiled import Sql, _dialect, insert_for, table
 from metering.storage.models import Reservation
 
@@ -22,8 +22,8 @@ DIALECTS = pytest.mark.parametrize("postgres", [False, True], ids=["sqlite", "po
 def test_row_statements_take_their_callers_column_order(postgres: bool) -> None:
     assert records.INSERT_RECORDS.names(postgres) == RECORD_FIELDS
     assert records.UPSERT_ROLLUP.names(postgres) == records.ROLLUP_COLUMNS
-    assert budget_batch.RESERVE.names(postgres) == budget_batch.RESERVATION_COLUMNS
-    assert budget_batch.MARK_SETTLED.names(postgres) == ("request_id", "settled_at")
+    assert budget_statements.RESERVE.names(postgres) == budget_statements.RESERVATION_COLUMNS
+    assert budget_statements.MARK_SETTLED.names(postgres) == ("request_id", "settled_at")
     assert in_flight.INSERT_CALLS.names(postgres) == InFlightCall._fields
 
 
@@ -33,8 +33,8 @@ def test_repeated_rows_have_one_placeholder_a_value(postgres: bool, rows: int) -
     mark = "%s" if postgres else "?"
     for sql, width in (
         (records.INSERT_RECORDS, len(RECORD_FIELDS)),
-        (budget_batch.RESERVE, 5),
-        (budget_batch.MARK_SETTLED, 2),
+        (budget_statements.RESERVE, 5),
+        (budget_statements.MARK_SETTLED, 2),
         (in_flight.INSERT_CALLS, len(InFlightCall._fields)),
     ):
         assert sql.text(postgres, rows=rows).count(mark) == width * rows
@@ -42,7 +42,7 @@ def test_repeated_rows_have_one_placeholder_a_value(postgres: bool, rows: int) -
 
 @DIALECTS
 def test_a_repeated_row_is_the_compiled_multi_row_statement(postgres: bool) -> None:
-    columns = budget_batch.RESERVATION_COLUMNS
+    columns = budget_statements.RESERVATION_COLUMNS
 
     def three_rows(pg: bool) -> Any:
         r = table(Reservation)
@@ -50,7 +50,7 @@ def test_a_repeated_row_is_the_compiled_multi_row_statement(postgres: bool) -> N
         return insert_for(pg, r).values(values).inline()
 
     compiled = three_rows(postgres).compile(dialect=_dialect(postgres))
-    assert budget_batch.RESERVE.text(postgres, rows=3) == compiled.string
+    assert budget_statements.RESERVE.text(postgres, rows=3) == compiled.string
 
 
 @DIALECTS
@@ -58,7 +58,7 @@ def test_a_repeated_row_is_the_compiled_multi_row_statement(postgres: bool) -> N
 def test_lists_are_filled_to_their_size(postgres: bool, size: int) -> None:
     mark = "%s" if postgres else "?"
     ids = list(range(size))
-    lock = budget_batch._lock(True, False, True, True)
+    lock = budget_statements.lock_statement(True, False, True, True)
     values = {"key_type": "key", "key_ids": ids, "customer_type": "customer",
               "customer_ids": ids, "held": [str(i) for i in ids]}  # fmt: skip
     assert lock.names(postgres) == ("key_type", "key_ids", "customer_type", "customer_ids", "held")
@@ -70,7 +70,7 @@ def test_lists_are_filled_to_their_size(postgres: bool, size: int) -> None:
     windows = rate_limits.LOCK_WINDOWS
     assert windows.names(postgres) == ("keys", "windows")
     assert windows.text(postgres, keys=size, windows=2).count(mark) == size + 2
-    for sql in (budget_batch.TAKEN, budget_batch.DROP_HELD, in_flight.DELETE_CALLS):
+    for sql in (budget_statements.TAKEN, budget_statements.DROP_HELD, in_flight.DELETE_CALLS):
         assert sql.names(postgres) == ("ids",)
         assert sql.text(postgres, ids=size).count(mark) == size
 
@@ -95,10 +95,10 @@ def test_clock_statements_use_the_servers_clock_on_postgresql(postgres: bool) ->
 
 def test_sizes_must_match_the_statement() -> None:
     with pytest.raises(ValueError, match="empty list"):
-        budget_batch.TAKEN.text(False, ids=0)
+        budget_statements.TAKEN.text(False, ids=0)
     with pytest.raises(ValueError, match="sizes"):
-        budget_batch.TAKEN.text(False, ids=1, other=2)
+        budget_statements.TAKEN.text(False, ids=1, other=2)
     with pytest.raises(ValueError, match="rows=True"):
-        budget_batch.TAKEN.text(False, rows=2, ids=1)
+        budget_statements.TAKEN.text(False, rows=2, ids=1)
     with pytest.raises(AssertionError, match="literal %"):
         Sql(lambda pg: select(literal_column("'50%'"))).text(True)
