@@ -36,6 +36,10 @@ from metering.errors import PricingError, SheetError
 
 _META_FIELDS = {"max_input_tokens", "max_output_tokens", "mode", "effective_from", "tiers"}
 TEXT_MODES = {"chat", "completion", "responses"}
+# Embeddings are imported too, priced by their input tokens (their output is 0 tokens);
+# every other mode (images, audio, rerank, …) is skipped with a count.
+EMBEDDING_MODE = "embedding"
+IMPORTED_MODES = TEXT_MODES | {EMBEDDING_MODE}
 _MILLION = Decimal(1_000_000)
 
 
@@ -160,7 +164,8 @@ class ImportReport:
 
 
 def parse_litellm_json(text: str, *, effective_from: date, source: str = "") -> ImportReport:
-    """Read LiteLLM's price table: text-mode models with a token price become versions."""
+    """Read LiteLLM's price table: text-mode models with a token price, and embedding
+    models with an input token price, become versions."""
     where = f"{source}: " if source else ""
     try:
         data = json.loads(text, parse_float=Decimal)
@@ -178,10 +183,14 @@ def parse_litellm_json(text: str, *, effective_from: date, source: str = "") -> 
             report.skipped["no litellm_provider"] += 1
             continue
         mode = entry.get("mode") or "chat"
-        if mode not in TEXT_MODES:
+        if mode not in IMPORTED_MODES:
             report.skipped[f"mode {mode}"] += 1
             continue
-        if "input_cost_per_token" not in entry and "output_cost_per_token" not in entry:
+        if mode == EMBEDDING_MODE:
+            priced = "input_cost_per_token" in entry  # not per character, image or second
+        else:
+            priced = "input_cost_per_token" in entry or "output_cost_per_token" in entry
+        if not priced:
             report.skipped["no per-token price"] += 1
             continue
         raw_provider = entry["litellm_provider"]

@@ -65,6 +65,14 @@ def test_quote_csv_every_component(db_url: str) -> None:
     ]
 
 
+def test_quote_of_a_shipped_embedding_model(db_url: str) -> None:
+    args = ["prices", "quote", "openai/text-embedding-3-small", "--prompt-tokens", "1000"]
+    code, out, _ = run(db_url, *args, "--format", "json")
+    assert code == 0
+    costs = {r["component"]: r["cost_usd"] for r in json.loads(out)}
+    assert (costs["input"], costs["output"], costs["total"]) == ("0.00002", "0", "0.00002")
+
+
 @pytest.mark.parametrize(
     "args, message",
     [

@@ -150,6 +150,22 @@ def test_reservation_of_a_simple_request() -> None:
     assert nano == int(expected_usd * 10**9) + 16
 
 
+def test_reservation_of_an_embedding_request() -> None:
+    """An embedding model has no output price and no max output tokens: a request shaped
+    with max_tokens=0 reserves its input bound only."""
+    embedding = PriceVersion(
+        "openai", "text-embedding-3-small", date(2024, 1, 1), Rates(input=D("0.02")),
+        max_input_tokens=8191, mode="embedding",
+    )  # fmt: skip
+    shape = RequestShape(prompt_bytes=1000, prompts=2, max_tokens=0)
+    usage = worst_case_usage(shape, embedding)
+    assert (usage.prompt_tokens, usage.completion_tokens) == (1000 + 2 * PROMPT_OVERHEAD_TOKENS, 0)
+    # 2024 tokens × $0.02/M (20 nano-USD a token), plus the slack
+    assert reservation_nano(shape, embedding) == 2024 * 20 + 16
+    capped = RequestShape(prompt_bytes=10**6, prompts=2, max_tokens=0)
+    assert reservation_nano(capped, embedding) == 2 * 8191 * 20 + 16  # the window, per input
+
+
 def test_reservation_reaches_long_context_tier() -> None:
     small = reservation_nano(RequestShape(prompt_bytes=1000, max_tokens=100), TIERED)
     big = reservation_nano(RequestShape(prompt_bytes=300_000, max_tokens=100), TIERED)

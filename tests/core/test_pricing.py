@@ -99,6 +99,19 @@ def test_components_of_gpt4o_fixture() -> None:
     assert cost.total == 7_250_000
 
 
+def test_embedding_models_are_priced_by_input_tokens_only() -> None:
+    book = shipped_book()
+    small = book.lookup("openai", "text-embedding-3-small", TODAY)
+    assert small is not None and small.mode == "embedding"
+    assert small.rates.output is None and small.max_output_tokens is None
+    usage = {"prompt_tokens": 1000, "total_tokens": 1000}
+    assert quote(book, "openai/text-embedding-3-small", usage) == "0.00002"
+    cost = price_usage(normalize_usage(usage), small)
+    assert cost.as_dict() == {**dict.fromkeys(cost.as_dict(), 0), "input": 20_000}
+    assert quote(book, "openai/text-embedding-3-large", usage) == "0.00013"
+    assert quote(book, "openai/text-embedding-ada-002", usage) == "0.0001"
+
+
 def test_long_context_tier_starts_above_the_threshold() -> None:
     book = shipped_book()
     at_threshold = quote(

@@ -1,3 +1,4 @@
+import json
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
@@ -22,7 +23,8 @@ def litellm_text() -> str:
 def test_litellm_import_of_the_full_table(litellm_text: str) -> None:
     report = parse_litellm_json(litellm_text, effective_from=date(2026, 1, 1), source="litellm")
     assert len(report.versions) > 3000
-    assert report.skipped["mode embedding"] > 100
+    assert "mode embedding" not in report.skipped  # embeddings are kept
+    assert report.skipped["mode image_generation"] > 100  # other non-text modes are not
     assert report.skipped["sample_spec"] == 1
     assert report.skipped_total > 1000
     keys = {v.key for v in report.versions}
@@ -30,6 +32,27 @@ def test_litellm_import_of_the_full_table(litellm_text: str) -> None:
     assert "openai/gpt-3.5-turbo-instruct" in keys  # text-completion-openai → openai
     # no version needs max_tokens; every one has a token price
     assert all(v.rates.input is not None or v.rates.output is not None for v in report.versions)
+
+
+def test_litellm_import_keeps_embedding_models_priced_per_input_token(litellm_text: str) -> None:
+    report = parse_litellm_json(litellm_text, effective_from=date(2026, 1, 1))
+    embeddings = {v.key: v for v in report.versions if v.mode == "embedding"}
+    large = embeddings["openai/text-embedding-3-large"]
+    assert large.rates.input == Decimal("0.13")  # 1.3e-07 USD a token
+    assert large.rates.output == 0 and large.max_output_tokens is None
+    assert embeddings["openai/text-embedding-3-small"].rates.input == Decimal("0.02")
+    assert embeddings["openai/text-embedding-ada-002"].rates.input == Decimal("0.10")
+    assert all(v.rates.input is not None for v in embeddings.values())
+    # The table's 157 embedding entries: 9 have no input price per token (priced per
+    # query, image or second of video, or not at all) and are skipped as unpriced, never
+    # imported as free; 2 (vertex_ai/gemini-embedding-2{,-preview}) repeat a
+    # provider/model; the other 146 are imported.
+    entries = json.loads(litellm_text)
+    modes = [e.get("mode") for e in entries.values() if isinstance(e, dict)]
+    assert modes.count("embedding") == 157
+    assert len(embeddings) == 146
+    assert "github_copilot/text-embedding-3-small" not in embeddings
+    assert not any("marengo-embed" in key for key in embeddings)
 
 
 @pytest.mark.parametrize("model, usage, expected", FIXTURES)
