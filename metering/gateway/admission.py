@@ -36,6 +36,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from metering.core.pricing import PriceBook
+from metering.gateway.shapes import ApiShape
 from metering.storage.keys import KeyInfo
 from metering.storage.ledger import NO_SETTLEMENT, Settlement
 
@@ -44,8 +45,9 @@ from metering.storage.ledger import NO_SETTLEMENT, Settlement
 class RequestInfo:
     request_id: str  # the usage record's request_id
     started_at: datetime  # naive UTC; the record's started_at
-    requested_model: str  # provider/model as sent
-    request_type: str  # text_completion | chat_completion
+    requested_model: str  # provider/model
+    shape: ApiShape  # its API's adapter: bounds its usage (``gateway.shapes``)
+    fallbacks: tuple[str, ...]  # the other models that may serve it
     stream: bool
     body: Mapping[str, Any]  # the parsed JSON body (max_tokens, n, best_of, prompt…)
     body_bytes: int

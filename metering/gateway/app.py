@@ -14,8 +14,12 @@ processes become ``interrupted`` records, then expired budget reservations are r
 (``Admitter.sweep``) — and starts the background tasks that heartbeat, refresh prices
 and sweep again every ``sweep_seconds`` (``METERING_SWEEP_SECONDS``).
 
+Routes are one table (``routes``; ``gateway.routing`` answers 404/405): each model call
+route names its API shape (``gateway.shapes``), whose adapter validates the body, bounds
+its worst case and reads its usage; everything else here is shape-agnostic.
 ``GET /v1/budget`` answers the calling key (401/403 as for completions) with its
-budgets, its team's and its customer's (``budget_gate.budget_payload``).
+budgets, its team's and its customer's (``budget_gate.budget_payload``); ``GET
+/v1/models`` the upstream's list filtered to the key's models (``gateway.model_list``).
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import orjson
@@ -37,24 +41,23 @@ from metering.gateway.admission import AdmitAll, Admitter, RequestInfo
 from metering.gateway.auth import DB_DOWN, KeyCache, authenticate, model_allowed
 from metering.gateway.budget_gate import BudgetGate, budget_payload
 from metering.gateway.liveness import ServingProcess
+from metering.gateway.model_list import list_models
 from metering.gateway.price_cache import PriceCache
 from metering.gateway.proxy import Call, Proxy
 from metering.gateway.recorder import RecordWriter
-from metering.gateway.requests import (
-    ChatCompletionRequest,
-    CompletionRequest,
-    parse_body,
-)
 from metering.gateway.responses import (
     Receive,
     Refused,
     Scope,
     Send,
     error_body,
+    header,
     read_body,
     send_bytes,
     send_error,
 )
+from metering.gateway.routing import Mount, Route, Router
+from metering.gateway.shapes import SHAPES, ApiShape
 from metering.gateway.upstream import AiohttpUpstream, UpstreamClient
 from metering.storage.checkpoint import WalCheckpointer
 from metering.storage.journal import Journal, default_journal_dir
@@ -65,19 +68,13 @@ log = logging.getLogger("metering.gateway")
 PRICE_REFRESH_SECONDS = 10.0
 JOURNAL_SECONDS = 1.0  # a journal backlog is replayed this often (and at startup)
 ORPHAN_SECONDS = 30.0  # journals of processes that are gone are looked for this often
-BUDGET_PATH = "/v1/budget"
-
-
-@dataclass(frozen=True, slots=True)
-class Route:
-    path: str
-    request_type: str
-    model: type[CompletionRequest] | type[ChatCompletionRequest]
-
-
-ROUTES = {
-    "/v1/completions": Route("/v1/completions", "text_completion", CompletionRequest),
-    "/v1/chat/completions": Route("/v1/chat/completions", "chat_completion", ChatCompletionRequest),
+# The model call routes: client path → API shape (``gateway.shapes``).
+MODEL_CALLS = {
+    "/v1/completions": "text_completion",
+    "/v1/chat/completions": "chat_completion",
+    "/v1/responses": "responses",
+    "/v1/embeddings": "embedding",
+    "/v1/messages": "messages",  # Anthropic's own path; also mounted under /anthropic
 }
 
 
@@ -113,6 +110,25 @@ class GatewayApp:
         self.sweep_seconds = sweep_seconds if sweep_seconds is not None else settings.sweep_seconds
         self._started = False
         self._background: list[asyncio.Task[None]] = []
+        self.router = Router(self.routes())
+
+    def routes(self) -> list[Route | Mount]:
+        """Every route the gateway answers; anything else is 404, never passed through."""
+        calls = [
+            Route(path, ("POST",), partial(self._model_call, SHAPES[kind]), SHAPES[kind].errors)
+            for path, kind in MODEL_CALLS.items()
+        ]
+        messages = SHAPES["messages"]
+        anthropic = Route(
+            "/v1/messages", ("POST",), partial(self._model_call, messages), messages.errors
+        )
+        return [
+            *calls,
+            Mount("/anthropic", (anthropic,)),
+            Route("/v1/models", ("GET",), self._models),
+            Route("/v1/budget", ("GET",), self._budget),
+            Route("/health", ("GET",), self._health),
+        ]
 
     # ---- lifecycle -------------------------------------------------------------------
 
@@ -207,20 +223,9 @@ class GatewayApp:
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         if not self._started:
             await self.startup()
-        path, method = scope["path"], scope["method"]
-        route = ROUTES.get(path)
-        if route is not None and method == "POST":
-            await self._completion(route, scope, receive, send)
-        elif path == "/health" and method in ("GET", "HEAD"):
-            await self._health(send)
-        elif path == BUDGET_PATH and method == "GET":
-            await self._budget(scope, send)
-        elif route is not None or path in ("/health", BUDGET_PATH):
-            await send_error(send, 405, "method_not_allowed", f"{method} is not allowed on {path}")
-        else:
-            await send_error(send, 404, "not_found", f"no endpoint {path}")
+        await self.router(scope, receive, send)
 
-    async def _health(self, send: Send) -> None:
+    async def _health(self, scope: Scope, receive: Receive, send: Send) -> None:
         journal = self.writer.journal
         backlog = {
             "pending": journal.pending if journal is not None else 0,
@@ -235,7 +240,7 @@ class GatewayApp:
                 "database": "unavailable", "journal": backlog}  # fmt: skip
         await send_bytes(send, 503, orjson.dumps(body))
 
-    async def _budget(self, scope: Scope, send: Send) -> None:
+    async def _budget(self, scope: Scope, receive: Receive, send: Send) -> None:
         """``GET /v1/budget``: the calling key's budgets (and its team's and customer's)."""
         try:
             key = await authenticate(self.keys, scope)
@@ -267,26 +272,45 @@ class GatewayApp:
             return False
         return True
 
-    async def _completion(self, route: Route, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _models(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """``GET /v1/models``: the upstream's list, only the key's models (401 without)."""
         try:
-            call = await self._admit(route, scope, receive)
+            key = await authenticate(self.keys, scope)
+            status, body, ctype = await list_models(self.upstream, key)
         except Refused as exc:
-            log.info("refused %s: %d %s: %s", route.path, exc.status, exc.error_type, exc)
-            await send_error(send, exc.status, exc.error_type, str(exc), headers=exc.headers())
+            await send_error(send, exc.status, exc.error_type, str(exc))
+            return
+        await send_bytes(send, status, body, content_type=ctype.encode())
+
+    async def _model_call(
+        self, shape: ApiShape, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        try:
+            call = await self._admit(shape, scope, receive)
+        except Refused as exc:
+            log.info("refused %s: %d %s: %s", scope["path"], exc.status, exc.error_type, exc)
+            await send_error(
+                send,
+                exc.status,
+                exc.error_type,
+                str(exc),
+                headers=exc.headers(),
+                style=shape.errors,
+            )
             return
         if call.stream:
             await self.proxy.stream(call, send, receive)
         else:
             await self.proxy.forward(call, send, receive)
 
-    async def _admit(self, route: Route, scope: Scope, receive: Receive) -> Call:
+    async def _admit(self, shape: ApiShape, scope: Scope, receive: Receive) -> Call:
         body = await read_body(scope, receive, limit=self.settings.max_request_bytes)
-        key = await authenticate(self.keys, scope)
+        key = await authenticate(self.keys, scope, shape.key_headers)
         try:
-            data, request = parse_body(body, route.model)
+            request = shape.parse(body)
         except InvalidInput as exc:
             raise Refused(400, "invalid_request_error", str(exc)) from None
-        models = [request.model, *(request.fallbacks or ())]
+        models = [request.model, *request.fallbacks]
         blocked = [m for m in models if not model_allowed(key, m)]
         if blocked:
             raise Refused(
@@ -304,14 +328,14 @@ class GatewayApp:
             except SQLAlchemyError:
                 raise Refused(503, "metering_unavailable", DB_DOWN) from None
         request_id, started_at = uuid.uuid4().hex, utcnow()
-        stream = request.stream is True
         info = RequestInfo(
             request_id=request_id,
             started_at=started_at,
             requested_model=request.model,
-            request_type=route.request_type,
-            stream=stream,
-            body=data,
+            shape=shape,
+            fallbacks=request.fallbacks,
+            stream=request.stream,
+            body=request.data,
             body_bytes=len(body),
             prices=self.prices.book,
             has_budget=self.keys.has_budget(key),
@@ -324,19 +348,26 @@ class GatewayApp:
             ) from None
         except DatabaseUnavailable:
             raise Refused(503, "metering_unavailable", DB_DOWN) from None
-        call = Call(
+        return Call(
             request_id=request_id,
             key=key,
-            path=route.path,
-            request_type=route.request_type,
-            requested_model=request.model,
-            data=data,
+            shape=shape,
+            request=request,
             body=body,
-            stream=stream,
+            headers=_forwarded(scope, shape.forwarded_headers),
             admission=admission,
             started_at=started_at,
         )
-        return call
+
+
+def _forwarded(scope: Scope, names: tuple[bytes, ...]) -> dict[str, str]:
+    """The client headers an API shape sends upstream (none for most)."""
+    found = {}
+    for name in names:
+        value = header(scope, name)
+        if value is not None:
+            found[name.decode()] = value.decode("latin-1")
+    return found
 
 
 def create_app(

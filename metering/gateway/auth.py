@@ -29,11 +29,13 @@ from metering.storage.keys import SECRET_PREFIX, KeyInfo, hash_secret, utcnow
 from metering.storage.keys import authenticate as find_key_by_secret
 
 
-def key_from_headers(scope: Scope) -> str | None:
-    """The virtual key from ``Authorization: Bearer …`` or ``x-bf-vk``; None if absent."""
-    value = header(scope, b"x-bf-vk")
-    if value:
-        return value.decode("latin-1").strip()
+def key_from_headers(scope: Scope, also: tuple[bytes, ...] = ()) -> str | None:
+    """The virtual key from ``Authorization: Bearer …``, ``x-bf-vk`` or a header of
+    ``also`` (the Anthropic route's ``x-api-key``); None if absent."""
+    for name in (b"x-bf-vk", *also):
+        value = header(scope, name)
+        if value:
+            return value.decode("latin-1").strip()
     auth = header(scope, b"authorization")
     if auth:
         scheme, _, token = auth.decode("latin-1").strip().partition(" ")
@@ -127,10 +129,10 @@ def model_allowed(key: KeyInfo, model: str) -> bool:
 DB_DOWN = "the metering database is unavailable, so the request was not forwarded; retry later"
 
 
-async def authenticate(keys: KeyCache, scope: Scope) -> KeyInfo:
+async def authenticate(keys: KeyCache, scope: Scope, also: tuple[bytes, ...] = ()) -> KeyInfo:
     """The calling virtual key, or the SPEC §4 refusal (401 none or unknown, 403 blocked,
-    503 when the database cannot tell)."""
-    secret = key_from_headers(scope)
+    503 when the database cannot tell); ``also``: more headers that may hold it."""
+    secret = key_from_headers(scope, also)
     if secret is None:
         raise Refused(
             401,

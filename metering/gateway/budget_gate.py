@@ -47,7 +47,6 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -56,24 +55,16 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from metering.config import Settings
-from metering.core.budget import (
-    RequestShape,
-    output_tokens_bound,
-    reservation_nano,
-    search_queries_bound_for,
-    shape_of_request,
-)
+from metering.core.budget import RequestShape, reservation_nano, search_queries_bound_for
 from metering.core.interrupted import InFlightCall
 from metering.core.money import format_usd
 from metering.core.pricing import PriceVersion
 from metering.core.rate_limits import RateCharge
-from metering.core.usage import estimate_tokens
 from metering.errors import DatabaseUnavailable, InvalidInput, RequestRefused
 from metering.gateway.admission import RequestInfo
 from metering.gateway.liveness import ServingProcess
 from metering.gateway.rate_limits import has_rate_limit, rate_ask, rate_refusal
 from metering.gateway.recorder import Lane, RecordWriter
-from metering.gateway.requests import prompt_text
 from metering.storage import ledger
 from metering.storage.budget_batch import ReserveAsk, Unbounded
 from metering.storage.budgets import Released, budget_status
@@ -162,15 +153,15 @@ class BudgetGate:
                 unbounded = exc
         owners = (key.id, key.team_id, key.customer_id)
         reserve = ReserveAsk(info.request_id, owners, amount, info.started_at)
-        rate = rate_ask(key, info.body, now=info.started_at) if has_rate_limit(key) else None
-        prompt_tokens = estimate_tokens(prompt_text(info.body))
+        rate = rate_ask(key, info, now=info.started_at) if has_rate_limit(key) else None
+        prompt_tokens = info.shape.prompt_tokens(info.body)
         return _Ask(key, info, reserve, rate, unbounded, prompt_tokens, _output_bound(info))
 
     def worst_case_nano(self, info: RequestInfo) -> int:
         """The largest worst case over the requested model and its fallbacks."""
-        models = [info.requested_model, *_fallbacks(info.body)]
+        models = [info.requested_model, *info.fallbacks]
         try:
-            shape = shape_of_request(info.body)
+            shape = info.shape.bounds(info.body)
         except InvalidInput as exc:
             raise RequestRefused(str(exc), status=400, error_type="invalid_request_error") from None
         amounts = []
@@ -288,7 +279,7 @@ def _output_bound(info: RequestInfo) -> int | None:
     """The call's output bound: ``max_tokens`` × choices × prompts, else the max output
     tokens of the requested model (the largest of its fallbacks' if it has none known)."""
     known = []
-    for model in (info.requested_model, *_fallbacks(info.body)):
+    for model in (info.requested_model, *info.fallbacks):
         provider, _, name = model.partition("/")
         version = info.prices.lookup(provider, name, info.started_at.date())
         if version is not None and version.max_output_tokens is not None:
@@ -296,7 +287,7 @@ def _output_bound(info: RequestInfo) -> int | None:
             if model == info.requested_model:
                 break
     try:
-        return output_tokens_bound(info.body, max_output_tokens=max(known) if known else None)
+        return info.shape.output_bound(info.body, max_output_tokens=max(known) if known else None)
     except InvalidInput:  # refused as a 400 if a budget applies; unbounded otherwise
         return None
 
@@ -314,20 +305,13 @@ def _in_flight(ask: _Ask, process_id: int | None) -> InFlightCall | None:
         team_id=key.team_id,
         customer_id=key.customer_id,
         requested_model=info.requested_model,
-        request_type=info.request_type,
+        request_type=info.shape.request_type,
         stream=info.stream,
         started_at=info.started_at,
         prompt_tokens=ask.prompt_tokens,
         output_tokens=ask.output_tokens,
         reserved_nano=None,
     )
-
-
-def _fallbacks(body: Mapping[str, Any]) -> list[str]:
-    value = body.get("fallbacks")
-    if not isinstance(value, list):
-        return []
-    return [m for m in value if isinstance(m, str) and "/" in m]
 
 
 def _is_deadlock(exc: DBAPIError) -> bool:

@@ -2,9 +2,11 @@
 
 Every request that gets here is recorded exactly once (``RecordWriter.write``),
 whatever the outcome, and the record is committed before the client gets the
-last byte: a whole response is sent only after its commit; a stream's
-``data: [DONE]`` is held back until then. If the commit fails the client gets
-503 ``metering_unavailable`` (or, in a stream, an error event and no ``[DONE]``).
+last byte: a whole response is sent only after its commit; a stream's last event
+(``data: [DONE]``, ``response.completed``, ``message_stop``: the shape's reader says
+which, ``gateway.shapes``) is held back until then. If the commit fails the client gets
+503 ``metering_unavailable`` (or, in a stream, an error event instead of the last one),
+in the error shape of its API.
 """
 
 from __future__ import annotations
@@ -24,22 +26,9 @@ from metering.core.records import record_row
 from metering.core.responses import ResponseFacts, bill_response, read_response
 from metering.errors import UpstreamError, UpstreamTimeout, UsageError
 from metering.gateway.recorder import RecordWriter
-from metering.gateway.requests import prompt_text
-from metering.gateway.responses import (
-    Receive,
-    Send,
-    error_body,
-    send_bytes,
-    send_error,
-    start_stream,
-)
-from metering.gateway.streaming import (
-    SseSplitter,
-    StreamWatcher,
-    answer_text,
-    estimated_usage,
-    is_usage_only,
-)
+from metering.gateway.responses import Receive, Send, send_bytes, send_error, start_stream
+from metering.gateway.shapes import ApiShape, ParsedRequest, StreamReader, Verdict
+from metering.gateway.streaming import SseSplitter, estimated_usage
 from metering.gateway.upstream import UpstreamClient
 from metering.storage.keys import KeyInfo, utcnow
 from metering.storage.ledger import Settlement
@@ -53,20 +42,27 @@ class Call:
 
     request_id: str
     key: KeyInfo
-    path: str
-    request_type: str
-    requested_model: str
-    data: dict[str, Any]
-    body: bytes
-    stream: bool
+    shape: ApiShape
+    request: ParsedRequest
+    body: bytes  # as the client sent it
+    headers: dict[str, str]  # the client headers its shape forwards
     admission: Settlement
     started_at: datetime = field(default_factory=utcnow)
     t0: float = field(default_factory=time.perf_counter)
 
+    @property
+    def requested_model(self) -> str:
+        return self.request.model
+
+    @property
+    def stream(self) -> bool:
+        return self.request.stream
+
 
 @dataclass(slots=True)
 class _StreamState:
-    watcher: StreamWatcher = field(default_factory=StreamWatcher)
+    reader: StreamReader
+    held: list[bytes] = field(default_factory=list)  # the last event, sent after the commit
     status: str = "success"
     error: str | None = None
     whole: tuple[int, bytes, str] | None = None  # upstream answered without a stream
@@ -91,6 +87,7 @@ class Proxy:
     # ---- recording -------------------------------------------------------------------
 
     def _facts(self, call: Call, response: Mapping[str, Any]) -> tuple[ResponseFacts, str | None]:
+        """Facts of a canonical response (``ApiShape.canonical``)."""
         try:
             return read_response(response, call.requested_model), None
         except UsageError as exc:
@@ -108,13 +105,14 @@ class Proxy:
         answer: str | None = None,
     ) -> bool:
         """Write the call's record; False (after logging) if it could not be committed.
-        ``answer``: the text the upstream generated; if the response has no usable usage
-        the record is billed from an estimate of prompt and answer (never silently $0)."""
+        ``response``: canonical (``ApiShape.canonical``); ``answer``: the text the upstream
+        generated; if the response has no usable usage the record is billed from an
+        estimate of prompt and answer (never silently $0)."""
         facts, usage_error = self._facts(call, response or {})
         estimated = False
         if answer is not None and (usage_error is not None or not facts.has_usage):
             usage_error = usage_error or "the upstream sent no usage"
-            guess = estimated_usage(prompt_text(call.data), answer)
+            guess = estimated_usage(call.shape.prompt_tokens(call.request.data), answer)
             facts, _ = self._facts(call, {**(response or {}), "usage": guess})
             estimated = True
         bill = bill_response(
@@ -133,7 +131,7 @@ class Proxy:
             team_id=call.key.team_id,
             customer_id=call.key.customer_id,
             requested_model=call.requested_model,
-            request_type=call.request_type,
+            request_type=call.shape.request_type,
             stream=call.stream,
             status=status,
             http_status=http_status,
@@ -157,6 +155,7 @@ class Proxy:
             "the metering database could not record this request, so its response is "
             "withheld; retry later",
             request_id=call.request_id,
+            style=call.shape.errors,
         )
 
     # ---- whole (non-streamed) responses ----------------------------------------------
@@ -168,7 +167,11 @@ class Proxy:
         gone = asyncio.create_task(_wait_disconnect(receive))
         try:
             async with self._upstream.post(
-                call.path, call.body, stream=False, request_id=call.request_id
+                call.shape.upstream_path,
+                call.body,
+                stream=False,
+                request_id=call.request_id,
+                headers=call.headers,
             ) as response:
                 raw = await response.read()
                 status, ctype = response.status, response.content_type
@@ -187,9 +190,9 @@ class Proxy:
                 call,
                 status="cancelled",
                 http_status=status,
-                response=obj,
+                response=call.shape.canonical(obj) if obj is not None else None,
                 error="client disconnected before the answer",
-                answer=answer_text(obj) if obj is not None else None,
+                answer=call.shape.answer_text(obj) if obj is not None else None,
             )
             return
         await self._finish_whole(call, send, status, raw, ctype)
@@ -200,16 +203,19 @@ class Proxy:
         if not await self._record(call, status=status, http_status=http, error=message):
             await self._unavailable(send, call)
             return
-        await send_error(send, http, error_type, message, request_id=call.request_id)
+        await send_error(
+            send, http, error_type, message, request_id=call.request_id, style=call.shape.errors
+        )
 
     async def _finish_whole(
         self, call: Call, send: Send, status: int, raw: bytes, ctype: str
     ) -> None:
         obj = _json_object(raw)
+        canonical = call.shape.canonical(obj) if obj is not None else None
         if status >= 400:
             message = f"upstream answered {status}"
             if not await self._record(
-                call, status="upstream_error", http_status=status, response=obj, error=message
+                call, status="upstream_error", http_status=status, response=canonical, error=message
             ):
                 await self._unavailable(send, call)
                 return
@@ -222,7 +228,11 @@ class Proxy:
             await self._fail(call, send, 502, "upstream_error", "invalid_response", message)
             return
         if not await self._record(
-            call, status="success", http_status=status, response=obj, answer=answer_text(obj)
+            call,
+            status="success",
+            http_status=status,
+            response=canonical,
+            answer=call.shape.answer_text(obj),
         ):
             await self._unavailable(send, call)
             return
@@ -231,12 +241,9 @@ class Proxy:
     # ---- streams ---------------------------------------------------------------------
 
     async def stream(self, call: Call, send: Send, receive: Receive) -> None:
-        options = call.data.get("stream_options")
-        options = options if isinstance(options, dict) else {}
-        client_wants_usage = options.get("include_usage") is True
-        body = orjson.dumps({**call.data, "stream_options": {**options, "include_usage": True}})
-        state = _StreamState()
-        relay = asyncio.create_task(self._relay(call, body, send, state, client_wants_usage))
+        body = call.shape.upstream_body(call.request, call.body)
+        state = _StreamState(call.shape.reader(call.request))
+        relay = asyncio.create_task(self._relay(call, body, send, state))
         gone = asyncio.create_task(_wait_disconnect(receive))
         try:
             await asyncio.wait({relay, gone}, return_when=asyncio.FIRST_COMPLETED)
@@ -256,14 +263,16 @@ class Proxy:
             return
         await self._finish_stream(call, send, state)
 
-    async def _relay(
-        self, call: Call, body: bytes, send: Send, state: _StreamState, client_wants_usage: bool
-    ) -> None:
+    async def _relay(self, call: Call, body: bytes, send: Send, state: _StreamState) -> None:
         splitter = SseSplitter()
-        watcher = state.watcher
+        reader = state.reader
         try:
             async with self._upstream.post(
-                call.path, body, stream=True, request_id=call.request_id
+                call.shape.upstream_path,
+                body,
+                stream=True,
+                request_id=call.request_id,
+                headers=call.headers,
             ) as response:
                 if response.status >= 400 or "event-stream" not in response.content_type:
                     state.whole = (response.status, await response.read(), response.content_type)
@@ -272,16 +281,11 @@ class Proxy:
                 state.started = True
                 async for chunk in response.chunks():
                     for event in splitter.feed(chunk):
-                        obj = watcher.watch(event)
-                        if watcher.done or (is_usage_only(obj) and not client_wants_usage):
-                            continue
-                        await send({"type": "http.response.body", "body": event, "more_body": True})
+                        await _pass_on(reader.read(event), event, send, state)
                 rest = splitter.rest()
                 if rest.strip():
-                    watcher.watch(rest)
-                    if not watcher.done:
-                        await send({"type": "http.response.body", "body": rest, "more_body": True})
-                if not watcher.done and watcher.usage is None:
+                    await _pass_on(reader.read(rest), rest, send, state)
+                if not reader.done and reader.usage is None:
                     state.status, state.error = "stream_cut", "upstream ended the stream early"
         except UpstreamTimeout as exc:
             if not state.started:
@@ -293,28 +297,28 @@ class Proxy:
             state.status, state.error = "stream_cut", str(exc)
 
     async def _finish_stream(self, call: Call, send: Send, state: _StreamState) -> None:
-        watcher = state.watcher
-        response = watcher.response()
-        if state.error is None and watcher.error is not None:
-            state.status, state.error = "upstream_error", str(watcher.error.get("message"))
+        reader = state.reader
+        if state.error is None and reader.error is not None:
+            state.status, state.error = "upstream_error", reader.error
         ok = await self._record(
             call,
             status=state.status,
             http_status=200,
-            response=response,
+            response=reader.response(),
             error=state.error,
-            answer=watcher.text(),
+            answer=reader.text(),
         )
         if state.status == "cancelled" or not state.started:
             return
+        errors = call.shape.errors
         if not ok:
-            tail = _sse_error(503, "metering_unavailable", "usage could not be recorded")
-        elif watcher.done:
-            tail = b"data: [DONE]\n\n"
+            tail = errors.event(503, "metering_unavailable", "usage could not be recorded")
+        elif reader.done:
+            tail = b"".join(state.held)
         elif state.status == "timeout":
-            tail = _sse_error(504, "upstream_timeout", state.error or "upstream timeout")
+            tail = errors.event(504, "upstream_timeout", state.error or "upstream timeout")
         elif state.status == "stream_cut":
-            tail = _sse_error(502, "upstream_error", state.error or "upstream stream broke")
+            tail = errors.event(502, "upstream_error", state.error or "upstream stream broke")
         else:
             tail = b""
         await send({"type": "http.response.body", "body": tail, "more_body": False})
@@ -328,8 +332,11 @@ def _json_object(raw: bytes) -> dict[str, Any] | None:
     return parsed if isinstance(parsed, dict) else None
 
 
-def _sse_error(status: int, error_type: str, message: str) -> bytes:
-    return b"data: " + error_body(status, error_type, message) + b"\n\n"
+async def _pass_on(verdict: Verdict, event: bytes, send: Send, state: _StreamState) -> None:
+    if verdict is Verdict.RELAY:
+        await send({"type": "http.response.body", "body": event, "more_body": True})
+    elif verdict is Verdict.HOLD:
+        state.held.append(event)
 
 
 async def _wait_disconnect(receive: Receive) -> None:

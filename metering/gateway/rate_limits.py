@@ -9,11 +9,8 @@ across every ``metering serve`` process and worker on one database. Keys without
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
 
-from metering.core.budget import shape_of_request
 from metering.core.rate_limits import (
     WindowUsage,
     estimate_tokens,
@@ -22,6 +19,7 @@ from metering.core.rate_limits import (
     window_start,
 )
 from metering.errors import InvalidInput, RequestRefused
+from metering.gateway.admission import RequestInfo
 from metering.storage.keys import KeyInfo
 from metering.storage.ledger import RateAsk
 
@@ -30,11 +28,11 @@ def has_rate_limit(key: KeyInfo) -> bool:
     return key.rpm_limit is not None or key.tpm_limit is not None
 
 
-def rate_ask(key: KeyInfo, body: Mapping[str, Any], *, now: datetime) -> RateAsk:
+def rate_ask(key: KeyInfo, info: RequestInfo, *, now: datetime) -> RateAsk:
     """What the request counts in its key's current window (``storage.ledger.admit``
     counts it, or refuses it); 400 if its shape cannot be estimated."""
     try:
-        tokens = estimate_tokens(shape_of_request(body))
+        tokens = estimate_tokens(info.shape.bounds(info.body))
     except InvalidInput as exc:
         raise RequestRefused(str(exc), status=400, error_type="invalid_request_error") from None
     return RateAsk(key.id, window_start(now), key.rpm_limit, key.tpm_limit, tokens)

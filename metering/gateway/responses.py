@@ -1,13 +1,16 @@
-"""Raw ASGI response helpers and the SPEC §4 error body.
+"""Raw ASGI response helpers and the error bodies.
 
-Every error the gateway produces is
+Every error the gateway produces is, on the OpenAI-shaped routes (SPEC §4),
 ``{"error": {"message", "type", "code"}, "type", "status_code", "is_bifrost_error": false}``,
-which the OpenAI SDK (``body["error"]["message"]``) and Bifrost clients both read.
+which the OpenAI SDK (``body["error"]["message"]``) and Bifrost clients both read; on the
+Anthropic route it is Anthropic's ``{"type": "error", "error": {"type", "message"}}``, so
+the Anthropic SDK raises its matching exception (``ErrorStyle``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -31,6 +34,28 @@ def error_body(status: int, error_type: str, message: str, code: str | None = No
             "is_bifrost_error": False,
         }
     )
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorStyle:
+    """How an API's clients expect an error: as a whole body, and as a stream event."""
+
+    anthropic: bool = False  # Anthropic's {"type": "error", "error": {"type", "message"}}
+    named_events: bool = False  # the API's stream events have ``event:`` lines
+
+    def body(self, status: int, error_type: str, message: str, code: str | None = None) -> bytes:
+        if self.anthropic:
+            error = {"type": error_type, "message": message}
+            return orjson.dumps({"type": "error", "error": error})
+        return error_body(status, error_type, message, code)
+
+    def event(self, status: int, error_type: str, message: str) -> bytes:
+        """An error as the last event of a stream."""
+        name = b"event: error\n" if self.named_events or self.anthropic else b""
+        return name + b"data: " + self.body(status, error_type, message) + b"\n\n"
+
+
+SPEC_ERRORS = ErrorStyle()
 
 
 def _headers(
@@ -75,11 +100,12 @@ async def send_error(
     code: str | None = None,
     request_id: str | None = None,
     headers: list[tuple[bytes, bytes]] | None = None,
+    style: ErrorStyle = SPEC_ERRORS,
 ) -> None:
     await send_bytes(
         send,
         status,
-        error_body(status, error_type, message, code),
+        style.body(status, error_type, message, code),
         request_id=request_id,
         headers=headers,
     )

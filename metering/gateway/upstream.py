@@ -1,10 +1,11 @@
 """The upstream gateway client: one shared ``aiohttp.ClientSession`` behind a small interface.
 
-``UpstreamClient.post(path, body)`` is an async context manager yielding an
-``UpstreamResponse`` (status, content type, ``read()`` or ``chunks()``). Failures
+``UpstreamClient.post(path, body)`` (and ``get(path)``) is an async context manager
+yielding an ``UpstreamResponse`` (status, content type, ``read()`` or ``chunks()``). Failures
 become two exceptions: ``UpstreamTimeout`` (→ 504) and ``UpstreamError``
 (connection refused/reset, unreadable body → 502). The client's virtual key is
-never forwarded: the only credential sent is ``METERING_UPSTREAM_API_KEY``. The usage
+never forwarded: the only credential sent is ``METERING_UPSTREAM_API_KEY``; the only
+client headers sent are those an API shape names (e.g. ``anthropic-version``). The usage
 record's id goes along as ``x-metering-request-id``, so the upstream's logs (and an
 interrupted call's record) can be matched with ours.
 """
@@ -12,7 +13,7 @@ interrupted call's record) can be matched with ours.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Protocol
 
@@ -34,8 +35,16 @@ class UpstreamResponse(Protocol):
 
 class UpstreamClient(Protocol):
     def post(
-        self, path: str, body: bytes, *, stream: bool, request_id: str | None = None
+        self,
+        path: str,
+        body: bytes,
+        *,
+        stream: bool,
+        request_id: str | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> AbstractAsyncContextManager[UpstreamResponse]: ...
+
+    def get(self, path: str) -> AbstractAsyncContextManager[UpstreamResponse]: ...
 
     async def close(self) -> None: ...
 
@@ -103,9 +112,14 @@ class AiohttpUpstream:
 
     @asynccontextmanager
     async def post(
-        self, path: str, body: bytes, *, stream: bool, request_id: str | None = None
+        self,
+        path: str,
+        body: bytes,
+        *,
+        stream: bool,
+        request_id: str | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> AsyncIterator[UpstreamResponse]:
-        session = self._get_session()
         # A whole (non-streamed) answer must arrive within the timeout; a stream
         # may run longer as long as it keeps sending (sock_read).
         timeout = (
@@ -115,10 +129,38 @@ class AiohttpUpstream:
                 total=self._timeout, sock_connect=self._client_timeout.sock_connect
             )
         )
+        sent = dict(headers or {})
+        if request_id is not None:
+            sent[REQUEST_ID_HEADER] = request_id
+        response = await self._send("POST", path, body, timeout, sent)
         try:
-            headers = {REQUEST_ID_HEADER: request_id} if request_id is not None else None
-            response = await session.post(
-                self._base_url + path, data=body, timeout=timeout, headers=headers
+            yield _AiohttpResponse(response, self._timeout)
+        finally:
+            response.release()
+
+    @asynccontextmanager
+    async def get(self, path: str) -> AsyncIterator[UpstreamResponse]:
+        timeout = aiohttp.ClientTimeout(
+            total=self._timeout, sock_connect=self._client_timeout.sock_connect
+        )
+        response = await self._send("GET", path, None, timeout, {})
+        try:
+            yield _AiohttpResponse(response, self._timeout)
+        finally:
+            response.release()
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None,
+        timeout: aiohttp.ClientTimeout,
+        headers: dict[str, str],
+    ) -> aiohttp.ClientResponse:
+        session = self._get_session()
+        try:
+            return await session.request(
+                method, self._base_url + path, data=body, timeout=timeout, headers=headers or None
             )
         except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
             raise UpstreamTimeout(
@@ -126,10 +168,6 @@ class AiohttpUpstream:
             ) from exc
         except aiohttp.ClientError as exc:
             raise UpstreamError(f"upstream {self._base_url} is unreachable: {exc}") from exc
-        try:
-            yield _AiohttpResponse(response, self._timeout)
-        finally:
-            response.release()
 
     async def close(self) -> None:
         if self._session is not None and not self._session.closed:

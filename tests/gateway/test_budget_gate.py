@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import Engine, select
 
 from metering.core.budget import reservation_nano, shape_of_request
+from metering.gateway.shapes import SHAPES
 from metering.core.pricing import PriceBook
 from metering.errors import RequestRefused
 from metering.gateway.admission import RequestInfo
@@ -151,7 +152,8 @@ def test_worst_case_covers_the_dearest_fallback(engine: Engine) -> None:
             request_id="r",
             started_at=datetime(2026, 1, 1),
             requested_model=data["model"],
-            request_type="text_completion",
+            shape=SHAPES["text_completion"],
+            fallbacks=tuple(data.get("fallbacks", ())),
             stream=False,
             body=data,
             body_bytes=0,
