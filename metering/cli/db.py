@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from metering.cli.context import CliContext, pass_context
+from metering.resources import pricing_dir
 from metering.storage.engine import make_engine
 from metering.storage.migrate import upgrade
 from metering.storage.prices import sync_shipped_sheets
@@ -22,12 +23,21 @@ def db_upgrade(ctx: CliContext) -> None:
     engine = make_engine(ctx.database_url)
     try:
         before, after = upgrade(engine)
-        added = sync_shipped_sheets(engine).added
+        synced = sync_shipped_sheets(engine)
     finally:
         engine.dispose()
     if before == after:
         click.echo(f"database already at revision {after}")
     else:
         click.echo(f"database upgraded from {before or 'empty'} to revision {after}")
-    if added:
-        click.echo(f"added {len(added)} shipped price version(s)")
+    if synced.added:
+        click.echo(f"added {len(synced.added)} shipped price version(s)")
+    if synced.conflicts:
+        # e.g. a rate a newer sheet adds to a version this database stored before
+        first = synced.conflicts[0]
+        sheet = pricing_dir() / first.source.removeprefix("sheet:")
+        click.echo(
+            f"kept {len(synced.conflicts)} stored price version(s) that differ from the shipped "
+            f"ones of the same date (first: {first.key} effective {first.effective_from}); "
+            f"`metering prices import {sheet} --replace` takes the shipped ones"
+        )

@@ -140,7 +140,12 @@ def prices_show(ctx: CliContext, model: str, fmt: str) -> None:
 @click.option("--prompt-tokens", type=int, default=0, help="Prompt tokens, cached ones included.")
 @click.option("--completion-tokens", type=int, default=0, help="Completion tokens incl. reasoning.")
 @click.option("--cached-read-tokens", type=int, default=0)
-@click.option("--cached-write-tokens", type=int, default=0)
+@click.option(
+    "--cached-write-tokens", type=int, default=0, help="Cache writes, 1-hour ones included."
+)
+@click.option(
+    "--cached-write-1h-tokens", type=int, default=0, help="The 1-hour part of the cache writes."
+)
 @click.option("--reasoning-tokens", type=int, default=0)
 @click.option("--citation-tokens", type=int, default=0)
 @click.option("--search-queries", type=int, default=0)
@@ -154,6 +159,7 @@ def prices_quote(
     completion_tokens: int,
     cached_read_tokens: int,
     cached_write_tokens: int,
+    cached_write_1h_tokens: int,
     reasoning_tokens: int,
     citation_tokens: int,
     search_queries: int,
@@ -169,6 +175,7 @@ def prices_quote(
             "prompt_tokens_details": {
                 "cached_read_tokens": cached_read_tokens,
                 "cached_write_tokens": cached_write_tokens,
+                "cached_write_1h_tokens": cached_write_1h_tokens,
             },
             "completion_tokens_details": {
                 "reasoning_tokens": reasoning_tokens,
@@ -179,7 +186,8 @@ def prices_quote(
     )
     if usage.totals_adjusted:
         raise InvalidInput(
-            "--cached-read-tokens + --cached-write-tokens must not exceed --prompt-tokens, and "
+            "--cached-read-tokens + --cached-write-tokens must not exceed --prompt-tokens, "
+            "--cached-write-1h-tokens must not exceed --cached-write-tokens, and "
             "--reasoning-tokens must not exceed --completion-tokens (totals include them)"
         )
     on = at.date() if at else _today()

@@ -28,7 +28,10 @@ MAX_UNIT_PRICE_USD = Decimal(1_000)  # per search query or per request
 MAX_LIMIT_USD = Decimal(1_000_000_000)
 MAX_LIMIT_NANO = int(MAX_LIMIT_USD) * NANO_PER_USD
 REPORTED_PARTS = 6  # core.billing sums at most these parts of a reported cost
-TOKEN_BUCKETS = 9  # input text/audio/image, cache read/write, output/audio, reasoning, citation
+# input text/audio/image, cache read, cache write, output/audio, reasoning, citation: the
+# two cache write buckets (1-hour and other) hold max(writes, 1-hour part) together, so
+# they count as one
+TOKEN_BUCKETS = 9
 # One record's largest computed amount: every token bucket full at the dearest rate, the
 # most search queries at the dearest price, one request.
 MAX_COMPUTED_NANO = (

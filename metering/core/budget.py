@@ -22,12 +22,12 @@ Worst case of a request (what is reserved before the upstream call)
     the request     its fixed price, once.
 
 Each bucket is priced at the highest rate it can be billed at: every input-class rate
-(input, cache read/write, audio, image) for the prompt, every output-class rate
-(output, reasoning, audio) for the completion, over the base rates and every
-long-context tier the prompt bound can reach. ``ROUNDING_SLACK_NANO`` covers the
-per-component rounding of the real bill. The bound is therefore ≥ the computed cost
-of any response that honours ``max_tokens``; a cost *reported* by the upstream that
-exceeds our own computation is outside that guarantee.
+(input, cache read, cache write and 1-hour cache write, audio, image) for the prompt,
+every output-class rate (output, reasoning, audio) for the completion, over the base
+rates and every long-context tier the prompt bound can reach. ``ROUNDING_SLACK_NANO``
+covers the per-component rounding of the real bill. The bound is therefore ≥ the
+computed cost of any response that honours ``max_tokens``; a cost *reported* by the
+upstream that exceeds our own computation is outside that guarantee.
 """
 
 from __future__ import annotations
@@ -48,10 +48,11 @@ from metering.errors import InvalidInput, UnboundedRequest
 PROMPT_OVERHEAD_TOKENS = 512  # special tokens, chat templates, hidden tool-use preambles
 DEFAULT_SEARCH_QUERIES_BOUND = 1
 DEEP_RESEARCH_SEARCH_QUERIES = 50
-ROUNDING_SLACK_NANO = 16  # > half a nano-USD for each of the 11 rounded terms of a bill
+ROUNDING_SLACK_NANO = 16  # > half a nano-USD for each of the 12 rounded terms of a bill
 
 _INPUT_RATES = rates_of("input")  # every rate a prompt token may pay
 _OUTPUT_RATES = rates_of("output")
+_OTHER_RATES = rates_of("other")  # each bounded by itself
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,17 +153,9 @@ def _max_rates(version: PriceVersion, prompt_tokens: int) -> Rates:
 
     max_in, max_out = top(_INPUT_RATES), top(_OUTPUT_RATES)
     return Rates(
-        input=max_in,
-        cache_read=max_in,
-        cache_write=max_in,
-        input_audio=max_in,
-        input_image=max_in,
-        output=max_out,
-        reasoning=max_out,
-        output_audio=max_out,
-        citation=top(("citation",)),
-        search_query=top(("search_query",)),
-        request=top(("request",)),
+        **dict.fromkeys(_INPUT_RATES, max_in),
+        **dict.fromkeys(_OUTPUT_RATES, max_out),
+        **{name: top((name,)) for name in _OTHER_RATES},
     )
 
 

@@ -4,7 +4,8 @@ derived from (README, How usage becomes money).
 
 A component is priced from one or more terms; a term is a usage bucket
 (``core.usage.UsageBuckets``, or the request itself) times a sheet rate. A rate a sheet
-leaves out falls back to another (cache read → input, reasoning → output, …) or is free.
+leaves out falls back to another (cache read → input, reasoning → output, …), and that
+one to its own fallback (1-hour cache write → cache write → input), or is free.
 """
 
 from __future__ import annotations
@@ -46,7 +47,14 @@ COMPONENT_TABLE: tuple[Component, ...] = (
         "input",
     ),
     Component("cache_read", (Term("cache_read", "cache_read", "input"),), "input"),
-    Component("cache_write", (Term("cache_write", "cache_write", "input"),), "input"),
+    Component(
+        "cache_write",
+        (
+            Term("cache_write", "cache_write", "input"),
+            Term("cache_write_1h", "cache_write_1h", "cache_write"),
+        ),
+        "input",
+    ),
     Component(
         "output",
         (Term("output", "output"), Term("output_audio", "output_audio", "output")),
@@ -67,6 +75,19 @@ TOKEN_RATES = tuple(c.terms[0].rate for c in COMPONENT_TABLE if not c.per_unit) 
 UNIT_PRICES = tuple(t.rate for c in COMPONENT_TABLE if c.per_unit for t in c.terms)
 RATE_NAMES = TOKEN_RATES + UNIT_PRICES
 FALLBACKS = {t.rate: t.fallback for c in COMPONENT_TABLE for t in c.terms}
+
+
+def _fallback_chain(rate: str) -> tuple[str, ...]:
+    chain = [rate]
+    while (fallback := FALLBACKS[chain[-1]]) is not None:
+        if fallback in chain:
+            raise ValueError(f"the fallbacks of {rate} go round: {' → '.join(chain)}")
+        chain.append(fallback)
+    return tuple(chain)
+
+
+# Per rate, the rates a sheet is asked for in turn: its own, its fallback's, theirs, …
+FALLBACK_CHAINS = {name: _fallback_chain(name) for name in RATE_NAMES}
 
 
 def rates_of(side: Side) -> tuple[str, ...]:

@@ -1,10 +1,11 @@
 """(usage buckets, price version) → cost components in integer nano-USD.
 
 Rates are USD per 1M tokens (per query / per request for the unit prices), as
-Decimal. Fallbacks: cache read/write → input, reasoning → output, audio and
-image → their text rate. A sheet with no citation or search price charges 0
-for them (the provider does not bill them). Long-context tiers: when the
-prompt exceeds a tier's threshold, the tier's rates apply to the whole request.
+Decimal. Fallbacks: cache read/write → input, 1-hour cache write → cache write (→
+input), reasoning → output, audio and image → their text rate. A sheet with no
+citation or search price charges 0 for them (the provider does not bill them).
+Long-context tiers: when the prompt exceeds a tier's threshold, the tier's rates apply
+to the whole request.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from metering.core.bounds import rate_problem
 from metering.core.components import (
     COMPONENT_TABLE,
     COMPONENTS,
-    FALLBACKS,
+    FALLBACK_CHAINS,
     RATE_NAMES,
     UNIT_PRICES,
 )
@@ -43,6 +44,7 @@ class Rates:
     input: Decimal | None = None
     cache_read: Decimal | None = None
     cache_write: Decimal | None = None
+    cache_write_1h: Decimal | None = None
     output: Decimal | None = None
     reasoning: Decimal | None = None
     citation: Decimal | None = None
@@ -131,13 +133,13 @@ class PriceVersion:
 
 
 def _with_fallbacks(rates: Rates) -> Rates:
-    """Every rate set: a missing one takes its fallback's (``core.components``) or 0."""
-    zero = Decimal(0)
+    """Every rate set: a missing one takes the first rate of its fallback chain that the
+    sheet sets (``core.components``), or 0."""
     values: dict[str, Decimal] = {}
-    for name in sorted(RATE_NAMES, key=lambda n: FALLBACKS[n] is not None):  # own rates first
-        value = getattr(rates, name)
-        fallback = FALLBACKS[name]
-        values[name] = value if value is not None else (values[fallback] if fallback else zero)
+    for name, chain in FALLBACK_CHAINS.items():
+        values[name] = next(
+            (v for rate in chain if (v := getattr(rates, rate)) is not None), Decimal(0)
+        )
     return Rates(**values)
 
 

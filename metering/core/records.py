@@ -59,7 +59,8 @@ class UsageRow(NamedTuple):
     prompt_audio_tokens: int
     prompt_image_tokens: int
     cached_read_tokens: int
-    cached_write_tokens: int
+    cached_write_tokens: int  # every cache write, the 1-hour ones included
+    cached_write_1h_tokens: int  # the 1-hour part of cached_write_tokens
     completion_tokens: int
     completion_text_tokens: int
     completion_audio_tokens: int
@@ -133,7 +134,8 @@ def record_row(
     in field order: ``metering ingest`` builds one per line."""
     u = facts.usage
     c = bill.components
-    prompt = u.input_text + u.input_audio + u.input_image + u.cache_read + u.cache_write
+    writes = u.cache_write + u.cache_write_1h
+    prompt = u.input_text + u.input_audio + u.input_image + u.cache_read + writes
     completion = u.output + u.output_audio + u.reasoning
     return UsageRow(
         request_id,
@@ -160,7 +162,8 @@ def record_row(
         u.input_audio,
         u.input_image,
         u.cache_read,
-        u.cache_write,
+        writes,
+        u.cache_write_1h,
         completion,
         u.output - u.output_image,
         u.output_audio,
@@ -198,7 +201,8 @@ def buckets_from_record(row: UsageRow) -> UsageBuckets:
         input_audio=row.prompt_audio_tokens,
         input_image=row.prompt_image_tokens,
         cache_read=row.cached_read_tokens,
-        cache_write=row.cached_write_tokens,
+        cache_write=row.cached_write_tokens - row.cached_write_1h_tokens,
+        cache_write_1h=row.cached_write_1h_tokens,
         output=row.completion_text_tokens + row.completion_image_tokens,
         output_audio=row.completion_audio_tokens,
         reasoning=row.reasoning_tokens,

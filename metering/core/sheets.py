@@ -135,6 +135,7 @@ _LITELLM_TOKEN_KEYS = {
     "input_cost_per_token": "input",
     "cache_read_input_token_cost": "cache_read",
     "cache_creation_input_token_cost": "cache_write",
+    "cache_creation_input_token_cost_above_1hr": "cache_write_1h",
     "output_cost_per_token": "output",
     "output_cost_per_reasoning_token": "reasoning",
     "citation_cost_per_token": "citation",
@@ -142,7 +143,7 @@ _LITELLM_TOKEN_KEYS = {
     "input_cost_per_image_token": "input_image",
     "output_cost_per_audio_token": "output_audio",
 }
-_TIER_KEY = re.compile(r"^(?P<base>[a-z_]+?)_above_(?P<k>\d+)k_tokens$")
+_TIER_KEY = re.compile(r"^(?P<base>[a-z0-9_]+?)_above_(?P<k>\d+)k_tokens$")
 
 
 def litellm_provider(name: str) -> str:

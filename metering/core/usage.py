@@ -3,6 +3,7 @@
 Every token lands in exactly one priced bucket:
 
     prompt_tokens      = input_text + input_audio + input_image + cache_read + cache_write
+                         + cache_write_1h
     completion_tokens  = output (text/audio/image, predictions) + reasoning
     citation_tokens    priced on their own (Perplexity reports them beside completion)
     search_queries     priced per query
@@ -12,10 +13,16 @@ Accepted shapes: Bifrost's (``prompt_tokens_details.cached_read_tokens`` /
 cache read), Anthropic-style top-level ``cache_read_input_tokens`` /
 ``cache_creation_input_tokens``; any detail may be absent or null.
 
-The totals contain their details (SPEC §5). When a cached (or reasoning) count is
-larger than the total that should contain it, the detail is billed in full and the
-rest of that total is zero, never negative (``UsageBuckets.totals_adjusted`` flags
-it). This keeps cost monotone in every count.
+Cache writes that live one hour are priced apart (Anthropic's 2× input rate, against
+1.25× for the 5-minute write): ``prompt_tokens_details.cached_write_1h_tokens`` is the
+1-hour part *of* ``cached_write_tokens``; Anthropic-style, it is
+``cache_creation.ephemeral_1h_input_tokens``, part of ``cache_creation_input_tokens``.
+``cache_write_1h`` holds that part, ``cache_write`` the other cache writes.
+
+The totals contain their details (SPEC §5). When a cached (or reasoning, or 1-hour
+write) count is larger than the total that should contain it, the detail is billed in
+full and the rest of that total is zero, never negative (``UsageBuckets.totals_adjusted``
+flags it). This keeps cost monotone in every count (a detail grown with its totals).
 """
 
 from __future__ import annotations
@@ -46,7 +53,8 @@ class UsageBuckets:
     input_audio: int = 0
     input_image: int = 0
     cache_read: int = 0
-    cache_write: int = 0
+    cache_write: int = 0  # cache writes but the 1-hour ones (Anthropic's 5-minute writes)
+    cache_write_1h: int = 0
     # priced output buckets (disjoint, sum = completion_tokens)
     output: int = 0
     output_audio: int = 0
@@ -68,6 +76,7 @@ class UsageBuckets:
             + self.input_image
             + self.cache_read
             + self.cache_write
+            + self.cache_write_1h
         )
 
     @property
@@ -148,6 +157,9 @@ def normalize_usage(usage: Mapping[str, Any] | None) -> UsageBuckets:
     cache_write = _count(pd, "cached_write_tokens", "prompt_tokens_details.") or _count(
         usage, "cache_creation_input_tokens", ""
     )
+    write_1h = _count(pd, "cached_write_1h_tokens", "prompt_tokens_details.") or _count(
+        _details(usage, "cache_creation"), "ephemeral_1h_input_tokens", "cache_creation."
+    )
     audio_in = _count(pd, "audio_tokens", "prompt_tokens_details.")
     image_in = _count(pd, "image_tokens", "prompt_tokens_details.")
 
@@ -168,8 +180,10 @@ def normalize_usage(usage: Mapping[str, Any] | None) -> UsageBuckets:
     accepted = _count(cd, "accepted_prediction_tokens", "completion_tokens_details.")
     rejected = _count(cd, "rejected_prediction_tokens", "completion_tokens_details.")
 
-    cached = cache_read + cache_write
-    adjusted = cached > prompt or reasoning > completion
+    # the 1-hour part of the writes: a part larger than the writes is billed in full
+    other_writes = max(cache_write - write_1h, 0)
+    cached = cache_read + other_writes + write_1h
+    adjusted = cached > prompt or reasoning > completion or write_1h > cache_write
     uncached = max(prompt - cached, 0)
     audio_in = min(audio_in, uncached)
     image_in = min(image_in, uncached - audio_in)
@@ -185,7 +199,8 @@ def normalize_usage(usage: Mapping[str, Any] | None) -> UsageBuckets:
         input_audio=audio_in,
         input_image=image_in,
         cache_read=cache_read,
-        cache_write=cache_write,
+        cache_write=other_writes,
+        cache_write_1h=write_1h,
         output=output,
         output_audio=audio_out,
         reasoning=reasoning,

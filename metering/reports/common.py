@@ -19,6 +19,7 @@ SPEND_TOKENS = (
     "completion_tokens",
     "cached_read_tokens",
     "cached_write_tokens",
+    "cached_write_1h_tokens",
     "reasoning_tokens",
     "citation_tokens",
     "search_queries",

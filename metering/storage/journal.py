@@ -42,6 +42,9 @@ PREFIX = "journal-"
 SUFFIX = ".jsonl"
 REJECTED_SUFFIX = ".rejected"
 _DATETIME_FIELDS = ("started_at", "ended_at")
+# Record fields added since journals were first written, with the value a line written
+# before them means: such a line replays (a journal outlives an upgrade).
+_ADDED_FIELDS = {"cached_write_1h_tokens": 0}
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +84,7 @@ def decode(line: bytes) -> JournalEntry:
     if len(head) != 8 or zlib.crc32(payload) != int(head, 16):
         raise ValueError("checksum mismatch: the line is damaged")
     data = orjson.loads(payload)
-    record = dict(data["record"])
+    record = _ADDED_FIELDS | data["record"]
     for name in _DATETIME_FIELDS:
         record[name] = datetime.fromisoformat(record[name])
     rate = data["rate"]

@@ -18,6 +18,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -52,7 +53,12 @@ class UsageColumns:
     prompt_audio_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
     prompt_image_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
     cached_read_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
-    cached_write_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    cached_write_tokens: Mapped[int] = mapped_column(BigInteger, default=0)  # 1-hour ones too
+    # Their 1-hour part (0 on rows older than it, which did not tell it apart). The server
+    # default lets a process of the previous version write on while databases upgrade.
+    cached_write_1h_tokens: Mapped[int] = mapped_column(
+        BigInteger, default=0, server_default=text("0")
+    )
     completion_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
     completion_text_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
     completion_audio_tokens: Mapped[int] = mapped_column(BigInteger, default=0)

@@ -44,7 +44,7 @@ _row_key = itemgetter(
 _row_names = itemgetter(RECORD_FIELDS.index("provider"), RECORD_FIELDS.index("model"))
 _STATUS = RECORD_FIELDS.index("status")
 ROLLUP_COLUMNS = (*ROLLUP_KEY, "requests", "errors", *ROLLUP_SUMS)  # the upsert's order
-RECORDS_PER_STATEMENT = 200  # × 49 columns: under SQLite's 32,766 parameters
+RECORDS_PER_STATEMENT = 200  # × 50 columns: under SQLite's 32,766 parameters
 
 
 def _insert_records(postgres: bool) -> Any:

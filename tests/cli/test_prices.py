@@ -65,6 +65,16 @@ def test_quote_csv_every_component(db_url: str) -> None:
     ]
 
 
+def test_quote_of_one_hour_cache_writes(db_url: str) -> None:
+    args = ["prices", "quote", "anthropic/claude-sonnet-4-5", "--prompt-tokens", "1100"]
+    args += ["--cached-write-tokens", "100", "--cached-write-1h-tokens", "40", "--format", "csv"]
+    code, out, _ = run(db_url, *args)
+    assert code == 0
+    lines = out.splitlines()
+    assert "cache_write,100,0.000465" in lines  # 60 × 3.75 + 40 × 6.00 per 1M
+    assert lines[-1] == "total,,0.003465"
+
+
 def test_quote_of_a_shipped_embedding_model(db_url: str) -> None:
     args = ["prices", "quote", "openai/text-embedding-3-small", "--prompt-tokens", "1000"]
     code, out, _ = run(db_url, *args, "--format", "json")
@@ -80,6 +90,16 @@ def test_quote_of_a_shipped_embedding_model(db_url: str) -> None:
         (["gpt-4o", "--prompt-tokens", "1"], "must be written provider/model"),
         (["openai/gpt-4o", "--prompt-tokens", "-5"], "must not be negative"),
         (["openai/gpt-4o", "--prompt-tokens", "5", "--cached-read-tokens", "9"], "must not exceed"),
+        (
+            [
+                "anthropic/claude-sonnet-4-5",
+                "--prompt-tokens",
+                "9",
+                "--cached-write-1h-tokens",
+                "1",
+            ],
+            "--cached-write-1h-tokens must not exceed --cached-write-tokens",
+        ),
     ],
 )
 def test_quote_errors_are_one_line(db_url: str, args: list[str], message: str) -> None:
@@ -167,6 +187,37 @@ def test_import_litellm_table(db_url: str) -> None:
         "--completion-tokens", "1000", "--at", "2026-02-01", "--format", "csv",
     )  # fmt: skip
     assert out.splitlines()[-1] == "total,,0.64"
+
+
+def test_db_upgrade_names_a_shipped_version_that_differs_from_the_stored_one(
+    tmp_path: Path,
+) -> None:
+    """A database that stored claude-sonnet-4-5 before its sheet had a 1-hour cache write
+    rate keeps its version (history is not edited) and is told how to take the new one."""
+    from sqlalchemy import create_engine, text
+
+    url = f"sqlite:///{tmp_path / 'older.db'}"
+    assert run(url, "db", "upgrade")[0] == 0
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(
+            text("UPDATE price_versions SET rates = :r WHERE model = 'claude-sonnet-4-5'"),
+            {"r": json.dumps({"input": "3", "cache_read": "0.3", "cache_write": "3.75",
+                              "output": "15", "search_query": "0.01"})},
+        )  # fmt: skip
+    engine.dispose()
+    code, out, _ = run(url, "db", "upgrade")
+    assert code == 0
+    notice = out.splitlines()[-1]
+    assert notice.startswith("kept 1 stored price version(s) that differ from the shipped ones")
+    assert "anthropic/claude-sonnet-4-5 effective 2024-01-01" in notice
+    sheet = notice.split("`metering prices import ", 1)[1].split(" --replace`", 1)[0]
+    assert Path(sheet).name == "anthropic.toml"
+    code, out, _ = run(url, "prices", "import", sheet, "--replace", "--format", "json")
+    assert code == 0
+    assert {r["outcome"]: r["count"] for r in json.loads(out)}["replaced"] == 1
+    code, out, _ = run(url, "db", "upgrade")
+    assert code == 0 and "kept" not in out
 
 
 def test_db_upgrade_is_idempotent(tmp_path: Path) -> None:

@@ -41,6 +41,7 @@ def test_spend_json_fields_and_until_is_inclusive(db_url: str, engine: Engine) -
         "completion_tokens",
         "cached_read_tokens",
         "cached_write_tokens",
+        "cached_write_1h_tokens",
         "reasoning_tokens",
         "citation_tokens",
         "search_queries",

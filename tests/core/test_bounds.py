@@ -83,6 +83,7 @@ usages = st.fixed_dictionaries(
     optional={
         "prompt_tokens_details": st.fixed_dictionaries({}, optional={
             "cached_read_tokens": count, "cached_write_tokens": count,
+            "cached_write_1h_tokens": count,
             "audio_tokens": count, "image_tokens": count}),
         "completion_tokens_details": st.fixed_dictionaries({}, optional={
             "reasoning_tokens": count, "audio_tokens": count, "citation_tokens": count,

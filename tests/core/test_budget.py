@@ -56,6 +56,21 @@ TIERED = PriceVersion(
     max_input_tokens=1_048_576,
     max_output_tokens=65536,
 )
+# A 1-hour cache write dearer than every other input rate.
+CLAUDE = PriceVersion(
+    provider="anthropic",
+    model="claude-sonnet-4-5",
+    effective_from=date(2024, 1, 1),
+    rates=Rates(
+        input=D("3.00"),
+        cache_read=D("0.30"),
+        cache_write=D("3.75"),
+        cache_write_1h=D("6.00"),
+        output=D("15.00"),
+    ),
+    max_input_tokens=200_000,
+    max_output_tokens=64_000,
+)
 
 
 def test_shape_of_a_completion_batch() -> None:
@@ -166,6 +181,23 @@ def test_reservation_of_an_embedding_request() -> None:
     assert reservation_nano(capped, embedding) == 2 * 8191 * 20 + 16  # the window, per input
 
 
+def test_reservation_prices_the_prompt_at_the_one_hour_write_rate() -> None:
+    shape = RequestShape(prompt_bytes=1000, max_tokens=100)
+    prompt = 1000 + PROMPT_OVERHEAD_TOKENS
+    assert reservation_nano(shape, CLAUDE) == prompt * 6000 + 100 * 15_000 + 16
+    all_1h = normalize_usage(
+        {
+            "prompt_tokens": prompt,
+            "completion_tokens": 100,
+            "prompt_tokens_details": {
+                "cached_write_tokens": prompt,
+                "cached_write_1h_tokens": prompt,
+            },
+        }
+    )
+    assert price_usage(all_1h, CLAUDE).total == reservation_nano(shape, CLAUDE) - 16
+
+
 def test_reservation_reaches_long_context_tier() -> None:
     small = reservation_nano(RequestShape(prompt_bytes=1000, max_tokens=100), TIERED)
     big = reservation_nano(RequestShape(prompt_bytes=300_000, max_tokens=100), TIERED)
@@ -185,12 +217,13 @@ CACHE_SPLITS = st.integers(min_value=0, max_value=100)
     n=st.integers(min_value=1, max_value=4),
     cache_read_pct=CACHE_SPLITS,
     cache_write_pct=CACHE_SPLITS,
+    cache_write_1h_pct=CACHE_SPLITS,
     reasoning_pct=CACHE_SPLITS,
     prompt_fill_pct=st.integers(min_value=0, max_value=100),
     output_fill_pct=st.integers(min_value=0, max_value=100),
     searches_per_generation=st.integers(min_value=0, max_value=3),
     citation_pct=st.integers(min_value=0, max_value=100),
-    version=st.sampled_from([GPT4O, TIERED]),
+    version=st.sampled_from([GPT4O, TIERED, CLAUDE]),
     padding=st.sampled_from([0, 250_000]),  # reaches the long-context tier
 )
 def test_reservation_bounds_every_bill_that_honours_max_tokens(
@@ -200,6 +233,7 @@ def test_reservation_bounds_every_bill_that_honours_max_tokens(
     n: int,
     cache_read_pct: int,
     cache_write_pct: int,
+    cache_write_1h_pct: int,
     reasoning_pct: int,
     prompt_fill_pct: int,
     output_fill_pct: int,
@@ -227,6 +261,7 @@ def test_reservation_bounds_every_bill_that_honours_max_tokens(
             "prompt_tokens_details": {
                 "cached_read_tokens": cache_read,
                 "cached_write_tokens": cache_write,
+                "cached_write_1h_tokens": cache_write * cache_write_1h_pct // 100,
             },
             "completion_tokens_details": {
                 "reasoning_tokens": completion * reasoning_pct // 100,

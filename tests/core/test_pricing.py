@@ -5,7 +5,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from metering.core.money import format_usd
@@ -18,7 +18,7 @@ from metering.core.pricing import (
     version_in_force,
 )
 from metering.core.sheets import parse_toml_sheet
-from metering.core.usage import normalize_usage
+from metering.core.usage import MAX_SEARCH_QUERIES, normalize_usage
 from metering.resources import pricing_dir
 
 TODAY = date(2026, 11, 27)
@@ -147,6 +147,54 @@ def test_fallback_rates() -> None:
     assert (cost.output, cost.reasoning, cost.citation) == (4_800_000_000, 3_200_000_000, 0)
 
 
+# input 3, cache write 3.75 (1.25×), 1-hour cache write 6 (2×) per 1M tokens
+ONE_HOUR = Rates(input=Decimal(3), cache_write=Decimal("3.75"), cache_write_1h=Decimal(6))
+WRITES = {
+    "prompt_tokens": 1100,
+    "prompt_tokens_details": {"cached_write_tokens": 100, "cached_write_1h_tokens": 40},
+}
+
+
+def test_one_hour_cache_writes_have_their_own_rate() -> None:
+    version = PriceVersion("anthropic", "m", date(2024, 1, 1), ONE_HOUR)
+    usage = normalize_usage(WRITES)
+    assert (usage.input_text, usage.cache_write, usage.cache_write_1h) == (1000, 60, 40)
+    cost = price_usage(usage, version)
+    # 60 × 3.75 + 40 × 6 USD per 1M = 225_000 + 240_000 nano-USD, in the cache_write cost
+    assert cost.cache_write == 60 * 3750 + 40 * 6000 == 465_000
+    assert (cost.input, cost.total) == (3_000_000, 3_465_000)
+
+
+@pytest.mark.parametrize(
+    "rates, per_token",
+    [
+        (Rates(input=Decimal(3), cache_write=Decimal("3.75")), 3750),  # → cache_write
+        (Rates(input=Decimal(3)), 3000),  # → cache_write → input
+        (Rates(input=Decimal(3), cache_write_1h=Decimal(6)), 6000),  # its own
+        (Rates(output=Decimal(1)), 0),  # no input rate either: free, as every input rate
+    ],
+)
+def test_one_hour_cache_write_falls_back_through_cache_write_to_input(
+    rates: Rates, per_token: int
+) -> None:
+    version = PriceVersion("p", "m", date(2024, 1, 1), rates)
+    assert version.rates_for(0).cache_write_1h == Decimal(per_token) / 1000
+    cost = price_usage(normalize_usage(WRITES), version)
+    other_writes = 60 * (3750 if rates.cache_write is not None else 3000 if rates.input else 0)
+    assert cost.cache_write == other_writes + 40 * per_token
+
+
+def test_shipped_anthropic_sheet_prices_one_hour_writes() -> None:
+    book = shipped_book()
+    sonnet = book.lookup("anthropic", "claude-sonnet-4-5", TODAY)
+    older = book.lookup("anthropic", "claude-3-5-sonnet-20241022", TODAY)
+    assert sonnet is not None and older is not None
+    assert sonnet.rates.cache_write_1h == Decimal("6.00")
+    assert older.rates.cache_write_1h is None  # not in LiteLLM's table: billed as cache_write
+    assert price_usage(normalize_usage(WRITES), sonnet).cache_write == 465_000
+    assert price_usage(normalize_usage(WRITES), older).cache_write == 100 * 3750
+
+
 def test_deep_research_prices_every_component() -> None:
     version = shipped_book().lookup("perplexity", "sonar-deep-research", TODAY)
     assert version is not None
@@ -195,6 +243,7 @@ def versions(draw: st.DrawFn) -> PriceVersion:
         input=draw(rates),
         cache_read=draw(st.none() | rates),
         cache_write=draw(st.none() | rates),
+        cache_write_1h=draw(st.none() | rates),
         output=draw(rates),
         reasoning=draw(st.none() | rates),
         citation=draw(st.none() | rates),
@@ -211,12 +260,15 @@ def versions(draw: st.DrawFn) -> PriceVersion:
 
 @st.composite
 def usages(draw: st.DrawFn) -> dict[str, object]:
+    writes = draw(tokens)
     return {
         "prompt_tokens": draw(tokens),
         "completion_tokens": draw(tokens),
         "prompt_tokens_details": {
             "cached_read_tokens": draw(tokens),
-            "cached_write_tokens": draw(tokens),
+            "cached_write_tokens": writes,
+            # a part of the writes, or any count (larger than the writes: billed in full)
+            "cached_write_1h_tokens": draw(st.integers(0, writes) | tokens),
         },
         "completion_tokens_details": {
             "reasoning_tokens": draw(tokens),
@@ -226,6 +278,7 @@ def usages(draw: st.DrawFn) -> dict[str, object]:
     }
 
 
+@settings(derandomize=True)  # the same examples on every run
 @given(versions(), usages())
 def test_components_non_negative_and_total_is_their_sum(
     version: PriceVersion, usage: dict[str, object]
@@ -236,40 +289,46 @@ def test_components_non_negative_and_total_is_their_sum(
     assert cost.total == sum(parts)
 
 
+PROMPT = (None, "prompt_tokens")
+WRITES_TOTAL = ("prompt_tokens_details", "cached_write_tokens")
+COMPLETION = (None, "completion_tokens")
+# (a count, the totals that contain it): each grown by the same number of tokens
+GROWN: list[tuple[tuple[str | None, str], ...]] = [
+    (("prompt_tokens_details", "cached_read_tokens"), PROMPT),
+    (WRITES_TOTAL, PROMPT),
+    (("prompt_tokens_details", "cached_write_1h_tokens"), WRITES_TOTAL, PROMPT),
+    (("completion_tokens_details", "reasoning_tokens"), COMPLETION),
+    (("completion_tokens_details", "citation_tokens"),),
+    (("completion_tokens_details", "num_search_queries"),),
+    (PROMPT,),
+    (COMPLETION,),
+]
+
+
+@settings(derandomize=True)  # the same examples on every run
 @given(
     versions().filter(lambda v: not v.tiers),
     usages(),
-    st.sampled_from(
-        [
-            # (detail section, detail field, the total that contains it)
-            ("prompt_tokens_details", "cached_read_tokens", "prompt_tokens"),
-            ("prompt_tokens_details", "cached_write_tokens", "prompt_tokens"),
-            ("completion_tokens_details", "reasoning_tokens", "completion_tokens"),
-            ("completion_tokens_details", "citation_tokens", None),
-            ("completion_tokens_details", "num_search_queries", None),
-            (None, "prompt_tokens", None),
-            (None, "completion_tokens", None),
-        ]
-    ),
+    st.sampled_from(GROWN),
     st.integers(1, 10_000),
 )
 def test_cost_is_monotone_in_each_token_count(
     version: PriceVersion,
     usage: dict[str, object],
-    where: tuple[str | None, str, str | None],
+    grown: tuple[tuple[str | None, str], ...],
     extra: int,
 ) -> None:
-    """More tokens of any class (and the total that contains them) never cost less."""
-    section, field, parent = where
+    """More tokens of any class (and the totals that contain them) never cost less."""
     bigger = {k: (dict(v) if isinstance(v, dict) else v) for k, v in usage.items()}
-    target = bigger if section is None else bigger[section]
-    assert isinstance(target, dict)
-    target[field] = target[field] + extra
-    if parent is not None:
-        bigger[parent] = bigger[parent] + extra  # type: ignore[operator]
-    before = price_usage(normalize_usage(usage), version).total
-    after = price_usage(normalize_usage(bigger), version).total
-    assert after >= before
+    for section, field in grown:
+        target = bigger if section is None else bigger[section]
+        assert isinstance(target, dict)
+        more = min(extra, MAX_SEARCH_QUERIES - 50) if field == "num_search_queries" else extra
+        target[field] += more
+    before = price_usage(normalize_usage(usage), version)
+    after = price_usage(normalize_usage(bigger), version)
+    assert after.total >= before.total
+    assert all(part >= 0 for part in after.as_dict().values())
 
 
 @given(

@@ -77,6 +77,27 @@ def test_litellm_tiers_and_unit_prices(litellm_text: str) -> None:
     assert sonar.rates.search_query is not None and sonar.rates.search_query * 1000 == 5
 
 
+def test_litellm_one_hour_cache_write_rate_and_its_tiers(litellm_text: str) -> None:
+    report = parse_litellm_json(litellm_text, effective_from=date(2026, 1, 1))
+    by_key = {v.key: v for v in report.versions}
+    sonnet = by_key["anthropic/claude-sonnet-4-5"]
+    assert (sonnet.rates.cache_write, sonnet.rates.cache_write_1h) == (Decimal("3.75"), 6)
+    # cache_creation_input_token_cost_above_1hr_above_200k_tokens: the tier's 1-hour rate
+    bedrock = by_key["bedrock/anthropic.claude-sonnet-4-5-20250929-v1:0"]
+    assert [(t.above_prompt_tokens, t.rates.cache_write_1h) for t in bedrock.tiers] == [
+        (200_000, 12)
+    ]
+    assert by_key["openai/gpt-4o"].rates.cache_write_1h is None
+
+
+def test_toml_sheet_reads_the_one_hour_cache_write_rate() -> None:
+    (v,) = parse_toml_sheet(
+        'provider = "p"\neffective_from = "2024-01-01"\n[models.m]\ninput = "3"\n'
+        'cache_write = "3.75"\ncache_write_1h = "6.00"\n'
+    )
+    assert (v.rates.cache_write, v.rates.cache_write_1h) == (Decimal("3.75"), Decimal("6.00"))
+
+
 def test_toml_sheet_errors_name_the_entry() -> None:
     with pytest.raises(SheetError, match="not valid TOML"):
         parse_toml_sheet("provider = ", source="x.toml")

@@ -61,6 +61,44 @@ def test_anthropic_top_level_cache_fields() -> None:
     assert (u.input_text, u.cache_write, u.output) == (3, 12304, 550)
 
 
+def test_one_hour_cache_writes_are_a_part_of_the_writes() -> None:
+    u = normalize_usage(
+        {
+            "prompt_tokens": 1100,
+            "completion_tokens": 10,
+            "prompt_tokens_details": {"cached_write_tokens": 100, "cached_write_1h_tokens": 40},
+        }
+    )
+    assert (u.input_text, u.cache_write, u.cache_write_1h) == (1000, 60, 40)
+    assert u.prompt_tokens == 1100 and not u.totals_adjusted
+
+
+def test_anthropic_one_hour_cache_writes() -> None:
+    u = normalize_usage(
+        {
+            "prompt_tokens": 1103,
+            "completion_tokens": 550,
+            "cache_creation_input_tokens": 1100,
+            "cache_creation": {"ephemeral_5m_input_tokens": 300, "ephemeral_1h_input_tokens": 800},
+        }
+    )
+    assert (u.input_text, u.cache_write, u.cache_write_1h, u.output) == (3, 300, 800, 550)
+    assert not u.totals_adjusted
+    with pytest.raises(UsageError, match="cache_creation must be an object"):
+        normalize_usage({"cache_creation_input_tokens": 5, "cache_creation": 5})
+
+
+def test_one_hour_part_beyond_the_writes_is_billed_in_full() -> None:
+    u = normalize_usage(
+        {
+            "prompt_tokens": 100,
+            "prompt_tokens_details": {"cached_write_tokens": 10, "cached_write_1h_tokens": 30},
+        }
+    )
+    assert (u.input_text, u.cache_write, u.cache_write_1h, u.prompt_tokens) == (70, 0, 30, 100)
+    assert u.totals_adjusted
+
+
 def test_missing_and_null_details_are_zero() -> None:
     u = normalize_usage(
         {
@@ -109,9 +147,17 @@ def test_bad_counts_are_rejected_clearly(usage: object, message: str) -> None:
 counts = st.integers(min_value=0, max_value=10**7)
 
 
-@given(counts, counts, counts, counts, counts, counts, counts, counts)
+@given(counts, counts, counts, counts, counts, counts, counts, counts, counts)
 def test_every_token_lands_in_exactly_one_bucket(
-    prompt: int, cr: int, cw: int, audio: int, completion: int, reasoning: int, aout: int, img: int
+    prompt: int,
+    cr: int,
+    cw: int,
+    cw_1h: int,
+    audio: int,
+    completion: int,
+    reasoning: int,
+    aout: int,
+    img: int,
 ) -> None:
     u = normalize_usage(
         {
@@ -119,6 +165,7 @@ def test_every_token_lands_in_exactly_one_bucket(
             "prompt_tokens_details": {
                 "cached_read_tokens": cr,
                 "cached_write_tokens": cw,
+                "cached_write_1h_tokens": cw_1h,
                 "audio_tokens": audio,
                 "image_tokens": img,
             },
@@ -127,7 +174,11 @@ def test_every_token_lands_in_exactly_one_bucket(
         }
     )
     buckets = [u.input_text, u.input_audio, u.input_image, u.cache_read, u.cache_write]
-    assert all(b >= 0 for b in buckets)
-    assert u.prompt_tokens == max(prompt, cr + cw)
+    assert all(b >= 0 for b in [*buckets, u.cache_write_1h])
+    assert u.cache_write_1h == cw_1h and u.cache_write + u.cache_write_1h == max(cw, cw_1h)
+    assert u.prompt_tokens == max(prompt, cr + max(cw, cw_1h))
+    assert u.totals_adjusted == (
+        cr + max(cw, cw_1h) > prompt or reasoning > completion or cw_1h > cw
+    )
     assert u.completion_tokens == max(completion, reasoning)
     assert u.output >= 0 and u.output_audio >= 0

@@ -13,6 +13,7 @@ from metering.core.components import (
     COMPONENT_COLUMNS,
     COMPONENT_TABLE,
     COMPONENTS,
+    FALLBACK_CHAINS,
     TOKEN_RATES,
     UNIT_PRICES,
 )
@@ -85,7 +86,8 @@ def reference_price(usage: UsageBuckets, version: PriceVersion, requests: int) -
         input=t(usage.input_text, r.input) + t(usage.input_audio, r.input_audio)
         + t(usage.input_image, r.input_image),
         cache_read=t(usage.cache_read, r.cache_read),
-        cache_write=t(usage.cache_write, r.cache_write),
+        cache_write=t(usage.cache_write, r.cache_write)
+        + t(usage.cache_write_1h, r.cache_write_1h),
         output=t(usage.output, r.output) + t(usage.output_audio, r.output_audio),
         reasoning=t(usage.reasoning, r.reasoning),
         citation=t(usage.citation, r.citation),
@@ -122,7 +124,14 @@ def test_every_cost_column_list_is_the_component_table() -> None:
     start = RECORD_FIELDS.index("input_cost")
     assert RECORD_FIELDS[start : start + len(COST_COLUMNS)] == COST_COLUMNS
     assert TOKEN_RATES == ("input", "cache_read", "cache_write", "output", "reasoning",
-                           "citation", "input_audio", "input_image", "output_audio")  # fmt: skip
+                           "citation", "input_audio", "input_image", "cache_write_1h",
+                           "output_audio")  # fmt: skip
+
+
+def test_fallback_chains_follow_the_table() -> None:
+    assert FALLBACK_CHAINS["cache_write_1h"] == ("cache_write_1h", "cache_write", "input")
+    assert FALLBACK_CHAINS["reasoning"] == ("reasoning", "output")
+    assert FALLBACK_CHAINS["citation"] == ("citation",)
 
 
 def test_cost_breakdown_total_adds_every_field() -> None:

@@ -105,6 +105,8 @@ def random_usage(rng: random.Random, *, reported: bool) -> dict[str, Any]:
         "prompt_tokens_details": {
             "cached_read_tokens": cached_read,
             "cached_write_tokens": cached_write,
+            # a 1-hour part of the writes, drawn from nothing new (the stream stays as it was)
+            "cached_write_1h_tokens": cached_write // 3 if cached_write % 2 else 0,
         },
         "completion_tokens": completion,
         "completion_tokens_details": {

@@ -217,3 +217,24 @@ def test_hostile_names_in_a_line_are_bad_lines_and_the_upstreams_are_cleaned(
     assert row.response_id.endswith("…") and "\x00" not in row.response_id
     assert row.model == "gpt-4o\ufffd" and row.request_type == "text\ufffdcompletion"
     assert len(row.provider) == 100 and row.provider.startswith("open\ufffdai")
+
+
+def test_ingest_keeps_anthropic_one_hour_cache_writes(engine: Engine) -> None:
+    with engine.begin() as conn:
+        seed_org(conn)
+    usage = {
+        "prompt_tokens": 1100,
+        "completion_tokens": 10,
+        "cache_creation_input_tokens": 100,
+        "cache_creation": {"ephemeral_5m_input_tokens": 60, "ephemeral_1h_input_tokens": 40},
+    }
+    model = "anthropic/claude-sonnet-4-5"
+    line = _line(key="carol", timestamp="2026-11-05T10:00:00", model=model,
+                 response=completion_response(model, usage, response_id="1h"))  # fmt: skip
+    assert ingest_lines(engine, [line], now=NOW).ingested == 1
+    with engine.connect() as conn:
+        row = conn.execute(
+            select(UsageRecord.cached_write_tokens, UsageRecord.cached_write_1h_tokens,
+                   UsageRecord.cache_write_cost)
+        ).one()  # fmt: skip
+    assert tuple(row) == (100, 40, 60 * 3750 + 40 * 6000)

@@ -80,6 +80,7 @@ def test_generated_month_exercises_every_token_class_and_cost_source(
     for column in (
         "cached_read_tokens",
         "cached_write_tokens",
+        "cached_write_1h_tokens",
         "reasoning_tokens",
         "citation_tokens",
         "search_queries",

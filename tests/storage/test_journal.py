@@ -3,8 +3,11 @@ ownership by ``flock`` (a journal nobody holds is an orphan to replay)."""
 
 from __future__ import annotations
 
+import zlib
 from datetime import datetime
 from pathlib import Path
+
+import orjson
 
 from metering.core.rate_limits import RateCharge
 from metering.storage.journal import (
@@ -45,6 +48,15 @@ def entry(n: int, rate: bool = False) -> JournalEntry:
 def test_a_line_round_trips_exactly() -> None:
     for n in range(3):
         assert decode(encode(entry(n, rate=n == 1))) == entry(n, rate=n == 1)
+
+
+def test_a_line_written_before_the_one_hour_writes_column_replays() -> None:
+    """A journal outlives an upgrade: a record without cached_write_1h_tokens had none."""
+    old = entry(0)
+    payload = orjson.loads(encode(old).split(b" ", 1)[1])
+    del payload["record"]["cached_write_1h_tokens"]
+    body = orjson.dumps(payload)
+    assert decode(b"%08x " % zlib.crc32(body) + body + b"\n") == old
 
 
 def test_a_torn_tail_is_reported_and_the_good_lines_kept(tmp_path: Path) -> None:

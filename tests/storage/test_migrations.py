@@ -182,3 +182,64 @@ def test_upgrade_from_0004_keeps_records_and_reservations(empty_db_url: str) -> 
         command.check(alembic_config(engine))
     finally:
         engine.dispose()
+
+
+def test_upgrade_from_0005_adds_the_one_hour_writes_to_records_and_rollups(
+    empty_db_url: str,
+) -> None:
+    """0005 → head (0006: cached_write_1h_tokens) with a record and its rollup in place:
+    both kept, with no 1-hour writes; a writer of the previous version (its inserts do not
+    name the column) still works; a new record adds its 1-hour writes to the old rollup."""
+    from datetime import date, datetime
+
+    from sqlalchemy import MetaData, Table, insert, select
+
+    from metering.storage.records import write_records
+    from tests.storage.test_records import make_key, record_for
+
+    engine = make_engine(empty_db_url)
+    try:
+        upgrade(engine, "0005")
+        sync_shipped_sheets(engine)
+        key = make_key(engine)
+        at = datetime(2026, 3, 3, 12, 0)
+        old = MetaData()
+        records = Table("usage_records", old, autoload_with=engine)
+        rollups = Table("daily_rollups", old, autoload_with=engine)
+        assert "cached_write_1h_tokens" not in records.c
+        assert "cached_write_1h_tokens" not in rollups.c
+
+        def old_record(request_id: str) -> dict[str, object]:
+            values = record_for(engine, request_id, at, key)._asdict()
+            return {c: v for c, v in values.items() if c in records.c}
+
+        rollup = {c.name: 0 for c in rollups.c if c.name != "id"} | {
+            "day": date(2026, 3, 3), "key_id": key, "provider": "openai", "model": "gpt-4o",
+            "requests": 1, "cached_write_tokens": 70, "total_cost": 7_250_000,
+        }  # fmt: skip
+        with engine.begin() as conn:
+            conn.execute(insert(records), [old_record("r-old")])
+            conn.execute(insert(rollups), [rollup])
+        assert upgrade(engine) == ("0005", head_revision(engine))
+        command.check(alembic_config(engine))
+
+        new = MetaData()
+        records = Table("usage_records", new, autoload_with=engine)
+        rollups = Table("daily_rollups", new, autoload_with=engine)
+        with engine.begin() as conn:
+            conn.execute(insert(records), [old_record("r-by-old-writer")])  # the server default
+            one_hour = record_for(engine, "r-new", at, key)._replace(
+                cached_write_tokens=30, cached_write_1h_tokens=20
+            )
+            assert write_records(conn, [one_hour]) == ["r-new"]
+            stored = dict(
+                conn.execute(select(records.c.request_id, records.c.cached_write_1h_tokens)).all()
+            )
+            rolled = conn.execute(
+                select(rollups.c.requests, rollups.c.cached_write_tokens,
+                       rollups.c.cached_write_1h_tokens)
+            ).one()  # fmt: skip
+        assert stored == {"r-old": 0, "r-by-old-writer": 0, "r-new": 20}
+        assert tuple(rolled) == (2, 100, 20)
+    finally:
+        engine.dispose()

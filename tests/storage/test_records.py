@@ -10,8 +10,14 @@ from sqlalchemy import Engine, func, insert, select
 
 from metering.core.billing import Bill
 from metering.core.components import COMPONENT_COLUMNS
-from metering.core.pricing import CostBreakdown, PriceVersion, Rates
-from metering.core.records import RECORD_FIELDS, UsageRow, cost_columns, record_row
+from metering.core.pricing import CostBreakdown, PriceVersion, Rates, price_usage
+from metering.core.records import (
+    RECORD_FIELDS,
+    UsageRow,
+    buckets_from_record,
+    cost_columns,
+    record_row,
+)
 from metering.core.responses import bill_response, read_response
 from metering.storage.models import DailyRollup, UsageRecord, VirtualKey
 from metering.storage.prices import load_price_book, save_versions
@@ -140,6 +146,49 @@ def test_a_record_reads_back_as_written_and_errors_are_rolled_up(engine: Engine)
     assert [UsageRow.from_mapping(r) for r in stored] == [*records, again[-1]]
     assert (rollup["requests"], rollup["errors"]) == (5, 1)
     assert rollup["total_cost"] == 5 * 7_250_000
+
+
+def test_one_hour_cache_writes_are_stored_rolled_up_and_repriced_from_the_record(
+    engine: Engine,
+) -> None:
+    """The 1-hour part of the writes round-trips through a stored record, so pricing the
+    record's buckets again gives the cost it was billed."""
+    with engine.connect() as conn:
+        book = load_price_book(conn)  # the shipped sheet: cache_write 3.75, 1-hour 6.00
+    usage = {
+        "prompt_tokens": 1100,
+        "completion_tokens": 10,
+        "prompt_tokens_details": {"cached_write_tokens": 100, "cached_write_1h_tokens": 40},
+    }
+    answer = {"id": "msg-1", "model": "claude-sonnet-4-5", "usage": usage}
+    answer["extra_fields"] = {"provider": "anthropic"}
+    facts = read_response(answer, "anthropic/claude-sonnet-4-5")
+    at = datetime(2026, 3, 3, 12, 0)
+    bill = bill_response(facts, book, requested="anthropic/claude-sonnet-4-5", on=at.date())
+    row = record_row(
+        request_id="r-1h", started_at=at, ended_at=at, key_id=make_key(engine), team_id=None,
+        customer_id=None, requested_model="anthropic/claude-sonnet-4-5",
+        request_type="chat_completion", stream=False, status="success", http_status=200,
+        latency_ms=12, facts=facts, bill=bill,
+    )  # fmt: skip
+    # every write in cached_write_tokens, the 1-hour part beside it
+    assert (row.prompt_tokens, row.prompt_text_tokens) == (1100, 1000)
+    assert (row.cached_write_tokens, row.cached_write_1h_tokens) == (100, 40)
+    assert row.cache_write_cost == 60 * 3750 + 40 * 6000
+    assert buckets_from_record(row) == facts.usage
+    with engine.begin() as conn:
+        assert write_records(conn, [row, row._replace(request_id="r-1h-b")]) == ["r-1h", "r-1h-b"]
+    with engine.connect() as conn:
+        stored = conn.execute(select(UsageRecord).where(UsageRecord.request_id == "r-1h"))
+        back = UsageRow.from_mapping(stored.mappings().one())
+        rollup = conn.execute(select(DailyRollup)).mappings().one()
+    assert back == row
+    assert buckets_from_record(back) == facts.usage
+    claude = book.lookup("anthropic", "claude-sonnet-4-5", at.date())
+    assert claude is not None and bill.price_version_id == claude.id
+    assert price_usage(buckets_from_record(back), claude) == bill.components
+    assert (rollup["cached_write_tokens"], rollup["cached_write_1h_tokens"]) == (200, 80)
+    assert rollup["cache_write_cost"] == 2 * row.cache_write_cost
 
 
 def test_record_row_derives_the_totals() -> None:
