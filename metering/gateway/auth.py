@@ -134,10 +134,11 @@ async def authenticate(keys: KeyCache, scope: Scope, also: tuple[bytes, ...] = (
     503 when the database cannot tell); ``also``: more headers that may hold it."""
     secret = key_from_headers(scope, also)
     if secret is None:
+        where = "".join(f", '{name.decode()}'" for name in also)
         raise Refused(
             401,
             "virtual_key_required",
-            "no virtual key: send it as 'Authorization: Bearer sk-bf-…' or 'x-bf-vk'",
+            f"no virtual key: send it as 'Authorization: Bearer sk-bf-…', 'x-bf-vk'{where}",
         )
     try:
         key = await keys.lookup(secret)

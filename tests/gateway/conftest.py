@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import anthropic
 import openai
 import pytest
 from sqlalchemy import Engine, text
@@ -46,6 +47,12 @@ class Served:
     def async_client(self, secret: str | None = None) -> openai.AsyncOpenAI:
         return openai.AsyncOpenAI(
             base_url=self.url + "/v1", api_key=secret or self.secret, max_retries=0
+        )
+
+    def anthropic_client(self, secret: str | None = None) -> anthropic.Anthropic:
+        """The Anthropic SDK on Bifrost's Anthropic route; the key goes in x-api-key."""
+        return anthropic.Anthropic(
+            base_url=self.url + "/anthropic", api_key=secret or self.secret, max_retries=0
         )
 
     def records(self) -> list[dict[str, Any]]:

@@ -14,11 +14,11 @@ import pytest
 from sqlalchemy import Engine, select
 
 from metering.core.budget import reservation_nano, shape_of_request
-from metering.gateway.shapes import SHAPES
 from metering.core.pricing import PriceBook
 from metering.errors import RequestRefused
 from metering.gateway.admission import RequestInfo
 from metering.gateway.budget_gate import BudgetGate
+from metering.gateway.shapes import SHAPES
 from metering.storage.budgets import set_budget
 from metering.storage.models import Budget
 from metering.storage.owners import find_owner

@@ -1,8 +1,9 @@
 """Hostile input, fuzzed with Hypothesis against the gateway in process (raw ASGI, so
 headers and bodies can be anything a socket could carry): malformed JSON, invalid
 UTF-8, wrong types, deep nesting, absurd ``max_tokens``/``n``, oversized bodies,
-header injection. Never a 5xx from our code; every refusal is SPEC §4's error with
-the right type; nothing recorded for a refused request; the app still serves after.
+header injection, on every model call route (``ROUTES``). Never a 5xx from our code;
+every refusal is its route's error shape (SPEC §4, or Anthropic's) with the right type;
+nothing recorded for a refused request; the app still serves after.
 
 The upstream is the simulator; a request our validation lets through may be refused
 by it (its own 4xx, passed through). Both backends: PostgreSQL enforces column
@@ -78,6 +79,34 @@ bodies = st.fixed_dictionaries(
         **{f: json_values | absurd_ints for f in FIELDS},
     },
 )
+# Every model call route: its path, the field that holds its prompt, what a valid
+# request also needs (each gets the fuzzed prompt in that field).
+ROUTES: dict[str, tuple[str, dict[str, Any]]] = {
+    "/v1/completions": ("prompt", {}),
+    "/v1/chat/completions": ("messages", {}),
+    "/v1/responses": ("input", {}),
+    "/v1/embeddings": ("input", {}),
+    "/anthropic/v1/messages": ("messages", {"max_tokens": 16}),
+    "/v1/messages": ("messages", {"max_tokens": 16}),
+}
+ANTHROPIC = ("/anthropic/v1/messages", "/v1/messages")
+PROMPTS = {
+    "prompt": "hi",
+    "messages": [{"role": "user", "content": "hi"}],
+    "input": "hi",
+}
+
+
+def on_route(body: dict[str, Any], path: str) -> dict[str, Any]:
+    """A fuzzed body moved onto ``path``: its prompt in the route's field."""
+    field, needs = ROUTES[path]
+    body = dict(body)
+    prompt = body.pop("prompt")
+    if field == "messages" and "messages" not in body:
+        body["messages"] = prompt
+    elif field != "messages":
+        body[field] = prompt
+    return {**needs, **body}
 
 
 def hostile_names(body: dict[str, Any]) -> bool:
@@ -131,8 +160,9 @@ async def call(
     return start["status"], parsed if isinstance(parsed, dict) else None, start["headers"]
 
 
-def check(status: int, body: dict[str, Any] | None) -> bool:
-    """True if refused by us (SPEC §4 shape and type); asserts it was never a 5xx."""
+def check(status: int, body: dict[str, Any] | None, path: str = "/v1/completions") -> bool:
+    """True if refused by us (its route's error shape and type); asserts it was never a
+    5xx."""
     assert status < 500, (status, body)
     if status < 400:
         return False
@@ -140,8 +170,13 @@ def check(status: int, body: dict[str, Any] | None) -> bool:
     if body.get("is_bifrost_error") is True:
         return False  # the upstream's own refusal, passed through (and recorded)
     expected = OUR_TYPES[status]
-    assert body["type"] in (expected if isinstance(expected, set) else {expected}), body
-    assert body["status_code"] == status and body["error"]["message"]
+    types = expected if isinstance(expected, set) else {expected}
+    if path in ANTHROPIC:
+        assert body["type"] == "error" and body["error"]["type"] in types, body
+    else:
+        assert body["type"] in types, body
+        assert body["status_code"] == status
+    assert body["error"]["message"]
     return True
 
 
@@ -192,20 +227,23 @@ def unbudgeted(engine: Engine) -> str:
 
 
 def test_json_bodies_with_wrong_types_and_absurd_values(gateway: Gateway, unbudgeted: str) -> None:
-    @given(body=bodies, chat=st.booleans(), budgeted=st.booleans())
+    @given(body=bodies, path=st.sampled_from(list(ROUTES)), budgeted=st.booleans())
     def case(
-        runner: asyncio.Runner, app: GatewayApp, body: dict[str, Any], chat: bool, budgeted: bool
+        runner: asyncio.Runner, app: GatewayApp, body: dict[str, Any], path: str, budgeted: bool
     ) -> None:
         before, sent = len(gateway.records()), len(gateway.simulator.received)
-        path = "/v1/chat/completions" if chat else PATH
+        body = on_route(body, path)
         key = auth(gateway) if budgeted else [(b"x-bf-vk", unbudgeted.encode())]
         status, answer, _ = runner.run(call(app, orjson.dumps(body), key, path))
-        refused = check(status, answer)
+        reached = len(gateway.simulator.received) > sent
+        assert status < 500, (status, answer)
+        refused = check(status, answer, path) if not reached else False
         refused_leaves_no_record(gateway, before, refused)
         if hostile_names(body) and status != 401:
             assert status == 400 and answer is not None, (status, answer)
-            assert answer["type"] == "invalid_request_error"
-            assert len(gateway.simulator.received) == sent  # nothing went upstream
+            error_type = answer["error"]["type"] if path in ANTHROPIC else answer["type"]
+            assert error_type == "invalid_request_error"
+            assert not reached  # nothing went upstream
 
     run_fuzz(gateway, case, BODY_EXAMPLES)
 
@@ -298,16 +336,16 @@ def test_hostile_values_from_the_upstream_are_recorded(gateway: Gateway) -> None
     """The provider was paid: whatever the upstream names itself, the client gets its
     answer and the call has exactly one committed record (values made storable)."""
 
-    @given(answer=upstream_answers, chat=st.booleans(), stream=st.booleans())
+    @given(answer=upstream_answers, path=st.sampled_from(list(ROUTES)), stream=st.booleans())
     def case(
-        runner: asyncio.Runner, app: GatewayApp, answer: dict[str, Any], chat: bool, stream: bool
+        runner: asyncio.Runner, app: GatewayApp, answer: dict[str, Any], path: str, stream: bool
     ) -> None:
         before = len(gateway.records())
+        field, needs = ROUTES[path]
         body: dict[str, Any] = {"model": "openai/gpt-4o-mini", "sim": {"answer": answer}}
-        body.update({"messages": [{"role": "user", "content": "hi"}]} if chat else {"prompt": "hi"})
-        if stream:
+        body.update({field: PROMPTS[field], **needs})
+        if stream and path != "/v1/embeddings":
             body["stream"] = True
-        path = "/v1/chat/completions" if chat else PATH
         status, parsed, _ = runner.run(call(app, orjson.dumps(body), auth(gateway), path))
         assert status == 200, (status, parsed)
         records = gateway.records()

@@ -12,8 +12,10 @@ Usage (SPEC §5): ``input_tokens`` EXCLUDES the cache tokens, so the canonical
 the cache write billed at the 1-hour rate; ``server_tool_use.web_search_requests`` are
 search queries. In a stream, ``message_start.message.usage`` is a whole usage object and
 each ``message_delta.usage`` holds *cumulative* counts: each field's last value wins,
-falling back to ``message_start``'s — the two are never added. ``message_stop`` is held
-back until the record is committed.
+falling back to ``message_start``'s — the two are never added. The usage is known once a
+``message_delta`` has come (``message_start``'s output count is a placeholder): a stream
+cut before it is estimated, as for chat. ``message_stop`` is held back until the record
+is committed.
 """
 
 from __future__ import annotations
@@ -135,7 +137,6 @@ class MessagesReader(StreamReader):
             message = obj["message"]
             self.note(message)
             self._start_usage = message.get("usage")
-            self._update()
         elif kind == "content_block_delta" and isinstance(obj.get("delta"), dict):
             delta = obj["delta"]
             for name in ("text", "thinking", "partial_json"):
@@ -143,7 +144,7 @@ class MessagesReader(StreamReader):
                     self.text_parts.append(delta[name])
         elif kind == "message_delta" and isinstance(obj.get("usage"), dict):
             self._last.update(obj["usage"])
-            self._update()
+            self.usage = canonical_usage(_merged(self._start_usage, self._last))
         elif kind == "error":
             error = obj.get("error")
             self.error = str(error.get("message") if isinstance(error, dict) else error)
@@ -152,11 +153,6 @@ class MessagesReader(StreamReader):
             return Verdict.HOLD
         self.note(obj)  # Bifrost's extra_fields, on any event
         return Verdict.RELAY
-
-    def _update(self) -> None:
-        if self._start_usage is None and not self._last:
-            return
-        self.usage = canonical_usage(_merged(self._start_usage, self._last))
 
 
 class Messages(ApiShape):

@@ -18,12 +18,13 @@ from metering.gateway.shapes.base import ApiShape, MeteredRequest, ParsedRequest
 from metering.gateway.shapes.prompts import body_bytes
 
 MAX_INPUTS = 2048  # OpenAI's own limit on inputs in one request
-TokenIds = list[Annotated[int, Field(ge=0)]]
+Text = Annotated[str, Field(min_length=1)]
+TokenIds = Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1)]
 
 
 class EmbeddingsRequest(MeteredRequest):
     input: Annotated[
-        str | list[str] | TokenIds | list[TokenIds], Field(min_length=1, max_length=MAX_INPUTS)
+        Text | list[Text] | TokenIds | list[TokenIds], Field(min_length=1, max_length=MAX_INPUTS)
     ]
     dimensions: Annotated[int, Field(ge=1)] | None = None
     encoding_format: Literal["float", "base64"] | None = None
