@@ -34,6 +34,7 @@ from metering.storage.keys import KeyInfo, utcnow
 from metering.storage.ledger import Settlement
 
 log = logging.getLogger("metering.gateway")
+RELAY, HOLD = Verdict.RELAY, Verdict.HOLD
 
 
 @dataclass(slots=True)
@@ -279,9 +280,16 @@ class Proxy:
                     return
                 await start_stream(send, response.status, call.request_id)
                 state.started = True
+                held = state.held
                 async for chunk in response.chunks():
                     for event in splitter.feed(chunk):
-                        await _pass_on(reader.read(event), event, send, state)
+                        verdict = reader.read(event)
+                        if verdict is RELAY:
+                            await send(
+                                {"type": "http.response.body", "body": event, "more_body": True}
+                            )
+                        elif verdict is HOLD:
+                            held.append(event)
                 rest = splitter.rest()
                 if rest.strip():
                     await _pass_on(reader.read(rest), rest, send, state)

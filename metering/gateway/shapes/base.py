@@ -89,7 +89,11 @@ class StreamReader:
 
 def event_json(event: bytes) -> dict[str, Any] | None:
     """The JSON object of an event's ``data:``; None for none, ``[DONE]`` or non-JSON."""
-    data = event_data(event)
+    return json_of(event_data(event))
+
+
+def json_of(data: bytes | None) -> dict[str, Any] | None:
+    """``data`` as a JSON object, else None."""
     if data is None:
         return None
     try:

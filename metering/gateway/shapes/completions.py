@@ -23,7 +23,7 @@ from metering.gateway.shapes.base import (
     ParsedRequest,
     StreamReader,
     Verdict,
-    event_json,
+    json_of,
 )
 from metering.gateway.streaming import DONE, event_data
 
@@ -142,7 +142,7 @@ class CompletionsReader(StreamReader):
         if data is not None and data.strip() == DONE:
             self.done = True
             return Verdict.HOLD
-        obj = event_json(event)
+        obj = json_of(data)
         if obj is None:
             return Verdict.RELAY
         self.note(obj)
