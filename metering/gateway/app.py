@@ -36,6 +36,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from metering.config import Settings
+from metering.core.records import UsageRow
 from metering.errors import DatabaseUnavailable, InvalidInput, RequestRefused
 from metering.gateway.admission import AdmitAll, Admitter, RequestInfo
 from metering.gateway.auth import DB_DOWN, KeyCache, authenticate, model_allowed
@@ -45,6 +46,7 @@ from metering.gateway.model_list import list_models
 from metering.gateway.price_cache import PriceCache
 from metering.gateway.proxy import Call, Proxy
 from metering.gateway.recorder import RecordWriter
+from metering.gateway.request_status import record_payload
 from metering.gateway.responses import (
     Receive,
     Refused,
@@ -62,6 +64,7 @@ from metering.gateway.upstream import AiohttpUpstream, UpstreamClient
 from metering.storage.checkpoint import WalCheckpointer
 from metering.storage.journal import Journal, default_journal_dir
 from metering.storage.keys import utcnow
+from metering.storage.records import record_of
 
 log = logging.getLogger("metering.gateway")
 
@@ -126,6 +129,7 @@ class GatewayApp:
             *calls,
             Mount("/anthropic", (anthropic,)),
             Route("/v1/models", ("GET",), self._models),
+            Route("/v1/requests/{request_id}", ("GET",), self._request_record),
             Route("/v1/budget", ("GET",), self._budget),
             Route("/health", ("GET",), self._health),
         ]
@@ -271,6 +275,34 @@ class GatewayApp:
             log.error("metering database unreachable: %s", exc)
             return False
         return True
+
+    async def _request_record(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """``GET /v1/requests/{id}``: the calling key's own record (``request_status``)."""
+        request_id = scope["path_params"]["request_id"]
+        try:
+            key = await authenticate(self.keys, scope)
+        except Refused as exc:
+            await send_error(send, exc.status, exc.error_type, str(exc))
+            return
+
+        def read() -> UsageRow | None:
+            with self.engine.connect() as conn:
+                return record_of(conn, request_id=request_id, key_id=key.id)
+
+        try:
+            record = await asyncio.to_thread(read)
+        except SQLAlchemyError as exc:
+            log.error("request record not read: %s", exc)
+            await send_error(send, 503, "metering_unavailable", DB_DOWN)
+            return
+        if record is None:
+            message = (
+                f"no record of request {request_id!r} for this key (a call is recorded "
+                "when it has ended and settled)"
+            )
+            await send_error(send, 404, "not_found", message)
+            return
+        await send_bytes(send, 200, orjson.dumps(record_payload(record)))
 
     async def _models(self, scope: Scope, receive: Receive, send: Send) -> None:
         """``GET /v1/models``: the upstream's list, only the key's models (401 without)."""

@@ -22,7 +22,8 @@ from typing import Any
 
 import orjson
 
-from metering.core.records import record_row
+from metering.core.money import format_usd
+from metering.core.records import UsageRow, record_row
 from metering.core.responses import ResponseFacts, bill_response, read_response
 from metering.errors import UpstreamError, UpstreamTimeout, UsageError
 from metering.gateway.recorder import RecordWriter
@@ -35,6 +36,7 @@ from metering.storage.ledger import Settlement
 
 log = logging.getLogger("metering.gateway")
 RELAY, HOLD = Verdict.RELAY, Verdict.HOLD
+COST_HEADER = b"x-metering-cost-usd"
 
 
 @dataclass(slots=True)
@@ -104,8 +106,9 @@ class Proxy:
         response: Mapping[str, Any] | None = None,
         error: str | None = None,
         answer: str | None = None,
-    ) -> bool:
-        """Write the call's record; False (after logging) if it could not be committed.
+    ) -> UsageRow | None:
+        """Write the call's record (committed or journaled): the record, or None (after
+        logging) if it could not be kept.
         ``response``: canonical (``ApiShape.canonical``); ``answer``: the text the upstream
         generated; if the response has no usable usage the record is billed from an
         estimate of prompt and answer (never silently $0)."""
@@ -145,8 +148,8 @@ class Proxy:
             await self._writer.write(record, call.admission)
         except Exception as exc:
             log.error("request %s: usage record not committed: %s", call.request_id, exc)
-            return False
-        return True
+            return None
+        return record
 
     async def _unavailable(self, send: Send, call: Call) -> None:
         await send_error(
@@ -201,11 +204,18 @@ class Proxy:
     async def _fail(
         self, call: Call, send: Send, http: int, error_type: str, status: str, message: str
     ) -> None:
-        if not await self._record(call, status=status, http_status=http, error=message):
+        record = await self._record(call, status=status, http_status=http, error=message)
+        if record is None:
             await self._unavailable(send, call)
             return
         await send_error(
-            send, http, error_type, message, request_id=call.request_id, style=call.shape.errors
+            send,
+            http,
+            error_type,
+            message,
+            request_id=call.request_id,
+            style=call.shape.errors,
+            headers=_cost_header(record),
         )
 
     async def _finish_whole(
@@ -215,29 +225,38 @@ class Proxy:
         canonical = call.shape.canonical(obj) if obj is not None else None
         if status >= 400:
             message = f"upstream answered {status}"
-            if not await self._record(
+            record = await self._record(
                 call, status="upstream_error", http_status=status, response=canonical, error=message
-            ):
+            )
+            if record is None:
                 await self._unavailable(send, call)
                 return
             await send_bytes(
-                send, status, raw, content_type=ctype.encode(), request_id=call.request_id
+                send,
+                status,
+                raw,
+                content_type=ctype.encode(),
+                request_id=call.request_id,
+                headers=_cost_header(record),
             )
             return
         if obj is None:
             message = f"upstream answered {status} with a body that is not a JSON object"
             await self._fail(call, send, 502, "upstream_error", "invalid_response", message)
             return
-        if not await self._record(
+        record = await self._record(
             call,
             status="success",
             http_status=status,
             response=canonical,
             answer=call.shape.answer_text(obj),
-        ):
+        )
+        if record is None:
             await self._unavailable(send, call)
             return
-        await send_bytes(send, status, raw, request_id=call.request_id)
+        await send_bytes(
+            send, status, raw, request_id=call.request_id, headers=_cost_header(record)
+        )
 
     # ---- streams ---------------------------------------------------------------------
 
@@ -330,6 +349,11 @@ class Proxy:
         else:
             tail = b""
         await send({"type": "http.response.body", "body": tail, "more_body": False})
+
+
+def _cost_header(record: UsageRow) -> list[tuple[bytes, bytes]]:
+    """``x-metering-cost-usd``: the record's billed cost, a decimal string."""
+    return [(COST_HEADER, format_usd(record.total_cost).encode())]
 
 
 def _json_object(raw: bytes) -> dict[str, Any] | None:

@@ -159,3 +159,13 @@ def replace_records(conn: Connection, pairs: Sequence[tuple[UsageRow, UsageRow]]
     )
     add_to_rollup(conn, [old for old, _ in pairs], sign=-1)
     add_to_rollup(conn, [new for _, new in pairs], sign=1)
+
+
+def record_of(conn: Connection, *, request_id: str, key_id: int) -> UsageRow | None:
+    """The stored record of a request made with ``key_id`` (None: none, or another key's)."""
+    u = table(UsageRecord)
+    query = select(*(u.c[name] for name in RECORD_FIELDS)).where(
+        u.c.request_id == request_id, u.c.key_id == key_id
+    )
+    row = conn.execute(query).mappings().first()
+    return UsageRow.from_mapping(row) if row is not None else None

@@ -47,7 +47,12 @@ CALLS: dict[str, dict[str, Any]] = {
         "messages": [{"role": "user", "content": "hi"}],
     },
 }
-OTHERS = {"/v1/models": ("GET",), "/v1/budget": ("GET",), "/health": ("GET",)}
+OTHERS = {
+    "/v1/models": ("GET",),
+    "/v1/requests/{request_id}": ("GET",),
+    "/v1/budget": ("GET",),
+    "/health": ("GET",),
+}
 
 
 def test_the_table_is_every_route_the_gateway_answers(engine: Engine) -> None:
@@ -85,6 +90,17 @@ def test_404_and_405_come_from_the_router() -> None:
         ]
     )
     assert router.paths == {"/a": ("GET",), "/x/b": ("POST",)}
+    params: list[Any] = []
+
+    async def echo(scope: Any, receive: Any, send: Any) -> None:
+        params.append(scope["path_params"])
+        await handler(scope, receive, send)
+
+    with_param = Router([Route("/r/{rid}", ("GET",), echo)])
+    assert asyncio.run(_call(with_param, "GET", "/r/abc"))[0] == 204
+    assert params == [{"rid": "abc"}]
+    assert asyncio.run(_call(with_param, "GET", "/r/abc/d"))[0] == 404
+    hits.clear()
     assert asyncio.run(_call(router, "HEAD", "/a"))[0] == 204  # HEAD wherever GET
     assert asyncio.run(_call(router, "POST", "/x/b"))[0] == 204
     assert hits == ["HEAD /a", "POST /x/b"]
