@@ -32,6 +32,17 @@ def _utcnow() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
+def limit_from_option(text: str, *, option: str, allow_zero: bool) -> int:
+    """A limit typed at ``option`` → nano-USD; a zero limit only with ``--allow-zero``."""
+    limit_nano = parse_limit(text)
+    if limit_nano == 0 and not allow_zero:
+        raise InvalidInput(
+            f"{option} {text} would block every priced request; add --allow-zero to set a "
+            "zero limit on purpose, or give a positive amount"
+        )
+    return limit_nano
+
+
 @click.group(name="budgets")
 def budgets() -> None:
     """Budgets of keys, teams and customers (every applicable one must allow a request)."""
@@ -59,6 +70,9 @@ def budgets() -> None:
     show_default=True,
     help="IANA zone whose midnight starts days, weeks, months and years.",
 )
+@click.option(
+    "--allow-zero", is_flag=True, help="Accept a zero limit (every priced request is refused)."
+)
 @format_option
 @pass_context
 def budgets_set(
@@ -70,6 +84,7 @@ def budgets_set(
     period: str,
     soft: int | None,
     timezone: str,
+    allow_zero: bool,
     fmt: str,
 ) -> None:
     """Create or change the budget of one key, team or customer."""
@@ -78,7 +93,7 @@ def budgets_set(
     if len(given) != 1:
         raise InvalidInput("name exactly one budget owner: --key K, --team T or --customer C")
     owner_type, ref = given[0]
-    limit_nano = parse_limit(limit)
+    limit_nano = limit_from_option(limit, option="--limit", allow_zero=allow_zero)
     with ctx.engine().begin() as conn:
         owner_id, _ = find_owner(conn, owner_type, ref)
         status = set_budget(

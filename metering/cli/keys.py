@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 
 import click
 
+from metering.cli.budgets import limit_from_option
 from metering.cli.context import CliContext, pass_context
 from metering.cli.output import emit, format_option
-from metering.core.bounds import parse_limit
 from metering.core.periods import parse_period, parse_timezone
 from metering.errors import InvalidInput
 from metering.storage.budgets import set_budget
@@ -77,6 +77,9 @@ def keys() -> None:
     help="Budget soft limit, % of --budget.",
 )
 @click.option("--timezone", default="UTC", show_default=True, help="IANA zone of the budget.")
+@click.option(
+    "--allow-zero", is_flag=True, help="Accept --budget 0 (every priced request is refused)."
+)
 @format_option
 @pass_context
 def keys_create(
@@ -92,6 +95,7 @@ def keys_create(
     period: str | None,
     soft: int | None,
     timezone: str,
+    allow_zero: bool,
     fmt: str,
 ) -> None:
     """Create a virtual key NAME and print its secret (shown only this once); with
@@ -101,7 +105,11 @@ def keys_create(
         raise InvalidInput("--budget and --period go together (e.g. --budget 25 --period monthly)")
     if budget is None and (soft is not None or timezone != "UTC"):
         raise InvalidInput("--soft and --timezone describe a budget: add --budget and --period")
-    limit_nano = parse_limit(budget) if budget is not None else None
+    limit_nano = (
+        limit_from_option(budget, option="--budget", allow_zero=allow_zero)
+        if budget is not None
+        else None
+    )
     if period is not None:  # refuse a bad budget before the key exists
         parse_period(period)
         parse_timezone(timezone)

@@ -120,3 +120,43 @@ def test_errors_are_one_line(db_url: str, engine: Engine) -> None:
     assert code == 2 and "--soft" in err
     code, out, _ = run(db_url, "budgets", "list", "--format", "json")
     assert json.loads(out) == []
+
+
+def test_a_zero_limit_needs_allow_zero(db_url: str, engine: Engine) -> None:
+    with engine.begin() as conn:
+        make_org(conn)
+    for zero in ("0", "0.000000000"):
+        code, out, err = run(db_url, "budgets", "set", "--key", "alice", "--limit", zero,
+                             "--period", "monthly")  # fmt: skip
+        assert (code, out) == (1, "")
+        assert err == (
+            f"Error: --limit {zero} would block every priced request; add --allow-zero to set "
+            "a zero limit on purpose, or give a positive amount\n"
+        )
+    code, out, err = run(db_url, "keys", "create", "frozen", "--budget", "0", "--period", "daily")
+    assert (code, out) == (1, "")
+    assert err.startswith("Error: --budget 0 would block every priced request; add --allow-zero")
+    assert run(db_url, "budgets", "list", "--format", "json")[1] == "[]\n"
+    assert run(db_url, "keys", "list", "--format", "json")[1].count('"name"') == 2  # no frozen
+    code, out, err = run(db_url, "budgets", "set", "--key", "alice", "--limit", "0", "--period",
+                         "monthly", "--allow-zero", "--format", "csv")  # fmt: skip
+    assert (code, err) == (0, "")
+    assert out.splitlines()[1].startswith("key,alice,0,monthly,UTC,0,0,0,")
+    code, _, err = run(db_url, "keys", "create", "frozen", "--budget", "0", "--period", "daily",
+                       "--allow-zero")  # fmt: skip
+    assert code == 0
+    assert len(json.loads(run(db_url, "budgets", "list", "--format", "json")[1])) == 2
+
+
+def test_exponents_and_sub_nano_limits_are_one_line(db_url: str, engine: Engine) -> None:
+    with engine.begin() as conn:
+        make_org(conn)
+    for limit, line in (
+        ("1e3", "Error: limit '1e3': write the amount as a plain decimal (e.g. 1000)\n"),
+        ("0.0000000001", "Error: limit '0.0000000001' is finer than the nano-dollar "
+                         "(9 decimal places)\n"),
+    ):  # fmt: skip
+        code, out, err = run(db_url, "budgets", "set", "--key", "alice", "--limit", limit,
+                             "--period", "monthly")  # fmt: skip
+        assert (code, out, err) == (1, "", line)
+    assert run(db_url, "budgets", "list", "--format", "json")[1] == "[]\n"
