@@ -43,6 +43,22 @@ IMPORTED_MODES = TEXT_MODES | {EMBEDDING_MODE}
 _MILLION = Decimal(1_000_000)
 
 
+class TomlFloat(Decimal):
+    """A TOML float, read exactly but refused as a rate: rates are decimal strings, which
+    every TOML reader keeps as written (a float it may round)."""
+
+    __slots__ = ()
+
+
+def _refuse_floats(fields: dict[str, Any], where: str) -> None:
+    for name, value in fields.items():
+        if isinstance(value, TomlFloat):
+            raise SheetError(
+                f"{where}{name} = {value} is a TOML float; rates are decimal strings: "
+                f'quote it ({name} = "{value}")'
+            )
+
+
 def _parse_date(value: Any, where: str) -> date:
     if isinstance(value, date):
         return value
@@ -66,7 +82,7 @@ def parse_toml_sheet(text: str, *, source: str = "") -> list[PriceVersion]:
     """Parse one TOML sheet (one provider, one ``effective_from``) into price versions."""
     where = f"{source}: " if source else ""
     try:
-        data = tomllib.loads(text, parse_float=Decimal)
+        data = tomllib.loads(text, parse_float=TomlFloat)
     except tomllib.TOMLDecodeError as exc:
         raise SheetError(f"{where}not valid TOML: {exc}") from None
     provider = data.get("provider")
@@ -84,6 +100,7 @@ def parse_toml_sheet(text: str, *, source: str = "") -> list[PriceVersion]:
         if not isinstance(entry, dict):
             raise SheetError(f"{at}must be a table")
         rate_fields = {k: v for k, v in entry.items() if k not in _META_FIELDS}
+        _refuse_floats(rate_fields, at)
         try:
             rates = Rates.from_mapping(rate_fields, at)
             tiers = tuple(_toml_tier(t, at) for t in entry.get("tiers", []))
@@ -114,7 +131,9 @@ def _toml_tier(data: Any, where: str) -> Tier:
         raise SheetError(f"{where}each [[tiers]] needs above_prompt_tokens")
     threshold = _positive_int(data["above_prompt_tokens"], where + "tiers.above_prompt_tokens")
     assert threshold is not None
-    rates = Rates.from_mapping({k: v for k, v in data.items() if k != "above_prompt_tokens"}, where)
+    rate_fields = {k: v for k, v in data.items() if k != "above_prompt_tokens"}
+    _refuse_floats(rate_fields, f"{where}tier above {threshold}: ")
+    rates = Rates.from_mapping(rate_fields, where)
     return Tier(threshold, rates)
 
 

@@ -226,3 +226,16 @@ def test_db_upgrade_is_idempotent(tmp_path: Path) -> None:
     assert code == 0 and "upgraded from empty" in out and "shipped price version" in out
     code, out, _ = run(url, "db", "upgrade")
     assert code == 0 and "already at revision" in out
+
+
+def test_import_refuses_a_float_rate_naming_the_field(db_url: str, tmp_path: Path) -> None:
+    sheet = tmp_path / "floaty.toml"
+    sheet.write_text('provider = "x"\neffective_from = "2026-01-01"\n'
+                     '[models."gpt-x"]\ninput = 0.15\noutput = "0.60"\n')  # fmt: skip
+    code, out, err = run(db_url, "prices", "import", str(sheet))
+    assert (code, out) == (1, "")
+    assert err == (
+        "Error: sheet:floaty.toml: models.gpt-x: input = 0.15 is a TOML float; rates are "
+        'decimal strings: quote it (input = "0.15")\n'
+    )
+    assert run(db_url, "prices", "show", "x/gpt-x")[0] == 1

@@ -113,13 +113,36 @@ def test_toml_sheet_errors_name_the_entry() -> None:
         parse_toml_sheet('provider = "p"\neffective_from = "soon"\n[models.m]\ninput = "1"\n')
 
 
-def test_toml_floats_are_read_as_exact_decimals() -> None:
-    (v,) = parse_toml_sheet(
-        'provider = "p"\neffective_from = 2024-01-01\n[models.m]\ninput = 0.1\n'
-    )
-    assert str(v.rates.input) == "0.1"
-
-
 def test_litellm_bad_json() -> None:
     with pytest.raises(SheetError, match="not valid JSON"):
         parse_litellm_json("{", effective_from=date(2026, 1, 1))
+
+
+@pytest.mark.parametrize(
+    "entry, message",
+    [
+        (
+            'input = 0.15\noutput = "0.60"\n',
+            "sheet:x.toml: models.m: input = 0.15 is a TOML float; rates are decimal "
+            'strings: quote it (input = "0.15")',
+        ),
+        (
+            'input = "1"\noutput = "2"\n[[models.m.tiers]]\nabove_prompt_tokens = 200000\n'
+            "output = 2.5e0\n",
+            "sheet:x.toml: models.m: tier above 200000: output = 2.5 is a TOML float; rates "
+            'are decimal strings: quote it (output = "2.5")',
+        ),
+    ],
+)
+def test_a_toml_float_rate_is_refused(entry: str, message: str) -> None:
+    text = f'provider = "x"\neffective_from = "2026-01-01"\n[models.m]\n{entry}'
+    with pytest.raises(SheetError) as info:
+        parse_toml_sheet(text, source="sheet:x.toml")
+    assert str(info.value) == message
+
+
+def test_toml_integers_and_strings_are_rates() -> None:
+    text = 'provider = "x"\neffective_from = "2026-01-01"\n[models.m]\ninput = 2\noutput = "0.6"\n'
+    (version,) = parse_toml_sheet(text)
+    assert (version.rates.input, version.rates.output) == (Decimal(2), Decimal("0.6"))
+    assert type(version.rates.input) is Decimal
