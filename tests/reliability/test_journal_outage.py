@@ -1,7 +1,8 @@
 """The database fails while calls are at the upstream: every call the upstream answered
 is answered to its client (never a 5xx), its record is journaled, and replayed exactly
 once when the database is back — records equal the upstream's count, budgets equal the
-records. New calls meanwhile fail closed (503, nothing upstream).
+records. New calls meanwhile fail closed (503, nothing upstream). The calls rotate over
+completions, the Responses API and Anthropic Messages, whole and streamed.
 
 SQLite: the database refuses writes mid-traffic (``PRAGMA query_only``) under the
 gateway in process. PostgreSQL: a throwaway cluster the test owns is stopped for ~5 s
@@ -42,22 +43,35 @@ class Outcome:
     broken: list[str] = field(default_factory=list)  # anything else: a failure
 
 
+# Calls rotate over the API shapes (path, body, how its stream ends): the journal is the
+# same for every route.
+SHAPES = (
+    ("/v1/completions", {"model": "openai/gpt-4o", "max_tokens": 16}, "prompt", "data: [DONE]"),
+    ("/v1/responses", {"model": "openai/gpt-4o", "max_output_tokens": 16}, "input",
+     '"type":"response.completed"'),
+    ("/anthropic/v1/messages", {"model": "claude-sonnet-4-5", "max_tokens": 16}, "messages",
+     '"type":"message_stop"'),
+)  # fmt: skip
+
+
 async def one_call(client: httpx2.AsyncClient, n: int, outcome: Outcome) -> None:
     stream = n % 2 == 1
-    body = {"model": "openai/gpt-4o", "prompt": f"call {n}", "max_tokens": 16,
-            "stream": stream, "sim": {"delay": 0.25}}  # fmt: skip
+    path, base, field, end = SHAPES[(n // 2) % len(SHAPES)]
+    prompt = [{"role": "user", "content": f"call {n}"}] if field == "messages" else f"call {n}"
+    body = {**base, field: prompt, "stream": stream, "sim": {"delay": 0.25}}
     try:
-        async with client.stream("POST", "/v1/completions", json=body) as response:
+        async with client.stream("POST", path, json=body) as response:
             text = (await response.aread()).decode()
     except httpx2.TransportError as exc:
         outcome.broken.append(f"transport error {exc!r}")
         return
     if response.status_code == 200:
-        if stream and not text.rstrip().endswith("data: [DONE]"):
-            outcome.broken.append(f"stream without [DONE]: {text[-300:]}")
+        last = text.strip().split("\n\n")[-1].replace(" ", "")
+        if stream and end.replace(" ", "") not in last:
+            outcome.broken.append(f"{path} stream without its last event: {text[-300:]}")
         else:
             outcome.answered.append(response.headers["x-metering-request-id"])
-    elif response.status_code == 503 and "metering_unavailable" in text:
+    elif response.status_code == 503 and "metering_unavailable" in text:  # both error shapes
         outcome.refused.append(response.status_code)
     else:
         outcome.broken.append(f"{response.status_code}: {text[:300]}")
