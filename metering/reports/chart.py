@@ -12,6 +12,7 @@ from sqlalchemy import Connection, func, select
 
 from metering.core.money import NANO_PER_USD, format_usd
 from metering.reports.common import DayWindow, as_date, load_names, month_days, parse_month
+from metering.reports.files import atomic_file, check_out_path
 from metering.storage.models import DailyRollup
 
 ChartBy = Literal["provider", "model", "key"]
@@ -73,8 +74,8 @@ def render_chart(frame: pd.DataFrame, out: Path, *, title: str) -> None:
     if len(frame.columns):
         ax.legend(title=frame.columns.name, fontsize="small", loc="upper left")
     fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, format="png")
+    with atomic_file(out, binary=True) as fh:
+        fig.savefig(fh, format="png")
 
 
 def chart_month(
@@ -84,6 +85,7 @@ def chart_month(
     window = parse_month(month)
     frame = daily_spend(conn, window, by=by)
     path = out if out is not None else default_chart_path(month)
+    check_out_path(path, default=out is None)  # before any work: a bad --out is one line
     total = format_usd(int(frame.to_numpy().sum())) if frame.size else "0"
     render_chart(frame, path, title=f"Daily spend by {by}, {month} (total ${total})")
     return path, frame

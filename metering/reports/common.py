@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import calendar
+import re
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any
@@ -24,6 +25,7 @@ SPEND_TOKENS = (
     "citation_tokens",
     "search_queries",
 )
+_MONTH = re.compile(r"[0-9]{4}-[0-9]{2}")
 SPEND_COSTS = COST_COLUMNS  # every component, the adjustment and the billed total
 
 
@@ -78,8 +80,11 @@ def billable(u: Any) -> ColumnElement[bool]:
 
 
 def parse_month(text: str) -> DayWindow:
-    """``YYYY-MM`` → the window of that calendar month (UTC)."""
+    """``YYYY-MM`` → the window of that calendar month (UTC). Exactly that: ``2026-1`` or a
+    day (``2026-02-30``) is refused, not read as some month."""
     try:
+        if not _MONTH.fullmatch(text.strip()):
+            raise ValueError(text)
         first = datetime.strptime(text.strip(), "%Y-%m").date()
     except ValueError:
         raise InvalidInput(f"month {text!r} must be written YYYY-MM (e.g. 2026-11)") from None

@@ -10,8 +10,6 @@ nano-dollar because both sum the same integer columns.
 from __future__ import annotations
 
 import csv
-import os
-import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -22,6 +20,7 @@ from sqlalchemy import Connection, func, select
 
 from metering.core.money import format_usd
 from metering.reports.common import DayWindow, Names, load_names, parse_month
+from metering.reports.files import atomic_file, check_out_path, neutralise
 from metering.reports.request_csv import copy_postgres, write_sqlite
 from metering.storage.models import (
     COST_COLUMNS,
@@ -44,6 +43,7 @@ SUMMARY_COLUMNS = (
     "errors",
     *TOKEN_COLUMNS,
     *COST_COLUMNS,
+    "currency",
 )
 REQUEST_INFO = (
     "request_id",
@@ -63,8 +63,19 @@ REQUEST_INFO = (
     "cache_hit_type",
     "cost_source",
     "price_version_id",
+    "billing_month",  # the calendar month (UTC) of started_at: the month it is billed in
 )
-REQUEST_COLUMNS = (*REQUEST_INFO, *TOKEN_COLUMNS, *COST_COLUMNS, "computed_cost", "reported_cost")
+REQUEST_COLUMNS = (
+    *REQUEST_INFO,
+    *TOKEN_COLUMNS,
+    *COST_COLUMNS,
+    "computed_cost",
+    "reported_cost",
+    "currency",
+)
+# Cells a user or a client chose: neutralised against formula injection (reports.files).
+CHOSEN_TEXT = frozenset(("key", "team", "customer", "provider", "model", "requested_model"))
+CURRENCY = "USD"
 MONEY_COLUMNS = frozenset((*COST_COLUMNS, "computed_cost", "reported_cost"))
 
 
@@ -124,6 +135,7 @@ def summary_rows(conn: Connection, window: DayWindow, names: Names) -> Iterator[
             "customer": names.customer(m["customer_id"]),
             "provider": m["provider"],
             "model": m["model"],
+            "currency": CURRENCY,
         }
         # SUM(bigint) is numeric (Decimal) on PostgreSQL: exact, made int here.
         out.update({c: int(m[c]) for c in ("requests", "errors", *TOKEN_COLUMNS, *COST_COLUMNS)})
@@ -136,7 +148,8 @@ def _timestamp(value: datetime) -> str:
 
 def request_rows(conn: Connection, window: DayWindow, names: Names) -> Iterator[dict[str, Any]]:
     u = UsageRecord
-    columns = [getattr(u, c) for c in REQUEST_COLUMNS if c not in ("key", "team", "customer")]
+    computed = ("key", "team", "customer", "billing_month", "currency")
+    columns = [getattr(u, c) for c in REQUEST_COLUMNS if c not in computed]
     query = (
         select(u.key_id, u.team_id, u.customer_id, *columns)
         .where(*window.where_instant(u.started_at))
@@ -149,6 +162,8 @@ def request_rows(conn: Connection, window: DayWindow, names: Names) -> Iterator[
         out["customer"] = names.customer(out.pop("customer_id"))
         out["started_at"] = _timestamp(out["started_at"])
         out["ended_at"] = _timestamp(out["ended_at"])
+        out["billing_month"] = out["started_at"][:7]
+        out["currency"] = CURRENCY
         yield out
 
 
@@ -159,6 +174,8 @@ def _cell(column: str, value: Any) -> str:
         return format_usd(int(value))
     if isinstance(value, bool):
         return "true" if value else "false"
+    if column in CHOSEN_TEXT:
+        return neutralise(str(value)) or ""
     return str(value)
 
 
@@ -170,33 +187,28 @@ def write_export(
     out: Path | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> ExportResult:
-    """Write the month's CSV to ``out`` (atomically: a temporary file renamed into place)."""
+    """Write the month's CSV to ``out`` (atomically: a temporary file renamed into place).
+    An explicit ``out`` must be in an existing folder (``reports.files``)."""
     window = parse_month(month)
     path = out if out is not None else default_path(month, detail)
+    check_out_path(path, default=out is None)
     columns = REQUEST_COLUMNS if detail == "requests" else SUMMARY_COLUMNS
     result = ExportResult(path=path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        if detail == "requests":
-            with os.fdopen(fd, "wb") as raw:
-                raw.write((",".join(columns) + "\n").encode("utf-8"))
-                if conn.dialect.name == "postgresql":
-                    rows, totals = copy_postgres(conn, window, REQUEST_COLUMNS, raw, progress)
-                else:
-                    rows, totals = write_sqlite(
-                        conn, window, REQUEST_COLUMNS, raw, progress, scratch=Path(tmp)
-                    )
-            result.rows, result.totals = rows, totals
-        else:
-            with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-                writer = csv.writer(fh, lineterminator="\n")
-                writer.writerow(columns)
-                _write_rows(writer, summary_rows(conn, window, load_names(conn)), result, progress)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    if detail == "requests":
+        with atomic_file(path, binary=True) as raw:
+            raw.write((",".join(columns) + "\n").encode("utf-8"))
+            if conn.dialect.name == "postgresql":
+                rows, totals = copy_postgres(conn, window, REQUEST_COLUMNS, raw, progress)
+            else:
+                rows, totals = write_sqlite(
+                    conn, window, REQUEST_COLUMNS, raw, progress, scratch=Path(raw.name)
+                )
+        result.rows, result.totals = rows, totals
+    else:
+        with atomic_file(path) as fh:
+            writer = csv.writer(fh, lineterminator="\n")
+            writer.writerow(columns)
+            _write_rows(writer, summary_rows(conn, window, load_names(conn)), result, progress)
     return result
 
 

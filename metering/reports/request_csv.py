@@ -33,6 +33,7 @@ from sqlalchemy import Connection, func, select
 
 from metering.reports.common import DayWindow, month_days
 from metering.reports.csv_sql import CellKind, copy_cell, sqlite_cell, sqlite_line, sqlite_text
+from metering.reports.files import neutralise_sql
 from metering.storage.models import COST_COLUMNS, TOKEN_COLUMNS, DailyRollup, UsageRecord
 
 CHUNK_ROWS = 5_000  # lines fetched per round trip; memory stays bounded by this
@@ -40,6 +41,8 @@ PARALLEL_MIN_ROWS = 200_000  # below this one process renders the whole month
 MAX_PARTS = 4
 MONEY = frozenset((*COST_COLUMNS, "computed_cost", "reported_cost"))
 SQLITE_BUSY_TIMEOUT_S = 30.0
+# Cells a user or a client chose: neutralised against formula injection (reports.files).
+CHOSEN_TEXT = frozenset(("provider", "model", "requested_model"))
 
 Progress = Callable[[int], None]
 Totals = dict[str, int]
@@ -87,10 +90,17 @@ def _cells(columns: tuple[str, ...], *, sqlite: bool) -> list[tuple[CellKind, st
         "customer": f"CASE WHEN {u}customer_id <> 0 "
         f"THEN coalesce({customer}, '#' || CAST({u}customer_id AS TEXT)) END",
     }
+    if not sqlite:  # SQLite's name cells are neutralised once, in their TEMP tables
+        names = {"key": "virtual_keys.name", "team": "teams.name", "customer": "customers.name"}
+        named = {c: e.replace(names[c], neutralise_sql(names[c])) for c, e in named.items()}
+    month = f"substr({u}started_at, 1, 7)" if sqlite else f"to_char({u}started_at, 'YYYY-MM')"
+    constant = {"billing_month": month, "currency": "'USD'"}  # neither ever needs quoting
     cells: list[tuple[CellKind, str]] = []
     for column in columns:
         if column in named:
             cells.append((kind, named[column]))
+        elif column in constant:
+            cells.append(("csv" if sqlite else "text", constant[column]))
         elif column in MONEY:
             cells.append(("usd", u + column))
         elif column in ("started_at", "ended_at"):
@@ -100,6 +110,8 @@ def _cells(columns: tuple[str, ...], *, sqlite: bool) -> list[tuple[CellKind, st
         elif column in TOKEN_COLUMNS or column in ("http_status", "latency_ms", "price_version_id"):
             nullable = UsageRecord.__table__.c[column].nullable
             cells.append(("integer" if nullable else "count", u + column))
+        elif column in CHOSEN_TEXT:
+            cells.append(("text", neutralise_sql(u + column)))
         else:
             cells.append(("text", u + column))
     return cells
@@ -122,7 +134,7 @@ def _name_tables_sql() -> list[str]:
     statements = []
     for table, names in _NAME_TABLES:
         statements.append(f"CREATE TEMP TABLE {table} (id INTEGER PRIMARY KEY, cell TEXT)")
-        cells = f"SELECT id, {sqlite_text('name')} FROM {names}"  # noqa: S608 (no values)
+        cells = f"SELECT id, {sqlite_text(neutralise_sql('name'))} FROM {names}"  # noqa: S608 (no values)
         statements.append(f"INSERT INTO temp.{table} {cells}")
     return statements
 

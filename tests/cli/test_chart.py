@@ -32,3 +32,33 @@ def test_chart_rejects_bad_month(db_url: str, tmp_path: Path) -> None:
     )
     assert result.exit_code == 1
     assert "YYYY-MM" in result.output
+
+
+@pytest.mark.parametrize(
+    ("out", "message"),
+    [
+        ("/sys/c.png", "Error: cannot write /sys/c.png: "),
+        ("{tmp}/missing/c.png", "Error: cannot write {tmp}/missing/c.png: folder {tmp}/missing"),
+    ],
+)
+def test_chart_unwritable_out_is_one_line(
+    db_url: str, tmp_path: Path, out: str, message: str
+) -> None:
+    path = out.format(tmp=tmp_path)
+    result = CliRunner().invoke(
+        main, ["--database-url", db_url, "chart", "--month", "2026-11", "--out", path]
+    )
+    assert result.exit_code == 1
+    assert result.output.startswith(message.format(tmp=tmp_path))
+    assert result.output.count("\n") == 1
+    assert not (tmp_path / "missing").exists()
+
+
+@pytest.mark.parametrize("month", ["2026-1", "2026-02-30"])
+def test_chart_invalid_month_is_one_line(db_url: str, tmp_path: Path, month: str) -> None:
+    result = CliRunner().invoke(
+        main,
+        ["--database-url", db_url, "chart", "--month", month, "--out", str(tmp_path / "c.png")],
+    )
+    assert result.exit_code == 1
+    assert result.output == f"Error: month {month!r} must be written YYYY-MM (e.g. 2026-11)\n"

@@ -62,3 +62,35 @@ def test_export_bad_month(db_url: str, tmp_path: Path) -> None:
     )
     assert result.exit_code == 1
     assert result.output == "Error: month 'Nov' must be written YYYY-MM (e.g. 2026-11)\n"
+
+
+@pytest.mark.parametrize("month", ["2026-1", "2026-02-30", "2026-13", "26-11", " "])
+def test_export_invalid_month_is_one_line(db_url: str, tmp_path: Path, month: str) -> None:
+    result = CliRunner().invoke(
+        main, ["--database-url", db_url, "export", "--month", month, "--out", str(tmp_path / "x")]
+    )
+    assert result.exit_code == 1
+    assert result.output == f"Error: month {month!r} must be written YYYY-MM (e.g. 2026-11)\n"
+    assert not (tmp_path / "x").exists()
+
+
+def test_export_out_in_a_missing_folder_is_an_error(db_url: str, tmp_path: Path) -> None:
+    out = tmp_path / "no" / "such" / "costs.csv"
+    result = CliRunner().invoke(
+        main, ["--database-url", db_url, "export", "--month", "2026-11", "--out", str(out)]
+    )
+    assert result.exit_code == 1
+    assert result.output == (
+        f"Error: cannot write {out}: folder {out.parent} does not exist (create it first)\n"
+    )
+    assert not (tmp_path / "no").exists()
+
+
+@pytest.mark.parametrize("detail", ["summary", "requests"])
+def test_export_unwritable_out_is_one_line(db_url: str, detail: str) -> None:
+    args = ["--database-url", db_url, "export", "--month", "2026-11", "--detail", detail]
+    result = CliRunner().invoke(main, [*args, "--out", "/sys/costs.csv"])
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: cannot write /sys/costs.csv: ")
+    assert result.output.count("\n") == 1
+    assert "Traceback" not in result.output
