@@ -42,10 +42,20 @@ def prices() -> None:
     "TOML sheets carry their own.",
 )
 @click.option("--replace", is_flag=True, help="Overwrite stored versions of the same date.")
+@click.option(
+    "--allow-drop",
+    is_flag=True,
+    help="Import versions that lack rates, tiers or token limits of the version before them.",
+)
 @format_option
 @pass_context
 def prices_import(
-    ctx: CliContext, file: Path, effective_from: datetime | None, replace: bool, fmt: str
+    ctx: CliContext,
+    file: Path,
+    effective_from: datetime | None,
+    replace: bool,
+    allow_drop: bool,
+    fmt: str,
 ) -> None:
     """Import a TOML price sheet or LiteLLM's model_prices_and_context_window.json."""
     try:
@@ -70,6 +80,20 @@ def prices_import(
                 f"same date (first: {first.key} effective {first.effective_from}); nothing was "
                 "imported. A price change is a new version: use a later --effective-from "
                 "(or a new sheet), or --replace to correct the stored one."
+            )
+        for drop in result.drops:
+            click.echo(
+                f"{drop.version.key} effective {drop.version.effective_from} drops "
+                f"{', '.join(drop.fields)} (set by the version effective "
+                f"{drop.previous.effective_from})",
+                err=True,
+            )
+        if result.drops and not allow_drop:
+            raise Conflict(
+                f"{len(result.drops)} new price version(s) drop fields of the version before "
+                "them (listed above), which would then be priced by a fallback rate or 0; "
+                "nothing was imported. Add the fields to the sheet, or --allow-drop to import "
+                "it as it is."
             )
     rows: list[dict[str, Any]] = [
         {"outcome": "imported", "count": len(result.added)},

@@ -126,6 +126,26 @@ class PriceVersion:
                 rates = rates.overlaid(tier.rates)
         return rates
 
+    def fields_dropped_by(self, newer: PriceVersion) -> tuple[str, ...]:
+        """What this version sets that ``newer`` (which follows or corrects it) does not:
+        rates (then priced by their fallback, or 0), tiers, token limits."""
+        dropped = [
+            name
+            for name in RATE_NAMES
+            if getattr(self.rates, name) is not None and getattr(newer.rates, name) is None
+        ]
+        kept = {t.above_prompt_tokens for t in newer.tiers}
+        dropped += [
+            f"tier above {t.above_prompt_tokens}"
+            for t in sorted(self.tiers, key=lambda t: t.above_prompt_tokens)
+            if t.above_prompt_tokens not in kept
+        ]
+        if self.max_input_tokens is not None and newer.max_input_tokens is None:
+            dropped.append("max_input_tokens")
+        if self.max_output_tokens is not None and newer.max_output_tokens is None:
+            dropped.append("max_output_tokens")
+        return tuple(dropped)
+
     def same_prices(self, other: PriceVersion) -> bool:
         return self.rates == other.rates and sorted(
             self.tiers, key=lambda t: t.above_prompt_tokens

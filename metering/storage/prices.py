@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import NamedTuple
 
 from sqlalchemy import Connection, Engine, insert, select, update
 
@@ -48,12 +49,30 @@ def load_price_book(conn: Connection) -> PriceBook:
     return PriceBook(load_versions(conn))
 
 
+class Drop(NamedTuple):
+    """A saved version that lacks fields of the version before it (or that it replaced)."""
+
+    version: PriceVersion
+    previous: PriceVersion
+    fields: tuple[str, ...]
+
+
 @dataclass
 class SaveResult:
     added: list[PriceVersion] = field(default_factory=list)
     unchanged: list[PriceVersion] = field(default_factory=list)
     replaced: list[PriceVersion] = field(default_factory=list)
     conflicts: list[PriceVersion] = field(default_factory=list)
+    drops: list[Drop] = field(default_factory=list)
+
+
+def _note_drops(result: SaveResult, before: list[PriceVersion], version: PriceVersion) -> None:
+    """List ``version`` in ``result.drops`` if it lacks fields of the latest of ``before``
+    (a model's versions) in force on or before its date."""
+    earlier = [v for v in before if v.effective_from <= version.effective_from]
+    previous = max(earlier, key=lambda v: v.effective_from, default=None)
+    if previous is not None and (dropped := previous.fields_dropped_by(version)):
+        result.drops.append(Drop(version, previous, dropped))
 
 
 def _values(version: PriceVersion) -> dict[str, object]:
@@ -76,20 +95,28 @@ def save_versions(
 ) -> SaveResult:
     """Insert new versions. A version already stored for the same provider, model and date
     is left alone when its prices are equal, and is a conflict (or, with ``replace``, a
-    correction that overwrites it) when they differ."""
-    existing = {(v.provider, v.model, v.effective_from): v for v in load_versions(conn)}
+    correction that overwrites it) when they differ. A version added or replaced that lacks
+    fields of the one before it (or of the one it replaces) is also listed in ``drops``."""
+    stored = load_versions(conn)
+    existing = {(v.provider, v.model, v.effective_from): v for v in stored}
+    by_model: dict[str, list[PriceVersion]] = {}
+    for v in stored:
+        by_model.setdefault(v.key, []).append(v)
     result = SaveResult()
     now = datetime.now(UTC).replace(tzinfo=None)
     new_rows = []
     for version in versions:
         old = existing.get((version.provider, version.model, version.effective_from))
         if old is None:
+            _note_drops(result, by_model.get(version.key, []), version)
             new_rows.append({**_values(version), "created_at": now})
             existing[(version.provider, version.model, version.effective_from)] = version
+            by_model.setdefault(version.key, []).append(version)
             result.added.append(version)
         elif old.same_prices(version) and old.max_output_tokens == version.max_output_tokens:
             result.unchanged.append(version)
         elif replace and old.id is not None:
+            _note_drops(result, [old], version)
             conn.execute(
                 update(PriceVersionRow)
                 .where(PriceVersionRow.id == old.id)

@@ -130,6 +130,7 @@ def test_import_toml_new_version_and_conflicts(db_url: str, tmp_path: Path) -> N
     sheet.write_text(
         'provider = "openai"\neffective_from = "2026-06-01"\n'
         '[models."gpt-4o"]\ninput = "5"\ncache_read = "2.5"\noutput = "20"\n'
+        "max_input_tokens = 128000\nmax_output_tokens = 16384\n"
     )
     code, out, _ = run(db_url, "prices", "import", str(sheet), "--format", "json")
     assert code == 0
@@ -239,3 +240,36 @@ def test_import_refuses_a_float_rate_naming_the_field(db_url: str, tmp_path: Pat
         'decimal strings: quote it (input = "0.15")\n'
     )
     assert run(db_url, "prices", "show", "x/gpt-x")[0] == 1
+
+
+def test_import_names_what_a_new_version_drops_and_needs_allow_drop(
+    db_url: str, tmp_path: Path
+) -> None:
+    sheet = tmp_path / "gemini-2027.toml"
+    sheet.write_text('provider = "gemini"\neffective_from = "2027-01-01"\n'
+                     '[models."gemini-2.5-pro"]\ninput = "1.00"\noutput = "8.00"\n')  # fmt: skip
+    drop_line = (
+        "gemini/gemini-2.5-pro effective 2027-01-01 drops cache_read, search_query, "
+        "tier above 200000, max_input_tokens, max_output_tokens (set by the version "
+        "effective 2024-01-01)\n"
+    )
+    code, out, err = run(db_url, "prices", "import", str(sheet))
+    assert (code, out) == (1, "")
+    assert err == drop_line + (
+        "Error: 1 new price version(s) drop fields of the version before them (listed "
+        "above), which would then be priced by a fallback rate or 0; nothing was imported. "
+        "Add the fields to the sheet, or --allow-drop to import it as it is.\n"
+    )
+    code, out, _ = run(db_url, "prices", "show", "gemini/gemini-2.5-pro", "--format", "json")
+    assert [v["effective_from"] for v in json.loads(out)] == ["2024-01-01"]
+    code, out, err = run(db_url, "prices", "import", str(sheet), "--allow-drop",
+                         "--format", "json")  # fmt: skip
+    assert (code, err) == (0, drop_line)
+    assert json.loads(out)[0] == {"outcome": "imported", "count": 1}
+    # a correction (--replace) that drops a field of the version it replaces is named too
+    sheet.write_text(sheet.read_text().replace('output = "8.00"\n', ""))
+    code, _, err = run(db_url, "prices", "import", str(sheet), "--replace")
+    assert code == 1 and err.startswith(
+        "gemini/gemini-2.5-pro effective 2027-01-01 drops output (set by the version "
+        "effective 2027-01-01)\n"
+    )

@@ -344,3 +344,16 @@ def test_version_chosen_by_date_is_the_one_in_force(starts: list[date], on: date
     else:
         assert chosen is not None
         assert chosen.effective_from == max(v.effective_from for v in eligible)
+
+
+def test_fields_dropped_by_a_newer_version() -> None:
+    old = PriceVersion(
+        "p", "m", date(2024, 1, 1),
+        Rates(input=Decimal(1), cache_read=Decimal("0.1"), output=Decimal(2)),
+        tiers=(Tier(1000, Rates(input=Decimal(2))),),
+        max_output_tokens=10,
+    )  # fmt: skip
+    new = PriceVersion("p", "m", date(2025, 1, 1), Rates(input=Decimal(1), output=Decimal(3)))
+    assert old.fields_dropped_by(new) == ("cache_read", "tier above 1000", "max_output_tokens")
+    assert new.fields_dropped_by(old) == ()
+    assert old.fields_dropped_by(old) == ()
