@@ -32,6 +32,10 @@ class Settings(BaseSettings):
     heartbeat_seconds: float = Field(default=5.0, gt=0)
     stale_after_seconds: float = Field(default=30.0, gt=0)
     sweep_seconds: float = Field(default=10.0, gt=0)
+    # GET /metrics (README, Metrics): a bearer token it requires (none: open), and whether
+    # the cost carries a per-key label.
+    metrics_token: SecretStr | None = None
+    metrics_key_labels: bool = True
 
     @model_validator(mode="after")
     def _liveness(self) -> Settings:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from typing import Any
 
 import click
@@ -71,7 +73,18 @@ def serve(
         "access_log": False,
     }
     if workers > 1:
-        uvicorn.run("metering.gateway.asgi:app_from_env", factory=True, workers=workers, **common)
+        # Every worker counts into this folder; a scrape of any adds them up (README, Metrics).
+        made = None
+        if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            made = tempfile.mkdtemp(prefix="metering-metrics-")
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = made
+        try:
+            uvicorn.run(
+                "metering.gateway.asgi:app_from_env", factory=True, workers=workers, **common
+            )
+        finally:
+            if made is not None:
+                shutil.rmtree(made, ignore_errors=True)
         return
     from metering.storage.checkpoint import SAFETY_NET_PAGES
     from metering.storage.engine import make_engine

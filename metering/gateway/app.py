@@ -26,12 +26,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import logging
 import uuid
 from functools import partial
 from typing import Any
 
 import orjson
+from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -39,9 +41,11 @@ from metering.config import Settings
 from metering.core.records import UsageRow
 from metering.errors import DatabaseUnavailable, InvalidInput, RequestRefused
 from metering.gateway.admission import AdmitAll, Admitter, RequestInfo
+from metering.gateway.alert_delivery import AlertDeliverer
 from metering.gateway.auth import DB_DOWN, KeyCache, authenticate, model_allowed
 from metering.gateway.budget_gate import BudgetGate, budget_payload
 from metering.gateway.liveness import ServingProcess
+from metering.gateway.metrics import PrometheusObserver
 from metering.gateway.model_list import list_models
 from metering.gateway.price_cache import PriceCache
 from metering.gateway.proxy import Call, Proxy
@@ -100,6 +104,7 @@ class GatewayApp:
             engine, Journal(settings.journal_dir or default_journal_dir(engine.url))
         )
         self.checkpointer = WalCheckpointer(engine)
+        self.alerts = AlertDeliverer(engine)  # budget alerts' outbox → their webhooks
         self.process = ServingProcess.from_settings(settings, writer=self.writer)
         # Reservations go through the same single writer as the records.
         self.admission: Admitter = (
@@ -107,8 +112,15 @@ class GatewayApp:
             if budgets
             else AdmitAll()
         )
+        self.observer = PrometheusObserver(
+            engine, self.writer, key_labels=settings.metrics_key_labels
+        )
         self.proxy = Proxy(
-            upstream, self.writer, self.prices, billing_policy=settings.billing_policy
+            upstream,
+            self.writer,
+            self.prices,
+            billing_policy=settings.billing_policy,
+            observer=self.observer,
         )
         self.sweep_seconds = sweep_seconds if sweep_seconds is not None else settings.sweep_seconds
         self._started = False
@@ -132,6 +144,7 @@ class GatewayApp:
             Route("/v1/requests/{request_id}", ("GET",), self._request_record),
             Route("/v1/budget", ("GET",), self._budget),
             Route("/health", ("GET",), self._health),
+            Route("/metrics", ("GET",), self._metrics),
         ]
 
     # ---- lifecycle -------------------------------------------------------------------
@@ -156,6 +169,7 @@ class GatewayApp:
             loop.create_task(self._sweep_forever(self.sweep_seconds)),
             loop.create_task(self._replay_forever()),
         ]
+        await self.alerts.start()
 
     async def replay_journal(self) -> None:
         """Journaled records → the database (see ``RecordWriter.replay``); a failure is
@@ -197,6 +211,7 @@ class GatewayApp:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._background = []
+        await self.alerts.stop()
         await self.process.stop()
         await self.writer.close()
         if self.writer.journal is not None:
@@ -276,6 +291,20 @@ class GatewayApp:
             return False
         return True
 
+    async def _metrics(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """``GET /metrics``: the Prometheus text format (``gateway.metrics``)."""
+        token = self.settings.metrics_token
+        if token is not None:
+            sent = header(scope, b"authorization") or b""
+            expected = b"Bearer " + token.get_secret_value().encode()
+            if not hmac.compare_digest(sent, expected):
+                await send_error(
+                    send, 401, "metrics_token_required", "send METERING_METRICS_TOKEN as a bearer"
+                )
+                return
+        body = await asyncio.to_thread(self.observer.render)
+        await send_bytes(send, 200, body, content_type=CONTENT_TYPE_LATEST.encode())
+
     async def _request_record(self, scope: Scope, receive: Receive, send: Send) -> None:
         """``GET /v1/requests/{id}``: the calling key's own record (``request_status``)."""
         request_id = scope["path_params"]["request_id"]
@@ -321,6 +350,7 @@ class GatewayApp:
             call = await self._admit(shape, scope, receive)
         except Refused as exc:
             log.info("refused %s: %d %s: %s", scope["path"], exc.status, exc.error_type, exc)
+            self.observer.refused(shape.request_type, exc.status, exc.error_type)
             await send_error(
                 send,
                 exc.status,

@@ -26,6 +26,7 @@ from metering.core.money import format_usd
 from metering.core.records import UsageRow, record_row
 from metering.core.responses import ResponseFacts, bill_response, read_response
 from metering.errors import UpstreamError, UpstreamTimeout, UsageError
+from metering.gateway.observer import NullObserver, Observer
 from metering.gateway.recorder import RecordWriter
 from metering.gateway.responses import Receive, Send, send_bytes, send_error, start_stream
 from metering.gateway.shapes import ApiShape, ParsedRequest, StreamReader, Verdict
@@ -52,6 +53,8 @@ class Call:
     admission: Settlement
     started_at: datetime = field(default_factory=utcnow)
     t0: float = field(default_factory=time.perf_counter)
+    upstream_t0: float | None = None  # when the upstream was called
+    upstream_seconds: float | None = None  # time at the upstream, once it has answered
 
     @property
     def requested_model(self) -> str:
@@ -81,8 +84,10 @@ class Proxy:
         prices: Any,
         *,
         billing_policy: str = "reported",
+        observer: Observer | None = None,
     ) -> None:
         self._upstream = upstream
+        self._observer: Observer = observer if observer is not None else NullObserver()
         self._writer = writer
         self._prices = prices  # has .book (a PriceBook kept fresh by the app)
         self._policy: Any = billing_policy
@@ -149,6 +154,14 @@ class Proxy:
         except Exception as exc:
             log.error("request %s: usage record not committed: %s", call.request_id, exc)
             return None
+        if call.upstream_seconds is None and call.upstream_t0 is not None:
+            call.upstream_seconds = time.perf_counter() - call.upstream_t0
+        self._observer.recorded(
+            call.shape.request_type,
+            record,
+            key_name=call.key.name,
+            upstream_seconds=call.upstream_seconds,
+        )
         return record
 
     async def _unavailable(self, send: Send, call: Call) -> None:
@@ -169,6 +182,7 @@ class Proxy:
         call (the provider bills what it produces): its answer is awaited and recorded
         as ``cancelled``, billed from its usage."""
         gone = asyncio.create_task(_wait_disconnect(receive))
+        call.upstream_t0 = time.perf_counter()
         try:
             async with self._upstream.post(
                 call.shape.upstream_path,
@@ -179,6 +193,7 @@ class Proxy:
             ) as response:
                 raw = await response.read()
                 status, ctype = response.status, response.content_type
+            call.upstream_seconds = time.perf_counter() - call.upstream_t0
         except UpstreamTimeout as exc:
             await self._fail(call, send, 504, "upstream_timeout", "timeout", str(exc))
             return
@@ -286,6 +301,7 @@ class Proxy:
     async def _relay(self, call: Call, body: bytes, send: Send, state: _StreamState) -> None:
         splitter = SseSplitter()
         reader = state.reader
+        call.upstream_t0 = time.perf_counter()
         try:
             async with self._upstream.post(
                 call.shape.upstream_path,

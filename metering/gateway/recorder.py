@@ -91,6 +91,11 @@ class RecordWriter:
         self.healthy = True  # False after a failed commit, until one succeeds
         self.journaled = 0  # records journaled since start (for /health and tests)
 
+    @property
+    def queue_depth(self) -> int:
+        """Items waiting for the writer's next batch (records, reservations, replays)."""
+        return sum(len(lane.pending) for lane in self._lanes)
+
     def start(self) -> None:
         if self._executor is None:
             self._loop = asyncio.get_running_loop()

@@ -52,6 +52,7 @@ OTHERS = {
     "/v1/requests/{request_id}": ("GET",),
     "/v1/budget": ("GET",),
     "/health": ("GET",),
+    "/metrics": ("GET",),
 }
 
 
