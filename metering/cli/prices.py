@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -69,6 +70,8 @@ def prices_import(
         when = effective_from.date() if effective_from else _today()
         report = parse_litellm_json(text, effective_from=when, source=f"litellm:{file.name}")
         versions, skipped = report.versions, dict(report.skipped)
+        for name, why in report.skipped_entries:
+            click.echo(f"skipped {json.dumps(name)}: {why}", err=True)
     else:
         versions = parse_toml_sheet(text, source=f"sheet:{file.name}")
     with ctx.engine().begin() as conn:

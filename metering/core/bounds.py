@@ -52,7 +52,8 @@ def rate_problem(name: str, value: Decimal, *, unit_price: bool) -> str | None:
     bound = MAX_UNIT_PRICE_USD if unit_price else MAX_TOKEN_RATE_USD
     if value > bound:
         what = "USD each" if unit_price else "USD per 1M tokens"
-        return f"{name} = {value:f} {what} is above the maximum {bound} {what}"
+        shown = f"{value:f}" if value.adjusted() < 16 else f"{value.normalize():E}"
+        return f"{name} = {shown} {what} is above the maximum {bound} {what}"
     return None
 
 

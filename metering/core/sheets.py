@@ -32,6 +32,7 @@ from decimal import Decimal
 from typing import Any
 
 from metering.core.pricing import PriceVersion, Rates, Tier
+from metering.core.responses import MAX_MODEL_CHARS, MAX_PROVIDER_CHARS
 from metering.errors import PricingError, SheetError
 
 _META_FIELDS = {"max_input_tokens", "max_output_tokens", "mode", "effective_from", "tiers"}
@@ -176,16 +177,38 @@ def litellm_provider(name: str) -> str:
 @dataclass
 class ImportReport:
     versions: list[PriceVersion] = field(default_factory=list)
-    skipped: Counter[str] = field(default_factory=Counter)
+    skipped: Counter[str] = field(default_factory=Counter)  # by kind: "mode audio_speech"…
+    skipped_entries: list[tuple[str, str]] = field(default_factory=list)  # (name, why)
 
     @property
     def skipped_total(self) -> int:
         return sum(self.skipped.values())
 
+    def skip(self, name: str, kind: str, why: str) -> None:
+        self.skipped[kind] += 1
+        self.skipped_entries.append((name, why))
+
+
+def _name_problem(provider: str, model: str) -> str | None:
+    """Why ``provider/model`` cannot name a price version (None if it can)."""
+    if not provider.strip():
+        return "its litellm_provider is empty"
+    if not model.strip():
+        return "its model name is empty"
+    name = f"{provider}/{model}"
+    if any(c.isspace() or not c.isprintable() for c in name):
+        return "its name has a space or a control character"
+    if model.startswith("/") or model.endswith("/") or "//" in model:
+        return "its model name has an empty part between slashes"
+    if len(provider) > MAX_PROVIDER_CHARS or len(model) > MAX_MODEL_CHARS:
+        return f"its name is longer than {MAX_PROVIDER_CHARS}/{MAX_MODEL_CHARS} characters"
+    return None
+
 
 def parse_litellm_json(text: str, *, effective_from: date, source: str = "") -> ImportReport:
     """Read LiteLLM's price table: text-mode models with a token price, and embedding
-    models with an input token price, become versions."""
+    models with an input token price, become versions; every other entry is skipped with
+    its reason in ``skipped_entries``."""
     where = f"{source}: " if source else ""
     try:
         data = json.loads(text, parse_float=Decimal)
@@ -197,46 +220,54 @@ def parse_litellm_json(text: str, *, effective_from: date, source: str = "") -> 
     seen: set[str] = set()
     for key, entry in data.items():
         if key == "sample_spec":
-            report.skipped["sample_spec"] += 1
+            report.skip(key, "sample_spec", "LiteLLM's description of the fields, not a model")
             continue
         if not isinstance(entry, dict) or not isinstance(entry.get("litellm_provider"), str):
-            report.skipped["no litellm_provider"] += 1
+            report.skip(key, "no litellm_provider", "no litellm_provider")
             continue
         mode = entry.get("mode") or "chat"
         if mode not in IMPORTED_MODES:
-            report.skipped[f"mode {mode}"] += 1
+            report.skip(key, f"mode {mode}", f"mode {mode} is not priced per token")
             continue
         if mode == EMBEDDING_MODE:
             priced = "input_cost_per_token" in entry  # not per character, image or second
         else:
             priced = "input_cost_per_token" in entry or "output_cost_per_token" in entry
         if not priced:
-            report.skipped["no per-token price"] += 1
+            what = "input token" if mode == EMBEDDING_MODE else "token"
+            report.skip(key, "no per-token price", f"no price per {what}")
             continue
         raw_provider = entry["litellm_provider"]
         provider = litellm_provider(raw_provider)
         model = key
         for prefix in {raw_provider, provider}:
-            if model.startswith(prefix + "/"):
+            if prefix and model.startswith(prefix + "/"):
                 model = model[len(prefix) + 1 :]
+        problem = _name_problem(provider, model)
+        if problem is not None:
+            report.skip(key, "bad name", problem)
+            continue
         if f"{provider}/{model}" in seen:
-            report.skipped["duplicate provider/model"] += 1
+            report.skip(key, "duplicate provider/model", f"repeats {provider}/{model}")
             continue
         try:
             version = _litellm_version(entry, provider, model, effective_from, source, mode)
         except (PricingError, SheetError, ArithmeticError) as exc:
-            report.skipped[f"bad entry ({exc})"] += 1
+            report.skip(key, "bad price", str(exc))
             continue
         seen.add(f"{provider}/{model}")
         report.versions.append(version)
     return report
 
 
-def _per_million(value: Any) -> Decimal | None:
+def _per_million(key: str, value: Any) -> Decimal | None:
+    """A per-token USD figure of LiteLLM's table → USD per 1M tokens."""
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | Decimal):
-        raise PricingError(f"price {value!r} is not a number")
+        raise PricingError(f"{key} is {json.dumps(value)}, not a number")
+    if not Decimal(value).is_finite() or value < 0:
+        raise PricingError(f"{key} is {value}, not a non-negative number")
     return Decimal(value) * _MILLION
 
 
@@ -247,13 +278,12 @@ def _litellm_version(
     tiers: dict[int, dict[str, Decimal | None]] = {}
     for key, value in entry.items():
         if key in _LITELLM_TOKEN_KEYS:
-            base[_LITELLM_TOKEN_KEYS[key]] = _per_million(value)
+            base[_LITELLM_TOKEN_KEYS[key]] = _per_million(key, value)
             continue
         m = _TIER_KEY.match(key)
         if m and m["base"] in _LITELLM_TOKEN_KEYS:
-            tiers.setdefault(int(m["k"]) * 1000, {})[_LITELLM_TOKEN_KEYS[m["base"]]] = _per_million(
-                value
-            )
+            rate = _LITELLM_TOKEN_KEYS[m["base"]]
+            tiers.setdefault(int(m["k"]) * 1000, {})[rate] = _per_million(key, value)
     search = entry.get("search_context_cost_per_query")
     if isinstance(search, dict):
         low = search.get("search_context_size_low")

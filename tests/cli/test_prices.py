@@ -273,3 +273,33 @@ def test_import_names_what_a_new_version_drops_and_needs_allow_drop(
         "gemini/gemini-2.5-pro effective 2027-01-01 drops output (set by the version "
         "effective 2027-01-01)\n"
     )
+
+
+def test_import_litellm_names_each_skipped_entry(db_url: str, tmp_path: Path) -> None:
+    table = tmp_path / "prices.json"
+    table.write_text(
+        '{"": {"litellm_provider": "openai", "input_cost_per_token": 1e-6},'
+        ' "tts-1": {"litellm_provider": "openai", "mode": "audio_speech"},'
+        ' "x-1": {"litellm_provider": "openai", "input_cost_per_token": -2e-6},'
+        ' "gpt-9": {"litellm_provider": "openai", "input_cost_per_token": 1e-6,'
+        ' "output_cost_per_token": 2e-6}}'
+    )
+    code, out, err = run(db_url, "prices", "import", str(table), "--effective-from",
+                         "2026-01-01", "--format", "csv")  # fmt: skip
+    assert code == 0
+    assert err == (
+        'skipped "": its model name is empty\n'
+        'skipped "tts-1": mode audio_speech is not priced per token\n'
+        'skipped "x-1": input_cost_per_token is -0.000002, not a non-negative number\n'
+    )
+    assert out.splitlines() == [
+        "outcome,count",
+        "imported,1",
+        "unchanged,0",
+        "replaced,0",
+        "skipped,3",
+        "skipped: bad name,1",
+        "skipped: bad price,1",
+        "skipped: mode audio_speech,1",
+    ]
+    assert run(db_url, "prices", "show", 'openai/""')[0] == 1

@@ -146,3 +146,44 @@ def test_toml_integers_and_strings_are_rates() -> None:
     (version,) = parse_toml_sheet(text)
     assert (version.rates.input, version.rates.output) == (Decimal(2), Decimal("0.6"))
     assert type(version.rates.input) is Decimal
+
+
+def test_litellm_skipped_entries_are_named_with_their_reason() -> None:
+    table = json.dumps(
+        {
+            "sample_spec": {"litellm_provider": "openai", "input_cost_per_token": 0},
+            "": {"litellm_provider": "openai", "input_cost_per_token": 1e-6},
+            "openai/": {"litellm_provider": "openai", "input_cost_per_token": 1e-6},
+            "gpt x": {"litellm_provider": "openai", "input_cost_per_token": 1e-6},
+            "a//b": {"litellm_provider": "openai", "input_cost_per_token": 1e-6},
+            "m": {"litellm_provider": "", "input_cost_per_token": 1e-6},
+            "orphan": {"input_cost_per_token": 1e-6},
+            "dall-e-3": {"litellm_provider": "openai", "mode": "image_generation"},
+            "free": {"litellm_provider": "openai", "mode": "chat"},
+            "emb": {"litellm_provider": "openai", "mode": "embedding"},
+            "neg": {"litellm_provider": "openai", "input_cost_per_token": -1e-6},
+            "text": {"litellm_provider": "openai", "output_cost_per_token": "cheap"},
+            "gpt-4o": {"litellm_provider": "openai", "input_cost_per_token": 2.5e-6},
+            "openai/gpt-4o": {"litellm_provider": "openai", "input_cost_per_token": 2.5e-6},
+        }
+    )
+    report = parse_litellm_json(table, effective_from=date(2026, 1, 1))
+    assert [v.key for v in report.versions] == ["openai/gpt-4o"]
+    assert report.skipped_entries == [
+        ("sample_spec", "LiteLLM's description of the fields, not a model"),
+        ("", "its model name is empty"),
+        ("openai/", "its model name is empty"),
+        ("gpt x", "its name has a space or a control character"),
+        ("a//b", "its model name has an empty part between slashes"),
+        ("m", "its litellm_provider is empty"),
+        ("orphan", "no litellm_provider"),
+        ("dall-e-3", "mode image_generation is not priced per token"),
+        ("free", "no price per token"),
+        ("emb", "no price per input token"),
+        ("neg", "input_cost_per_token is -0.000001, not a non-negative number"),
+        ("text", 'output_cost_per_token is "cheap", not a number'),
+        ("openai/gpt-4o", "repeats openai/gpt-4o"),
+    ]
+    assert report.skipped_total == 13
+    assert report.skipped["bad name"] == 5 and report.skipped["bad price"] == 2
+    assert not any("Decimal(" in why for _, why in report.skipped_entries)
