@@ -10,7 +10,7 @@ from metering.cli.context import CliContext, pass_context
 from metering.cli.output import emit, format_option
 from metering.core.bounds import parse_limit
 from metering.errors import InvalidInput
-from metering.storage.budgets import budget_status, set_budget
+from metering.storage.budgets import budget_status, remove_budget, set_budget
 from metering.storage.owners import find_owner
 
 LIST_COLUMNS = (
@@ -46,6 +46,14 @@ def limit_from_option(text: str, *, option: str, allow_zero: bool) -> int:
 @click.group(name="budgets")
 def budgets() -> None:
     """Budgets of keys, teams and customers (every applicable one must allow a request)."""
+
+
+def _one_owner(key: str | None, team: str | None, customer: str | None) -> tuple[str, str]:
+    owners = [(kind, ref) for kind, ref in (("key", key), ("team", team), ("customer", customer))]
+    given = [(kind, ref) for kind, ref in owners if ref is not None]
+    if len(given) != 1:
+        raise InvalidInput("name exactly one budget owner: --key K, --team T or --customer C")
+    return given[0]
 
 
 @budgets.command(name="set")
@@ -88,11 +96,7 @@ def budgets_set(
     fmt: str,
 ) -> None:
     """Create or change the budget of one key, team or customer."""
-    owners = [(kind, ref) for kind, ref in (("key", key), ("team", team), ("customer", customer))]
-    given = [(kind, ref) for kind, ref in owners if ref is not None]
-    if len(given) != 1:
-        raise InvalidInput("name exactly one budget owner: --key K, --team T or --customer C")
-    owner_type, ref = given[0]
+    owner_type, ref = _one_owner(key, team, customer)
     limit_nano = limit_from_option(limit, option="--limit", allow_zero=allow_zero)
     with ctx.engine().begin() as conn:
         owner_id, _ = find_owner(conn, owner_type, ref)
@@ -117,3 +121,20 @@ def budgets_list(ctx: CliContext, fmt: str) -> None:
     with ctx.engine().connect() as conn:
         rows = [s.as_dict() for s in budget_status(conn, now=_utcnow())]
     emit(rows, fmt, columns=LIST_COLUMNS)
+
+
+@budgets.command(name="remove")
+@click.option("--key", default=None, help="Virtual key (name or id).")
+@click.option("--team", default=None, help="Team (name or id).")
+@click.option("--customer", default=None, help="Customer (name or id).")
+@pass_context
+def budgets_remove(
+    ctx: CliContext, key: str | None, team: str | None, customer: str | None
+) -> None:
+    """Remove the budget of one key, team or customer (refused while requests hold
+    reservations in it); its records and their costs stay."""
+    owner_type, ref = _one_owner(key, team, customer)
+    with ctx.engine().begin() as conn:
+        owner_id, name = find_owner(conn, owner_type, ref)
+        remove_budget(conn, owner_type=owner_type, owner_id=owner_id, owner_name=name)
+    click.echo(f"removed the budget of {owner_type} {name!r}")

@@ -18,7 +18,12 @@ from metering.core.responses import split_model
 from metering.core.sheets import parse_litellm_json, parse_toml_sheet, version_to_dict
 from metering.core.usage import normalize_usage
 from metering.errors import Conflict, InvalidInput, NotFound
-from metering.storage.prices import load_price_book, load_versions, save_versions
+from metering.storage.prices import (
+    load_price_book,
+    load_versions,
+    remove_versions,
+    save_versions,
+)
 
 # Each component's own rate (its audio/image rates are shown by `prices show`).
 RATE_COLUMNS = tuple(c.terms[0].rate for c in COMPONENT_TABLE if not c.per_unit)
@@ -160,6 +165,29 @@ def prices_show(ctx: CliContext, model: str, fmt: str) -> None:
     if not versions:
         raise NotFound(f"no price for {model}; `metering prices list` shows the priced models")
     emit([_version_row(v) for v in versions], fmt)
+
+
+@prices.command(name="remove")
+@click.argument("model")
+@click.option(
+    "--effective-from",
+    type=click.DateTime(formats=["%Y-%m-%d"]),
+    help="Only the version of this date (default: every version of the model).",
+)
+@pass_context
+def prices_remove(ctx: CliContext, model: str, effective_from: datetime | None) -> None:
+    """Remove a mistaken price version of provider/model that no record is priced with
+    (one that is in use is superseded by a later version instead)."""
+    provider, name = split_model(model)
+    with ctx.engine().begin() as conn:
+        removed = remove_versions(
+            conn,
+            provider=provider,
+            model=name,
+            effective_from=effective_from.date() if effective_from else None,
+        )
+    for v in removed:
+        click.echo(f"removed the price version of {v.key} effective {v.effective_from}")
 
 
 @prices.command(name="quote")

@@ -16,13 +16,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, delete, func, insert, select, update
 
 from metering.core.bounds import limit_problem
 from metering.core.budget import soft_limit_reached
 from metering.core.money import format_usd
 from metering.core.periods import initial_window, parse_period, parse_timezone
-from metering.errors import InvalidInput
+from metering.errors import Conflict, InvalidInput, NotFound
 from metering.storage.budget_results import Refusal, Released, ReserveResult, SettleResult
 from metering.storage.budget_rows import (
     OWNER_RANK,
@@ -37,7 +37,7 @@ from metering.storage.budget_rows import (
     save_counters,
     start_window,
 )
-from metering.storage.models import Budget
+from metering.storage.models import Budget, BudgetEvent, Reservation
 from metering.storage.owners import check_owner_type, owner_names
 from metering.storage.reservations import (
     release,
@@ -57,6 +57,7 @@ __all__ = [
     "rebuild_budget_counters",
     "release",
     "release_expired",
+    "remove_budget",
     "reserve",
     "set_budget",
     "settle",
@@ -168,6 +169,32 @@ def set_budget(
     )
     save_counters(conn, row, now=now)
     return budget_status(conn, now=now, budget_ids=[row.id])[0]
+
+
+def remove_budget(conn: Connection, *, owner_type: str, owner_id: int, owner_name: str) -> None:
+    """Delete an owner's budget (its events go with it). Refused while requests hold
+    reservations in it: their settlement would have no budget to settle against, and the
+    spend they were admitted under would vanish from the counters mid-request."""
+    kind = check_owner_type(owner_type)
+    found = conn.execute(
+        select(Budget.id).where(Budget.owner_type == kind, Budget.owner_id == owner_id)
+    ).scalar()
+    if found is None:
+        raise NotFound(f"{kind} {owner_name!r} has no budget (see metering budgets list)")
+    lock_budgets(conn, [found])  # no reservation can be added until this commits
+    held = conn.execute(
+        select(func.count(), func.coalesce(func.sum(Reservation.amount_nano), 0)).where(
+            Reservation.budget_id == found
+        )
+    ).one()
+    if held[0]:
+        raise Conflict(
+            f"the budget of {kind} {owner_name!r} has {format_usd(int(held[1]))} USD reserved "
+            f"by {held[0]} request(s) in flight; remove it once they have settled (try again "
+            "in a minute)"
+        )
+    conn.execute(delete(BudgetEvent).where(BudgetEvent.budget_id == found))
+    conn.execute(delete(Budget).where(Budget.id == found))
 
 
 def budget_status(

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import NamedTuple
 
-from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy import Connection, Engine, delete, func, insert, or_, select, update
 
 from metering.core.pricing import PriceBook, PriceVersion, Rates
 from metering.core.sheets import parse_toml_sheet, tiers_from_json, version_to_dict
+from metering.errors import Conflict, NotFound
 from metering.resources import pricing_dir
-from metering.storage.models import PriceVersionRow
+from metering.storage.models import PriceVersionRow, RepriceAudit, UsageRecord
 
 
 def _row_to_version(row: PriceVersionRow) -> PriceVersion:
@@ -128,6 +129,66 @@ def save_versions(
     if new_rows:
         conn.execute(insert(PriceVersionRow), new_rows)
     return result
+
+
+def remove_versions(
+    conn: Connection, *, provider: str, model: str, effective_from: date | None = None
+) -> list[PriceVersion]:
+    """Delete a model's price versions (only the one of ``effective_from`` if given). A
+    version that records (or reprice audits) point to is history and is refused, as is a
+    shipped one (the next start would add it again); nothing is deleted then."""
+    versions = [
+        v
+        for v in load_versions(conn, provider=provider, model=model)
+        if effective_from is None or v.effective_from == effective_from
+    ]
+    on = f" effective {effective_from}" if effective_from is not None else ""
+    if not versions:
+        raise NotFound(
+            f"no price version of {provider}/{model}{on}; `metering prices show "
+            f"{provider}/{model}` lists its versions"
+        )
+    ids = [v.id for v in versions if v.id is not None]
+    priced: dict[int | None, int] = {
+        version_id: count
+        for version_id, count in conn.execute(
+            select(UsageRecord.price_version_id, func.count())
+            .where(UsageRecord.price_version_id.in_(ids))
+            .group_by(UsageRecord.price_version_id)
+        )
+    }
+    audited = {
+        i
+        for pair in conn.execute(
+            select(RepriceAudit.old_price_version_id, RepriceAudit.new_price_version_id).where(
+                or_(
+                    RepriceAudit.old_price_version_id.in_(ids),
+                    RepriceAudit.new_price_version_id.in_(ids),
+                )
+            )
+        )
+        for i in pair
+    }
+    shipped = {(v.provider, v.model, v.effective_from) for v in shipped_sheet_versions()}
+    for v in versions:
+        what = f"{v.key} effective {v.effective_from}"
+        if priced.get(v.id):
+            raise Conflict(
+                f"{what} priced {priced[v.id]} record(s) and cannot be removed; supersede it "
+                "instead: import a version with a later effective_from"
+            )
+        if v.id in audited:
+            raise Conflict(
+                f"{what} is named by reprice audits and cannot be removed; supersede it "
+                "instead: import a version with a later effective_from"
+            )
+        if (v.provider, v.model, v.effective_from) in shipped:
+            raise Conflict(
+                f"{what} ships with metering (pricing/) and would be added again at the next "
+                "start; supersede it instead: import a version with a later effective_from"
+            )
+    conn.execute(delete(PriceVersionRow).where(PriceVersionRow.id.in_(ids)))
+    return versions
 
 
 def shipped_sheet_versions(directory: Path | None = None) -> list[PriceVersion]:

@@ -160,3 +160,39 @@ def test_exponents_and_sub_nano_limits_are_one_line(db_url: str, engine: Engine)
                              "--period", "monthly")  # fmt: skip
         assert (code, out, err) == (1, "", line)
     assert run(db_url, "budgets", "list", "--format", "json")[1] == "[]\n"
+
+
+def test_remove_a_budget_refused_while_requests_hold_reservations(
+    db_url: str, engine: Engine
+) -> None:
+    from datetime import UTC, datetime
+
+    from metering.storage.budgets import release, reserve
+
+    with engine.begin() as conn:
+        org = make_org(conn)
+    assert run(db_url, "budgets", "set", "--team", "search", "--limit", "10", "--period",
+               "monthly")[0] == 0  # fmt: skip
+    now = datetime.now(UTC).replace(tzinfo=None)
+    with engine.begin() as conn:
+        reserve(conn, request_id="r1", key_id=org.key_id, team_id=org.team_id,
+                customer_id=org.customer_id, amount_nano=1_500_000_000, now=now,
+                ttl_seconds=300)  # fmt: skip
+    code, out, err = run(db_url, "budgets", "remove", "--team", "search")
+    assert (code, out) == (1, "")
+    assert err == (
+        "Error: the budget of team 'search' has 1.5 USD reserved by 1 request(s) in flight; "
+        "remove it once they have settled (try again in a minute)\n"
+    )
+    with engine.begin() as conn:
+        release(conn, request_id="r1", now=now)
+    assert run(db_url, "budgets", "remove", "--team", "search") == (
+        0,
+        "removed the budget of team 'search'\n",
+        "",
+    )
+    assert run(db_url, "budgets", "list", "--format", "json")[1] == "[]\n"
+    code, _, err = run(db_url, "budgets", "remove", "--team", "search")
+    assert (code, err) == (1, "Error: team 'search' has no budget (see metering budgets list)\n")
+    code, _, err = run(db_url, "budgets", "remove", "--key", "alice", "--team", "search")
+    assert code == 1 and "exactly one budget owner" in err

@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from sqlalchemy import Engine
 
 from metering.cli import main
+from metering.storage.prices import load_versions
 
 LITELLM = Path(__file__).resolve().parents[1] / "fixtures" / "litellm_model_prices.json"
 
@@ -303,3 +305,54 @@ def test_import_litellm_names_each_skipped_entry(db_url: str, tmp_path: Path) ->
         "skipped: mode audio_speech,1",
     ]
     assert run(db_url, "prices", "show", 'openai/""')[0] == 1
+
+
+def test_remove_a_price_version_unless_records_use_it(
+    db_url: str, engine: Engine, tmp_path: Path
+) -> None:
+    from datetime import datetime
+
+    from metering.storage.records import write_records
+    from tests.helpers import make_org, record
+
+    sheet = tmp_path / "x.toml"
+    sheet.write_text('provider = "x"\neffective_from = "2026-01-01"\n'
+                     '[models.m]\ninput = "1"\noutput = "2"\n'
+                     '[models.typo]\ninput = "1"\noutput = "2"\n')  # fmt: skip
+    assert run(db_url, "prices", "import", str(sheet))[0] == 0
+    sheet.write_text(sheet.read_text().replace("2026-01-01", "2026-02-01"))
+    assert run(db_url, "prices", "import", str(sheet))[0] == 0
+    assert run(db_url, "prices", "remove", "x/typo", "--effective-from", "2026-02-01") == (
+        0,
+        "removed the price version of x/typo effective 2026-02-01\n",
+        "",
+    )
+    assert run(db_url, "prices", "remove", "x/typo") == (
+        0,
+        "removed the price version of x/typo effective 2026-01-01\n",
+        "",
+    )
+    code, _, err = run(db_url, "prices", "remove", "x/typo")
+    assert (code, err) == (
+        1,
+        "Error: no price version of x/typo; `metering prices show x/typo` lists its versions\n",
+    )
+    with engine.begin() as conn:
+        org = make_org(conn)
+        used = load_versions(conn, provider="x", model="m")[0]
+        row = record(request_id="r1", key_id=org.key_id, team_id=org.team_id,
+                     customer_id=org.customer_id, cost_nano=1,
+                     started_at=datetime(2026, 1, 5))  # fmt: skip
+        write_records(conn, [row._replace(price_version_id=used.id)])
+    code, out, err = run(db_url, "prices", "remove", "x/m")
+    assert (code, out) == (1, "")
+    assert err == (
+        "Error: x/m effective 2026-01-01 priced 1 record(s) and cannot be removed; supersede "
+        "it instead: import a version with a later effective_from\n"
+    )
+    assert len(json.loads(run(db_url, "prices", "show", "x/m", "--format", "json")[1])) == 2
+    code, _, err = run(db_url, "prices", "remove", "openai/gpt-4o")
+    assert code == 1 and err.startswith(
+        "Error: openai/gpt-4o effective 2024-01-01 ships with metering (pricing/) and would "
+        "be added again at the next start; supersede it instead"
+    )
