@@ -1,4 +1,4 @@
-"""``metering export``: the monthly cost CSV (summary or per request)."""
+"""``metering export``: the monthly cost file: our CSV (summary or per request) or FOCUS."""
 
 from __future__ import annotations
 
@@ -10,8 +10,10 @@ import click
 
 from metering.cli.context import CliContext, pass_context
 from metering.core.money import format_usd
+from metering.errors import InvalidInput
 from metering.reports.common import parse_month
 from metering.reports.export import count_rows, write_export
+from metering.reports.focus_file import write_focus
 
 
 @click.command(name="export")
@@ -19,20 +21,41 @@ from metering.reports.export import count_rows, write_export
 @click.option(
     "--out",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="CSV path [default: reports/costs-YYYY-MM.csv, or …-requests.csv].",
+    help="File path, in an existing folder [default: reports/costs-YYYY-MM.csv, "
+    "…-requests.csv, or reports/focus-YYYY-MM.csv]. FOCUS: .parquet writes Parquet.",
+)
+@click.option(
+    "--format",
+    "file_format",
+    type=click.Choice(["csv", "focus"]),
+    default="csv",
+    show_default=True,
+    help="csv: our columns (see --detail); focus: FinOps FOCUS 1.0 rows, one per charge.",
 )
 @click.option(
     "--detail",
     type=click.Choice(["summary", "requests"]),
-    default="summary",
-    show_default=True,
-    help="summary: one row per key × provider × model; requests: one row per request.",
+    default=None,
+    help="csv only. summary (default): one row per key × provider × model; "
+    "requests: one row per request.",
 )
 @pass_context
-def export(ctx: CliContext, month: str, out: Path | None, detail: str) -> None:
+def export(
+    ctx: CliContext, month: str, out: Path | None, file_format: str, detail: str | None
+) -> None:
     """Write the month's cost CSV; amounts are decimal USD strings."""
-    level = cast(Literal["summary", "requests"], detail)
     parse_month(month)  # a bad month is reported before the database is opened
+    if file_format == "focus":
+        if detail is not None:
+            raise InvalidInput("--detail applies to --format csv; FOCUS has one row per charge")
+        with ctx.engine().connect() as conn:
+            focus = write_focus(conn, month=month, out=out)
+        click.echo(
+            f"wrote {focus.rows} FOCUS row(s) to {focus.path} "
+            f"(total {format_usd(focus.billed)} USD)"
+        )
+        return
+    level = cast(Literal["summary", "requests"], detail or "summary")
     with ctx.engine().connect() as conn:
         if sys.stderr.isatty():
             total = count_rows(conn, month, level)

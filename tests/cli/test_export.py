@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import csv
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,7 @@ from click.testing import CliRunner
 from sqlalchemy import Engine
 
 from metering.cli import main
-from metering.core.money import parse_usd_to_nano
+from metering.core.money import format_usd, parse_usd_to_nano
 from tests.reports.factory import generate_month, seed_org
 
 
@@ -94,3 +95,50 @@ def test_export_unwritable_out_is_one_line(db_url: str, detail: str) -> None:
     assert result.output.startswith("Error: cannot write /sys/costs.csv: ")
     assert result.output.count("\n") == 1
     assert "Traceback" not in result.output
+
+
+def test_export_focus_cli(db_url: str, engine: Engine, tmp_path: Path) -> None:
+    with engine.begin() as conn:
+        generate_month(conn, seed_org(conn), n=80)
+    runner = CliRunner()
+    base = ["--database-url", db_url, "export", "--month", "2026-11", "--format", "focus"]
+    out = tmp_path / "focus.csv"
+    result = runner.invoke(main, [*base, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    with out.open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    total = sum(parse_usd_to_nano(r["BilledCost"], allow_negative=True) for r in rows)
+    summary = tmp_path / "costs.csv"
+    assert runner.invoke(main, [*base[:-2], "--out", str(summary)]).exit_code == 0
+    with summary.open(newline="") as fh:
+        summed = sum(parse_usd_to_nano(r["total_cost"]) for r in csv.DictReader(fh))
+    assert total == summed
+    assert result.output == (
+        f"wrote {len(rows)} FOCUS row(s) to {out} (total {format_usd(total)} USD)\n"
+    )
+
+
+def test_export_focus_cli_errors(
+    db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runner = CliRunner()
+    base = ["--database-url", db_url, "export", "--month", "2026-11", "--format", "focus"]
+    result = runner.invoke(main, [*base, "--detail", "requests"])
+    assert result.exit_code == 1
+    assert result.output == (
+        "Error: --detail applies to --format csv; FOCUS has one row per charge\n"
+    )
+    result = runner.invoke(main, [*base, "--format", "xml"])
+    assert result.exit_code == 2
+    assert "'xml' is not one of 'csv', 'focus'" in result.output
+    result = runner.invoke(main, [*base, "--out", str(tmp_path / "none" / "f.csv")])
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: cannot write ")
+    monkeypatch.setitem(sys.modules, "pyarrow", None)  # import pyarrow raises ImportError
+    result = runner.invoke(main, [*base, "--out", str(tmp_path / "f.parquet")])
+    assert result.exit_code == 1
+    assert result.output == (
+        "Error: a .parquet file needs pyarrow: pip install 'metering[parquet]' (or write .csv)\n"
+    )
+    assert not (tmp_path / "f.parquet").exists()
+    assert not (tmp_path / "none").exists()
