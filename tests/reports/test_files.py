@@ -4,6 +4,7 @@ umask, missing folders, unwritable paths."""
 from __future__ import annotations
 
 import csv
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,9 +15,11 @@ from sqlalchemy import Engine, text, update
 from metering.errors import InvalidInput
 from metering.reports.export import write_export
 from metering.reports.files import FORMULA_STARTS, atomic_file, neutralise, neutralise_sql
+from metering.reports.focus_file import write_focus
 from metering.storage.models import Customer, Team, UsageRecord, VirtualKey
 from tests.reports.factory import generate_month, seed_org
 
+TEXT = ("SubAccountName", "ResourceId", "ResourceName", "SkuId", "SkuPriceId", "ChargeDescription")
 AWKWARD = [
     '=HYPERLINK("http://x")',
     "+1",
@@ -87,6 +90,16 @@ def test_every_csv_neutralises_names_and_models(engine: Engine, tmp_path: Path) 
                 assert {r["billing_month"] for r in rows} == {"2026-11"}
             for row in rows:  # amounts keep their sign: never neutralised
                 assert not any(v.startswith("'") for k, v in row.items() if k.endswith("_cost"))
+        out = tmp_path / "focus.csv"
+        write_focus(conn, month="2026-11", out=out)
+        with out.open(newline="") as fh:
+            focus = list(csv.DictReader(fh))
+        names = {r["SubAccountName"] for r in focus}
+        assert "'=cmd|' /C calc'!A0" in names and "=cmd|' /C calc'!A0" not in names
+        tags = [json.loads(r["Tags"]) for r in focus]  # JSON cells start with '{'
+        assert {"key": "=cmd|' /C calc'!A0", "team": "@team", "customer": "\tacme"} in tags
+        for r in focus:
+            assert not any(r[c].startswith(("=", "+", "-", "@", "\t", "\r")) for c in TEXT)
 
 
 def test_files_get_the_umask_and_need_their_folder(

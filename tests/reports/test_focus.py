@@ -152,6 +152,10 @@ def test_focus_rows_add_up_and_list_costs_are_exact(engine: Engine, tmp_path: Pa
         by_component[part] += _nano(r["BilledCost"])
     for c in COMPONENT_TABLE:
         assert by_component[c.name] == totals[c.column], c.name
+    seen = {r["SkuMeter"] for r in rows if r["SkuMeter"]}
+    assert seen >= {"input_text", "cache_read", "cache_write", "cache_write_1h", "output"}
+    assert seen >= {"reasoning", "citation", "search_queries"}
+    assert any("/above-" in r["SkuPriceId"] for r in rows)  # a long-context tier's price
     assert by_component["adjustment"] == totals["adjustment_cost"]
     assert by_component["as-first-billed"] == 0  # each first charge and its reversal
 
