@@ -106,21 +106,39 @@ def test_focus_validator_passes_on_a_realistic_month(engine: Engine, tmp_path: P
     with engine.connect() as conn:
         result = write_focus(conn, month="2026-11", out=out)
     assert result.rows > 100
-    # focus-validator is in the test extra: missing, this fails (it never skips). Its
-    # 1.0.0 reads its currency list from a path relative to the working directory
-    # (focus_validator/utils/currency_codes.csv): run it from where it is installed.
+    check = run_validator(out)
+    assert check.returncode == 0, check.stderr
+    assert "Validation succeeded." in check.stdout, check.stdout
+
+    # and it does look: a bad currency and frequency in one row fail the same file
+    rows = read_focus(out)
+    rows[3] |= {"BillingCurrency": "XYZ", "ChargeFrequency": "Sometimes"}
+    broken = tmp_path / "broken.csv"
+    with broken.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, FOCUS_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    check = run_validator(broken)
+    assert "Validation failed!" in check.stdout, check.stdout
+    assert "BillingCurrency_IsCurrencyCode failed" in check.stdout
+    assert "ChargeFrequency_Enum failed" in check.stdout
+
+
+def run_validator(path: Path) -> subprocess.CompletedProcess[str]:
+    """focus-validator 1.0.0 on ``path`` against FOCUS 1.0. It is in the test extra:
+    missing, this fails (it never skips). It reads its currency list from a path relative
+    to the working directory (focus_validator/utils/currency_codes.csv), so it runs from
+    where it is installed."""
     spec = importlib.util.find_spec("focus_validator")
     assert spec is not None and spec.origin, "focus-validator is not installed (test extra)"
-    args = ["--data-file", str(out), "--validate-version", "1.0"]
-    check = subprocess.run(
+    args = ["--data-file", str(path), "--validate-version", "1.0"]
+    return subprocess.run(
         [sys.executable, "-m", "focus_validator.main", *args],
         cwd=Path(spec.origin).parent.parent,
         capture_output=True,
         text=True,
         check=False,
     )
-    assert check.returncode == 0, check.stderr
-    assert "Validation succeeded." in check.stdout, check.stdout
 
 
 def test_focus_rows_add_up_and_list_costs_are_exact(engine: Engine, tmp_path: Path) -> None:
