@@ -26,7 +26,7 @@ cursor (``storage.compiled``): Core's per-execute work cost more CPU than runnin
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -35,6 +35,7 @@ from sqlalchemy import Connection
 
 from metering.core.budget import BudgetState, first_refusal
 from metering.errors import Conflict
+from metering.storage.alerts import alerted_budgets, note_crossings
 from metering.storage.budget_results import Refusal, ReserveResult, SettleResult
 from metering.storage.budget_rows import (
     OWNER_RANK,
@@ -44,6 +45,7 @@ from metering.storage.budget_rows import (
     roll_forward,
 )
 from metering.storage.budget_statements import (
+    BUDGET_COLUMNS,
     DROP_HELD,
     MARK_SETTLED,
     OWNER_KINDS,
@@ -99,6 +101,14 @@ def lock_owner_budgets(
 ) -> dict[int, BudgetRow]:
     """Lock (ascending id) the budgets of these owners, and those holding reservations of
     the ``held`` request ids; their rows by id."""
+    return _lock(conn, owners, held=held, alerted=False)[0]
+
+
+def _lock(
+    conn: Connection, owners: Sequence[Owners], *, held: Sequence[str], alerted: bool
+) -> tuple[dict[int, BudgetRow], frozenset[int]]:
+    """``lock_owner_budgets``; with ``alerted``, also the ids of those with an alert (read
+    by the same statement)."""
     begin_write(conn)
     keys = sorted({o[0] for o in owners})
     teams = sorted({o[1] for o in owners if o[1] is not None})
@@ -107,21 +117,30 @@ def lock_owner_budgets(
     for kind, ids in zip(OWNER_KINDS, (keys, teams, customers), strict=True):
         values[f"{kind}_type"], values[f"{kind}_ids"] = kind, ids
     if not (keys or teams or customers or held):
-        return {}
-    lock = lock_statement(bool(keys), bool(teams), bool(customers), bool(held))
-    rows = [BudgetRow(*r) for r in lock.run(conn, values)]
+        return {}, frozenset()
+    lock = lock_statement(bool(keys), bool(teams), bool(customers), bool(held), alerted)
+    found = lock.run(conn, values)
+    width = len(BUDGET_COLUMNS)
+    rows = [BudgetRow(*r[:width]) for r in found]
     if not is_postgres(conn):
         for row in rows:
             row.period_start = sqlite_datetime(row.period_start) or row.period_start
             row.soft_crossed_at = sqlite_datetime(row.soft_crossed_at)
-    return {int(r.id): r for r in rows}
+    with_alerts = frozenset(int(r[0]) for r in found if alerted and r[width])
+    return {int(r.id): r for r in rows}, with_alerts
 
 
 def lock_records_budgets(conn: Connection, records: Sequence[Charged]) -> dict[int, BudgetRow]:
     """Lock every budget these records' settlements touch: applicable to one of them,
     or holding one of their reservations."""
+    return _lock_records(conn, records)[0]
+
+
+def _lock_records(
+    conn: Connection, records: Sequence[Charged]
+) -> tuple[dict[int, BudgetRow], frozenset[int]]:
     owners = [_owners_of(r) for r in records]
-    return lock_owner_budgets(conn, owners, held=[r.request_id for r in records])
+    return _lock(conn, owners, held=[r.request_id for r in records], alerted=True)
 
 
 def applicable(rows: Mapping[int, BudgetRow], owners: Owners) -> list[BudgetRow]:
@@ -245,6 +264,8 @@ class BatchSettlement:
     rows: dict[int, BudgetRow]
     now: datetime
     rolled: list[BudgetRow]  # moved to a new window by ``lock``: saved by ``finish``
+    alerted: frozenset[int]  # budgets with an alert: ``finish`` notes crossed thresholds
+    opening: dict[int, int]  # spent of each row before this settlement charged it
     records: list[Charged] = field(default_factory=list)
     adjusted: dict[int, BudgetRow] = field(default_factory=dict)  # by ``adjust``
 
@@ -254,7 +275,8 @@ class BatchSettlement:
     ) -> BatchSettlement:
         """Lock before the records are inserted (a new window's spend is counted from
         the records without them)."""
-        return cls.from_locked(conn, lock_records_budgets(conn, records), now=now)
+        rows, alerted = _lock_records(conn, records)
+        return cls.from_locked(conn, rows, now=now, alerted=alerted)
 
     @classmethod
     def from_locked(
@@ -264,16 +286,21 @@ class BatchSettlement:
         *,
         now: datetime,
         inserted: str | None = None,
+        alerted: frozenset[int] | None = None,
     ) -> BatchSettlement:
         """The settlement of these locked rows (``lock_records_budgets``), each rolled
         into its current window. ``inserted``: the request whose record this transaction
-        already inserted — left out of a new window's spend, ``finish`` adds it."""
+        already inserted — left out of a new window's spend, ``finish`` adds it.
+        ``alerted``: those of them with an alert (None: looked up)."""
         moved = [
             row
             for row in rows.values()
             if roll_forward(conn, row, now=now, exclude_request_id=inserted)
         ]
-        return cls(rows, now, moved)
+        if alerted is None:
+            alerted = alerted_budgets(conn, rows)
+        opening = {budget_id: row.spent_nano for budget_id, row in rows.items()}
+        return cls(rows, now, moved, alerted, opening)
 
     def add(self, record: Charged) -> None:
         self.records.append(record)
@@ -295,9 +322,12 @@ class BatchSettlement:
         if conn.dialect.name == "postgresql" and records:
             # A budget created after ``lock`` (committed before this statement) counts
             # these records too: its spend was computed without them.
-            fresh = lock_owner_budgets(conn, [_owners_of(r) for r in records])
+            fresh, alerted = _lock(conn, [_owners_of(r) for r in records], held=(), alerted=True)
             for budget_id, row in fresh.items():
-                self.rows.setdefault(budget_id, row)
+                if budget_id not in self.rows:
+                    self.rows[budget_id] = row
+                    self.opening[budget_id] = row.spent_nano
+            self.alerted |= alerted
         if not self.rows:  # no budget applies and none holds a reservation of these
             return SettleResult(True, 0, (), ())
         settled = _mark_settled(conn, [r.request_id for r in records], now=self.now)
@@ -324,9 +354,24 @@ class BatchSettlement:
                     row.spent_nano += cost
                     changed[row.id] = charged[row.id] = row
         crossed = [row.id for row in charged.values() if note_soft_limit(conn, row, now=self.now)]
+        if self.alerted:  # else no budget here has an alert: nothing more to do
+            self._note_alerts(conn, changed.values())
         save_rows(conn, sorted(changed.values(), key=lambda r: r.id), now=self.now)
         released = sum(int(amount) for _, amount in held)
         return SettleResult(bool(settled), released, tuple(sorted(charged)), tuple(sorted(crossed)))
+
+    def _note_alerts(self, conn: Connection, changed: Iterable[BudgetRow]) -> None:
+        """Outbox events for the thresholds this settlement's spend crossed (README,
+        Budget alerts), in its transaction."""
+        moves = [
+            (row, self.opening[row.id])
+            for row in changed
+            if row.id in self.alerted and row.spent_nano != self.opening[row.id]
+        ]
+        if moves:
+            note_crossings(conn, moves, now=self.now)
+        for row, _ in moves:
+            self.opening[row.id] = row.spent_nano
 
 
 def _mark_settled(conn: Connection, request_ids: list[str], *, now: datetime) -> set[str]:

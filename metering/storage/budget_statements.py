@@ -7,19 +7,24 @@ import functools
 from dataclasses import fields
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, insert, or_, select, update
+from sqlalchemy import and_, bindparam, delete, exists, insert, or_, select, update
 
 from metering.storage.budget_rows import BudgetRow
 from metering.storage.compiled import Sql, insert_for, table
-from metering.storage.models import Budget, BudgetSettlement, Reservation
+from metering.storage.models import Budget, BudgetAlert, BudgetSettlement, Reservation
 
 BUDGET_COLUMNS = tuple(f.name for f in fields(BudgetRow))
 OWNER_KINDS = ("key", "team", "customer")
 
 
 @functools.cache
-def lock_statement(keys: bool, teams: bool, customers: bool, held: bool) -> Sql:
-    """Budgets of these owner kinds (and those holding reservations of ``held``), by id."""
+def lock_statement(
+    keys: bool, teams: bool, customers: bool, held: bool, alerted: bool = False
+) -> Sql:
+    """Budgets of these owner kinds (and those holding reservations of ``held``), by id.
+
+    ``alerted``: one more column, whether the budget has an alert (a settlement then
+    looks for crossed thresholds; without, alerts cost it nothing more)."""
 
     def build(postgres: bool) -> Any:
         b, r = table(Budget), table(Reservation)
@@ -36,7 +41,11 @@ def lock_statement(keys: bool, teams: bool, customers: bool, held: bool) -> Sql:
                 r.c.request_id.in_(bindparam("held", expanding=True))
             )
             clauses.append(b.c.id.in_(holding))
-        query = select(*(b.c[name] for name in BUDGET_COLUMNS)).where(or_(*clauses))
+        columns: list[Any] = [b.c[name] for name in BUDGET_COLUMNS]
+        if alerted:
+            a = table(BudgetAlert)
+            columns.append(exists().where(a.c.budget_id == b.c.id).label("alerted"))
+        query = select(*columns).where(or_(*clauses))
         query = query.order_by(b.c.id)
         return query.with_for_update() if postgres else query
 

@@ -243,3 +243,53 @@ def test_upgrade_from_0005_adds_the_one_hour_writes_to_records_and_rollups(
         assert tuple(rolled) == (2, 100, 20)
     finally:
         engine.dispose()
+
+
+def test_upgrade_from_0006_adds_budget_alerts_with_budgets_in_place(empty_db_url: str) -> None:
+    """0006 → head (0007: budget alerts and their outbox) with a record and a budget in
+    place: both kept; the new tables start empty, an alert on the old budget takes its
+    events from the next settlement; no drift."""
+    from datetime import datetime
+
+    from sqlalchemy import MetaData, Table, insert, select
+
+    from metering.storage import ledger
+    from metering.storage.alerts import add_alert, alert_history
+    from tests.storage.test_records import make_key, record_for
+
+    engine = make_engine(empty_db_url)
+    try:
+        upgrade(engine, "0006")
+        sync_shipped_sheets(engine)
+        key = make_key(engine)
+        at = datetime(2026, 3, 3, 12, 0)
+        assert "budget_alerts" not in inspect(engine).get_table_names()
+        old = MetaData()
+        records = Table("usage_records", old, autoload_with=engine)
+        budgets = Table("budgets", old, autoload_with=engine)
+        old_record = record_for(engine, "r-old", at, key)
+        with engine.begin() as conn:
+            conn.execute(insert(records), [old_record._asdict()])
+            budget_id = conn.execute(
+                insert(budgets)
+                .values(owner_type="key", owner_id=key, limit_nano=10_000_000, period="monthly",
+                        timezone="UTC", period_start=datetime(2026, 3, 1),
+                        spent_nano=old_record.total_cost, reserved_nano=0, created_at=at,
+                        updated_at=at)
+                .returning(budgets.c.id)
+            ).scalar_one()  # fmt: skip
+        assert upgrade(engine) == ("0006", head_revision(engine))
+        command.check(alembic_config(engine))
+        with engine.begin() as conn:
+            assert conn.execute(select(records.c.request_id)).scalars().all() == ["r-old"]
+            assert conn.execute(text("select count(*) from budget_alert_events")).scalar() == 0
+            alert_id = add_alert(conn, owner_type="key", owner_id=key, url="http://127.0.0.1:9/",
+                                 thresholds="80", payload="json", secret="s", now=at)  # fmt: skip
+            new = record_for(engine, "r-new", at, key)
+            ledger.record(conn, [(new, ledger.Settlement(budgets=True))], now=at)
+            spent = conn.execute(select(budgets.c.spent_nano)).scalar_one()
+            (event,) = alert_history(conn, alert_id=alert_id)
+        assert spent == 2 * old_record.total_cost == 14_500_000 and budget_id == 1
+        assert (event["threshold"], event["status"], event["spent"]) == (80, "pending", "0.0145")
+    finally:
+        engine.dispose()
