@@ -108,11 +108,12 @@ def test_export_focus_cli(db_url: str, engine: Engine, tmp_path: Path) -> None:
     with out.open(newline="") as fh:
         rows = list(csv.DictReader(fh))
     total = sum(parse_usd_to_nano(r["BilledCost"], allow_negative=True) for r in rows)
-    summary = tmp_path / "costs.csv"
-    assert runner.invoke(main, [*base[:-2], "--out", str(summary)]).exit_code == 0
-    with summary.open(newline="") as fh:
-        summed = sum(parse_usd_to_nano(r["total_cost"]) for r in csv.DictReader(fh))
-    assert total == summed
+    by_month = ["--by", "month", "--format", "json", "--since", "2026-11-01"]
+    spend = runner.invoke(
+        main, ["--database-url", db_url, "spend", *by_month, "--until", "2026-11-30"]
+    )
+    (month,) = json.loads(spend.output)
+    assert total == parse_usd_to_nano(month["total_cost"], allow_negative=True)
     assert result.output == (
         f"wrote {len(rows)} FOCUS row(s) to {out} (total {format_usd(total)} USD)\n"
     )
