@@ -140,6 +140,33 @@ def _csv_cell(column: str, value: Any) -> str:
     return str(value)
 
 
+class _CsvCells:
+    """``_csv_cell`` of each column of a row. Texts and dates repeat from row to row (the
+    names, days and prices of a group): rendered once each, kept while there are few."""
+
+    MEMO_MAX = 100_000
+
+    def __init__(self) -> None:
+        self._memo: dict[tuple[str, Any], str] = {}
+
+    def line(self, row: FocusRow) -> list[str]:
+        memo, cells = self._memo, []
+        for column in FOCUS_COLUMNS:
+            value = row.get(column)
+            if value is None:
+                cells.append("")
+            elif isinstance(value, Decimal):
+                cells.append(format_rate(value))
+            else:
+                text = memo.get((column, value))
+                if text is None:
+                    if len(memo) >= self.MEMO_MAX:
+                        memo.clear()
+                    text = memo[(column, value)] = _csv_cell(column, value)
+                cells.append(text)
+        return cells
+
+
 def _counted(rows: Iterator[FocusRow], result: FocusResult) -> Iterator[FocusRow]:
     for row in rows:
         result.rows += 1
@@ -152,9 +179,10 @@ def _write_csv(
 ) -> None:
     writer = csv.writer(fh, lineterminator="\n")
     writer.writerow(FOCUS_COLUMNS)
+    cells = _CsvCells()
     pending = 0
     for row in rows:
-        writer.writerow([_csv_cell(c, row.get(c)) for c in FOCUS_COLUMNS])
+        writer.writerow(cells.line(row))
         pending += 1
         if progress is not None and pending == CHUNK_ROWS:
             progress(pending)
