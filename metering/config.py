@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DATABASE_URL = "sqlite:///metering.db"
@@ -36,6 +37,17 @@ class Settings(BaseSettings):
     # the cost carries a per-key label.
     metrics_token: SecretStr | None = None
     metrics_key_labels: bool = True
+
+    @field_validator("upstream_url")
+    @classmethod
+    def _upstream_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(
+                f"{value!r} is not an http:// or https:// URL with a host "
+                "(e.g. http://127.0.0.1:8080)"
+            )
+        return value
 
     @model_validator(mode="after")
     def _liveness(self) -> Settings:

@@ -10,6 +10,7 @@ import click
 from metering.cli.budgets import limit_from_option
 from metering.cli.context import CliContext, pass_context
 from metering.cli.output import emit, format_option
+from metering.cli.params import missing_day
 from metering.core.periods import parse_period, parse_timezone
 from metering.errors import InvalidInput
 from metering.storage.budgets import set_budget
@@ -30,20 +31,40 @@ LIST_COLUMNS = (
 )
 
 
-def parse_expiry(value: str | None) -> datetime | None:
+def parse_expiry(value: str | None, *, now: datetime) -> datetime | None:
     """``2025-12-31`` (the key stops working at 00:00 UTC that day) or an ISO date-time
-    (with an offset, or UTC) → naive UTC."""
+    (with an offset, or UTC) → naive UTC, after ``now`` (naive UTC)."""
     if value is None:
         return None
+    text = value.strip()
     try:
-        moment = datetime.fromisoformat(value.strip())
+        moment = datetime.fromisoformat(text)
     except ValueError:
+        problem = missing_day(text[:10])
+        if problem is not None:
+            raise InvalidInput(f"--expires {problem}") from None
         raise InvalidInput(
             f"--expires {value!r} is not a date (YYYY-MM-DD) or ISO date-time"
         ) from None
     if moment.tzinfo is not None:
         moment = moment.astimezone(UTC).replace(tzinfo=None)
+    if moment <= now:
+        raise InvalidInput(
+            f"--expires {text} is in the past (now {now.isoformat(timespec='seconds')}Z): "
+            "the key would never work"
+        )
     return moment
+
+
+def check_model_pattern(pattern: str) -> str:
+    """An allowed-model pattern matches ``provider/model``: one without a provider part
+    (and not starting with a wildcard) would match nothing."""
+    if "/" not in pattern and not pattern.startswith(("*", "?", "[")):
+        raise InvalidInput(
+            f"--models {pattern!r} has no provider and would match no request: write "
+            f"provider/model, e.g. 'openai/{pattern}' (or '*/{pattern}' for any provider)"
+        )
+    return pattern
 
 
 @click.group(name="keys")
@@ -100,7 +121,10 @@ def keys_create(
 ) -> None:
     """Create a virtual key NAME and print its secret (shown only this once); with
     --budget and --period, the key gets its own budget in the same transaction."""
-    expires_at = parse_expiry(expires)
+    now = datetime.now(UTC).replace(tzinfo=None)
+    expires_at = parse_expiry(expires, now=now)
+    for pattern in models:
+        check_model_pattern(pattern)
     if (budget is None) != (period is None):
         raise InvalidInput("--budget and --period go together (e.g. --budget 25 --period monthly)")
     if budget is None and (soft is not None or timezone != "UTC"):
@@ -133,7 +157,7 @@ def keys_create(
                 period=period,
                 timezone=timezone,
                 soft_pct=soft,
-                now=datetime.now(UTC).replace(tzinfo=None),
+                now=now,
             )
     info = created.info
     if fmt == "json":

@@ -11,6 +11,7 @@ import click
 
 from metering.cli.context import CliContext, pass_context
 from metering.cli.output import emit, format_option
+from metering.cli.params import DAY
 from metering.core.components import COMPONENT_TABLE, COMPONENTS, UNIT_PRICES, component_units
 from metering.core.money import format_usd
 from metering.core.pricing import PriceVersion, price_usage
@@ -43,7 +44,7 @@ def prices() -> None:
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option(
     "--effective-from",
-    type=click.DateTime(formats=["%Y-%m-%d"]),
+    type=DAY,
     help="Date a LiteLLM JSON import takes effect (default: today, UTC). "
     "TOML sheets carry their own.",
 )
@@ -58,7 +59,7 @@ def prices() -> None:
 def prices_import(
     ctx: CliContext,
     file: Path,
-    effective_from: datetime | None,
+    effective_from: date | None,
     replace: bool,
     allow_drop: bool,
     fmt: str,
@@ -72,7 +73,7 @@ def prices_import(
         raise InvalidInput(f"{file} is not UTF-8 text") from None
     skipped: dict[str, int] = {}
     if file.suffix.lower() == ".json":
-        when = effective_from.date() if effective_from else _today()
+        when = effective_from or _today()
         report = parse_litellm_json(text, effective_from=when, source=f"litellm:{file.name}")
         versions, skipped = report.versions, dict(report.skipped)
         for name, why in report.skipped_entries:
@@ -134,12 +135,12 @@ def _version_row(v: PriceVersion) -> dict[str, Any]:
 
 @prices.command(name="list")
 @click.option("--provider", help="Only this provider.")
-@click.option("--at", "at", type=click.DateTime(formats=["%Y-%m-%d"]), help="Prices in force on.")
+@click.option("--at", "at", type=DAY, help="Prices in force on.")
 @format_option
 @pass_context
-def prices_list(ctx: CliContext, provider: str | None, at: datetime | None, fmt: str) -> None:
+def prices_list(ctx: CliContext, provider: str | None, at: date | None, fmt: str) -> None:
     """The price in force (today, or --at DATE) of every model; rates per 1M tokens."""
-    on = at.date() if at else _today()
+    on = at or _today()
     with ctx.engine().connect() as conn:
         book = load_price_book(conn)
     rows = []
@@ -171,11 +172,11 @@ def prices_show(ctx: CliContext, model: str, fmt: str) -> None:
 @click.argument("model")
 @click.option(
     "--effective-from",
-    type=click.DateTime(formats=["%Y-%m-%d"]),
+    type=DAY,
     help="Only the version of this date (default: every version of the model).",
 )
 @pass_context
-def prices_remove(ctx: CliContext, model: str, effective_from: datetime | None) -> None:
+def prices_remove(ctx: CliContext, model: str, effective_from: date | None) -> None:
     """Remove a mistaken price version of provider/model that no record is priced with
     (one that is in use is superseded by a later version instead)."""
     provider, name = split_model(model)
@@ -184,7 +185,7 @@ def prices_remove(ctx: CliContext, model: str, effective_from: datetime | None) 
             conn,
             provider=provider,
             model=name,
-            effective_from=effective_from.date() if effective_from else None,
+            effective_from=effective_from,
         )
     for v in removed:
         click.echo(f"removed the price version of {v.key} effective {v.effective_from}")
@@ -204,7 +205,7 @@ def prices_remove(ctx: CliContext, model: str, effective_from: datetime | None) 
 @click.option("--reasoning-tokens", type=int, default=0)
 @click.option("--citation-tokens", type=int, default=0)
 @click.option("--search-queries", type=int, default=0)
-@click.option("--at", "at", type=click.DateTime(formats=["%Y-%m-%d"]), help="Price date.")
+@click.option("--at", "at", type=DAY, help="Price date.")
 @format_option
 @pass_context
 def prices_quote(
@@ -218,7 +219,7 @@ def prices_quote(
     reasoning_tokens: int,
     citation_tokens: int,
     search_queries: int,
-    at: datetime | None,
+    at: date | None,
     fmt: str,
 ) -> None:
     """What a request of these token counts costs, component by component."""
@@ -245,7 +246,7 @@ def prices_quote(
             "--cached-write-1h-tokens must not exceed --cached-write-tokens, and "
             "--reasoning-tokens must not exceed --completion-tokens (totals include them)"
         )
-    on = at.date() if at else _today()
+    on = at or _today()
     with ctx.engine().connect() as conn:
         version = load_price_book(conn).lookup(provider, name, on)
     if version is None:

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 import click
 
 from metering.cli.context import CliContext, pass_context
 from metering.cli.output import emit, format_option
+from metering.cli.params import DAY
 from metering.core.money import format_usd
 from metering.reports.common import DayWindow
 from metering.reports.reprice import RepriceResult, count_candidates, reprice
-
-DATE = click.DateTime(formats=["%Y-%m-%d"])
 
 
 def _rows(result: RepriceResult) -> list[dict[str, Any]]:
@@ -32,22 +31,22 @@ def _rows(result: RepriceResult) -> list[dict[str, Any]]:
 
 
 @click.command(name="reprice")
-@click.option("--since", type=DATE, help="First UTC day of records repriced (YYYY-MM-DD).")
-@click.option("--until", type=DATE, help="Last UTC day of records repriced, inclusive.")
+@click.option("--since", type=DAY, help="First UTC day of records repriced (YYYY-MM-DD).")
+@click.option("--until", type=DAY, help="Last UTC day of records repriced, inclusive.")
 @click.option("--dry-run", is_flag=True, help="Show the effect; change nothing.")
 @format_option
 @pass_context
 def reprice_command(
     ctx: CliContext,
-    since: datetime | None,
-    until: datetime | None,
+    since: date | None,
+    until: date | None,
     dry_run: bool,
     fmt: str,
 ) -> None:
     """Recompute records' costs with the price version in force at their time: fills
     unpriced records once their model has a price, applies corrected prices. Rollups and
     the budgets' current periods follow; every change gets an audit row."""
-    window = DayWindow(since.date() if since else None, until.date() if until else None)
+    window = DayWindow(since, until)
     now = datetime.now(UTC).replace(tzinfo=None)
     engine = ctx.engine()
     if sys.stderr.isatty():

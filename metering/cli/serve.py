@@ -12,6 +12,14 @@ import click
 from metering.cli.context import CliContext, pass_context
 
 
+def _setting_name(loc: tuple[int | str, ...], upstream_url: str | None) -> str:
+    if not loc:
+        return ""
+    if loc == ("upstream_url",) and upstream_url:
+        return "--upstream: "
+    return f"METERING_{'_'.join(map(str, loc)).upper()}: "
+
+
 @click.command(name="serve")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8000, show_default=True, type=int, help="Port to listen on.")
@@ -47,21 +55,18 @@ def serve(
     from metering.gateway import create_app
     from metering.runtime import tune_gc
 
-    # Migrate an empty database and sync shipped prices once, before any worker starts.
-    ctx.engine()
-    ctx.close()
     os.environ["METERING_DATABASE_URL"] = ctx.database_url
     if upstream_url:
         os.environ["METERING_UPSTREAM_URL"] = upstream_url
     try:
         settings = Settings()
     except ValidationError as exc:
-        problems = "; ".join(
-            (f"METERING_{'_'.join(map(str, e['loc'])).upper()}: " if e["loc"] else "")
-            + e["msg"].removeprefix("Value error, ")
-            for e in exc.errors()
-        )
+        problems = "; ".join(_setting_name(e["loc"], upstream_url) + e["msg"].removeprefix(
+            "Value error, ") for e in exc.errors())  # fmt: skip
         raise InvalidInput(f"invalid configuration: {problems}") from None
+    # Migrate an empty database and sync shipped prices once, before any worker starts.
+    ctx.engine()
+    ctx.close()
     click.echo(
         f"metering: serving on http://{host}:{port} → upstream {settings.upstream_url}",
         err=True,

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date
 from typing import Any
 
 import click
 
 from metering.cli.context import CliContext, pass_context
 from metering.cli.output import emit, format_option
+from metering.cli.params import DAY
 from metering.reports.common import DayWindow
 from metering.reports.spend import (
     METRIC_COLUMNS,
@@ -21,8 +22,6 @@ from metering.reports.spend import (
 )
 from metering.storage.keys import find_key
 
-DATE = click.DateTime(formats=["%Y-%m-%d"])
-
 
 @click.command(name="spend")
 @click.option(
@@ -31,10 +30,8 @@ DATE = click.DateTime(formats=["%Y-%m-%d"])
     show_default=True,
     help="Group by any of key,team,customer,provider,model,day,month (comma-separated).",
 )
-@click.option("--since", type=DATE, help="First UTC day included (YYYY-MM-DD).")
-@click.option(
-    "--until", type=DATE, help="Last UTC day included (YYYY-MM-DD); the whole day counts."
-)
+@click.option("--since", type=DAY, help="First UTC day included (YYYY-MM-DD).")
+@click.option("--until", type=DAY, help="Last UTC day included (YYYY-MM-DD); the whole day counts.")
 @click.option("--key", "key", help="Only this virtual key (name or id).")
 @click.option("--provider", help="Only this (serving) provider.")
 @click.option("--model", help="Only this (serving) model: name or provider/model.")
@@ -43,8 +40,8 @@ DATE = click.DateTime(formats=["%Y-%m-%d"])
 def spend(
     ctx: CliContext,
     by: str,
-    since: datetime | None,
-    until: datetime | None,
+    since: date | None,
+    until: date | None,
     key: str | None,
     provider: str | None,
     model: str | None,
@@ -56,7 +53,7 @@ def spend(
     `--since 2026-11-01 --until 2026-11-30` is all of November.
     """
     group_by = parse_group_by(by)
-    window = DayWindow(since.date() if since else None, until.date() if until else None)
+    window = DayWindow(since, until)
     with ctx.engine().connect() as conn:
         key_id = find_key(conn, key).id if key is not None else None
         filters = SpendFilter(window=window, key_id=key_id, provider=provider, model=model)

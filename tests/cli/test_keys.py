@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 
+import pytest
 from click.testing import CliRunner
 from sqlalchemy import Engine
 
@@ -108,3 +110,45 @@ def test_create_budget_options_are_checked_before_anything_is_created(db_url: st
     assert code == 1 and out.count("\n") == 1
     code, out = run(db_url, "keys", "list", "--format", "json")
     assert json.loads(out) == []  # the refused key was rolled back with its budget
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--expires", "2020-01-01"],
+            "Error: --expires 2020-01-01 is in the past (now NOW): the key would never work\n",
+        ),
+        (
+            ["--expires", "2026-02-30"],
+            "Error: --expires 2026-02-30 does not exist (February 2026 has 28 days)\n",
+        ),
+        (
+            ["--expires", "2027-13-01T00:00:00Z"],
+            "Error: --expires 2027-13-01 does not exist (months are 01 to 12)\n",
+        ),
+        (
+            ["--models", "openai/*", "--models", "gpt-4o"],
+            "Error: --models 'gpt-4o' has no provider and would match no request: write "
+            "provider/model, e.g. 'openai/gpt-4o' (or '*/gpt-4o' for any provider)\n",
+        ),
+    ],
+)
+def test_create_refuses_what_would_never_work(db_url: str, args: list[str], message: str) -> None:
+    result = CliRunner().invoke(main, ["--database-url", db_url, "keys", "create", "app", *args])
+    assert (result.exit_code, result.stdout) == (1, "")
+    now = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"
+    assert re.fullmatch(re.escape(message).replace("NOW", now), result.stderr), result.stderr
+    listed = CliRunner().invoke(
+        main, ["--database-url", db_url, "keys", "list", "--format", "json"]
+    )
+    assert listed.output == "[]\n"
+
+
+def test_create_accepts_wildcard_patterns_and_a_future_expiry(db_url: str) -> None:
+    result = CliRunner().invoke(
+        main,
+        ["--database-url", db_url, "keys", "create", "app", "--models", "*gpt*", "--models",
+         "anthropic/*", "--expires", "2999-01-01"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output

@@ -356,3 +356,23 @@ def test_remove_a_price_version_unless_records_use_it(
         "Error: openai/gpt-4o effective 2024-01-01 ships with metering (pricing/) and would "
         "be added again at the next start; supersede it instead"
     )
+
+
+@pytest.mark.parametrize(
+    ("day", "why"),
+    [
+        ("2026-02-30", "2026-02-30 does not exist (February 2026 has 28 days)"),
+        ("2026-13-01", "2026-13-01 does not exist (months are 01 to 12)"),
+        ("2026-2-1", "'2026-2-1' is not a date (YYYY-MM-DD)"),
+    ],
+)
+def test_a_date_that_does_not_exist_is_told_from_a_bad_format(
+    db_url: str, day: str, why: str
+) -> None:
+    for args in (["prices", "list", "--at", day], ["spend", "--since", day],
+                 ["reprice", "--until", day, "--dry-run"]):  # fmt: skip
+        option = next(a for a in args if a.startswith("--") and a != "--dry-run")
+        code, out, err = run(db_url, *args)
+        assert (code, out) == (2, "")
+        assert err.splitlines()[-1] == f"Error: Invalid value for '{option}': {why}"
+    assert run(db_url, "prices", "list", "--at", "2024-02-29")[0] == 0
