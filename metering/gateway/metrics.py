@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
@@ -35,6 +37,7 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 _EPOCH = datetime(1970, 1, 1)  # naive UTC, as the budgets' times
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 TOKEN_CLASSES = ("input", "cache_read", "cache_write", "output", "reasoning")
+MAX_REMEMBERED_SERIES = 10_000  # labelled children kept for reuse; then made afresh
 
 
 def token_classes(record: UsageRow) -> dict[str, int]:
@@ -111,6 +114,15 @@ class GatewayCollector(Collector):
         yield queue
 
 
+@dataclass(frozen=True, slots=True)
+class _Series:
+    requests: Any
+    tokens: tuple[Any, ...]  # one child per TOKEN_CLASSES entry
+    cost: Any
+    upstream: Any
+    added: Any
+
+
 class PrometheusObserver:
     """The ``Observer`` that counts into Prometheus metrics; ``render()`` is a scrape."""
 
@@ -148,6 +160,7 @@ class PrometheusObserver:
             "metering_added_seconds", "Latency metering adds to a call (total − upstream)",
             ["route"], buckets=LATENCY_BUCKETS, registry=registry,
         )  # fmt: skip
+        self._children: dict[tuple[str, ...], _Series] = {}
         self._budgets = BudgetCollector(engine)
         self._gateway = GatewayCollector(writer)
         if self._multiproc is None:
@@ -157,25 +170,43 @@ class PrometheusObserver:
     def refused(self, route: str, status: int, error_type: str) -> None:
         self._refused.labels(route, str(status), error_type).inc()
 
+    def _series(self, route: str, record: UsageRow, code: str, key_name: str) -> _Series:
+        """The labelled children of one (route, provider, model, code, key), made once:
+        ``labels()`` costs more than the increments (a few µs a call)."""
+        ident = (route, record.provider, record.model, code, key_name)
+        series = self._children.get(ident)
+        if series is None:
+            provider, model = record.provider, record.model
+            cost = (provider, model, key_name) if self._key_labels else (provider, model)
+            series = _Series(
+                requests=self._requests.labels(route, provider, model, code),
+                tokens=tuple(self._tokens.labels(provider, model, c) for c in TOKEN_CLASSES),
+                cost=self._cost.labels(*cost),
+                upstream=self._upstream_seconds.labels(route),
+                added=self._added_seconds.labels(route),
+            )
+            if len(self._children) >= MAX_REMEMBERED_SERIES:
+                self._children.clear()
+            self._children[ident] = series
+        return series
+
     def recorded(
         self, route: str, record: UsageRow, *, key_name: str, upstream_seconds: float | None
     ) -> None:
         code = str(record.http_status) if record.http_status is not None else "none"
-        self._requests.labels(route, record.provider, record.model, code).inc()
+        series = self._series(route, record, code, key_name)
+        series.requests.inc()
         if record.status != "success":
             self._upstream_errors.labels(route, record.status).inc()
-        for name, count in token_classes(record).items():
+        for child, count in zip(series.tokens, token_classes(record).values(), strict=True):
             if count:
-                self._tokens.labels(record.provider, record.model, name).inc(count)
+                child.inc(count)
         if record.total_cost:
-            names = (record.provider, record.model, key_name) if self._key_labels else (
-                record.provider, record.model)  # fmt: skip
-            self._cost.labels(*names).inc(_usd(record.total_cost))
+            series.cost.inc(_usd(record.total_cost))
         if upstream_seconds is not None:
-            self._upstream_seconds.labels(route).observe(upstream_seconds)
+            series.upstream.observe(upstream_seconds)
             if record.latency_ms is not None:
-                added = max(record.latency_ms / 1000 - upstream_seconds, 0.0)
-                self._added_seconds.labels(route).observe(added)
+                series.added.observe(max(record.latency_ms / 1000 - upstream_seconds, 0.0))
 
     def render(self) -> bytes:
         """One scrape: every worker's counters (multiprocess mode) or this process's, the
