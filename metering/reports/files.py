@@ -1,6 +1,6 @@
 """What every report file shares: where it may be written, how it is written (atomically,
 with the user's umask) and the one rule that keeps a CSV cell from being run as a
-spreadsheet formula (README, Reports/exports).
+spreadsheet formula (README, CLI: `metering export`).
 
 Formula injection (OWASP, "CSV Injection"): a cell starting with ``=``, ``+``, ``-``,
 ``@``, a tab or a carriage return is read as a formula by spreadsheets; such a cell gets

@@ -18,7 +18,7 @@ from metering.reports.focus import CHUNK_ROWS, FocusRow, Group, Month, base_row
 from metering.storage.models import RepriceAudit, UsageRecord
 
 
-def _originals(conn: Connection, window: DayWindow) -> Iterator[tuple[Group, int, int | None]]:
+def _originals(conn: Connection, window: DayWindow) -> Iterator[tuple[Group, int, int, int | None]]:
     """Per day × key × provider × model × first old version: what repriced records were
     first billed (their earliest audit's old total)."""
     u, a = UsageRecord, RepriceAudit
@@ -42,7 +42,11 @@ def _originals(conn: Connection, window: DayWindow) -> Iterator[tuple[Group, int
     )
     names = [k.name for k in keys]
     query = (
-        select(*(sub.c[n] for n in names), func.sum(sub.c.old_total_cost).label("old"))
+        select(
+            *(sub.c[n] for n in names),
+            func.sum(sub.c.old_total_cost).label("old"),
+            func.count().label("records"),
+        )
         .group_by(*(sub.c[n] for n in names))
         .order_by(*(sub.c[n] for n in names))
     )
@@ -62,13 +66,14 @@ def _originals(conn: Connection, window: DayWindow) -> Iterator[tuple[Group, int
             sums={},
         )
         version_id = m["old_price_version_id"]
-        yield group, int(m["old"]), int(version_id) if version_id is not None else None
+        version = int(version_id) if version_id is not None else None
+        yield group, int(m["old"]), int(m["records"]), version
 
 
 def correction_rows(conn: Connection, window: DayWindow, names: Names) -> Iterator[FocusRow]:
     """The first billed amount of repriced records and its reversal (nets to zero)."""
     month = Month.of(window)
-    for group, old, version_id in _originals(conn, window):
+    for group, old, records, version_id in _originals(conn, window):
         if old == 0:
             continue
         base = base_row(group, month, names)
@@ -86,6 +91,11 @@ def correction_rows(conn: Connection, window: DayWindow, names: Names) -> Iterat
             **common,
             "ChargeCategory": "Usage",
             "ChargeClass": None,
+            # a usage charge has a quantity (FOCUS): the records, without a unit price
+            "PricingQuantity": Decimal(records),
+            "PricingUnit": "Requests",
+            "ConsumedQuantity": Decimal(records),
+            "ConsumedUnit": "Requests",
             "ChargeDescription": f"as first billed ({price}), before a reprice",
             "BilledCost": amount,
             "EffectiveCost": amount,
