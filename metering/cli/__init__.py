@@ -96,6 +96,7 @@ class MeteringGroup(click.Group):
             module = importlib.import_module(f"metering.cli.{lazy.module}")
             command = getattr(module, lazy.attribute)
             assert isinstance(command, click.Command)
+            _accept_database_url(command)
             self.add_command(command, cmd_name)
         return self.commands.get(cmd_name)
 
@@ -118,6 +119,18 @@ class MeteringGroup(click.Group):
             return super().invoke(ctx)
         except MeteringError as exc:
             raise click.ClickException(str(exc)) from None
+
+
+def _accept_database_url(command: click.Command) -> None:
+    """Every command takes ``--database-url`` after its name as well (one option, given by
+    ``cli.context.database_url_option``), unless it has its own (``demo``)."""
+    from metering.cli.context import database_url_option
+
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            _accept_database_url(sub)
+    elif not any("--database-url" in p.opts for p in command.params):
+        database_url_option(command)
 
 
 def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import click
 from sqlalchemy import Engine
@@ -28,3 +29,23 @@ class CliContext:
 
 
 pass_context = click.make_pass_decorator(CliContext)
+
+C = TypeVar("C", bound=click.Command)
+
+
+def _set_database_url(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    obj = ctx.find_object(CliContext)
+    if value is not None and obj is not None:
+        obj.database_url = value
+
+
+def database_url_option(command: C) -> C:
+    """``--database-url`` after the command's name too (``metering keys list
+    --database-url URL``): it wins over the one before it and METERING_DATABASE_URL."""
+    return click.option(
+        "--database-url",
+        default=None,
+        expose_value=False,
+        callback=_set_database_url,
+        help="SQLAlchemy URL of the metering database (as before the command).",
+    )(command)
