@@ -16,6 +16,7 @@ from metering.storage.alerts import (
     add_alert,
     add_test_event,
     alert_history,
+    claim_due,
     list_alerts,
     new_secret,
     remove_alert,
@@ -138,13 +139,16 @@ def alerts_test(ctx: CliContext, alert_id: int) -> None:
     from metering.gateway.alert_delivery import AlertDeliverer
 
     engine = ctx.engine()
-    with engine.begin() as conn:
-        event_id = add_test_event(conn, alert_id, now=utcnow())
+    deliverer = AlertDeliverer(engine)
+    now = utcnow()
+    with engine.begin() as conn:  # claimed as it is written: a running server skips it
+        event_id = add_test_event(conn, alert_id, now=now)
+        lease = deliverer.lease_seconds
+        claimed = claim_due(conn, now=now, lease_seconds=lease, event_ids=[event_id])
 
     async def send() -> int:
-        deliverer = AlertDeliverer(engine)
         try:
-            return await deliverer.deliver_due([event_id])
+            return await deliverer.send_claimed(claimed)
         finally:
             await deliverer.stop()
 

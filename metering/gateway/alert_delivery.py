@@ -101,9 +101,14 @@ class AlertDeliverer:
             claimed = await asyncio.to_thread(self._claim, event_ids)
             if not claimed:
                 return delivered
-            outcomes = await asyncio.gather(*(self._send(d) for d in claimed))
-            await asyncio.to_thread(self._finish, claimed, outcomes)
-            delivered += sum(error is None for _, error in outcomes)
+            delivered += await self.send_claimed(claimed)
+
+    async def send_claimed(self, claimed: Sequence[Delivery]) -> int:
+        """Send events already claimed (``storage.alerts.claim_due``) and mark each; how
+        many were delivered."""
+        outcomes = await asyncio.gather(*(self._send(d) for d in claimed))
+        await asyncio.to_thread(self._finish, claimed, outcomes)
+        return sum(error is None for _, error in outcomes)
 
     def _claim(self, event_ids: Sequence[str] | None) -> list[Delivery]:
         now = utcnow()

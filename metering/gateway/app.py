@@ -41,6 +41,7 @@ from metering.config import Settings
 from metering.core.records import UsageRow
 from metering.errors import DatabaseUnavailable, InvalidInput, RequestRefused
 from metering.gateway.admission import AdmitAll, Admitter, RequestInfo
+from metering.gateway.alert_delivery import AlertDeliverer
 from metering.gateway.auth import DB_DOWN, KeyCache, authenticate, model_allowed
 from metering.gateway.budget_gate import BudgetGate, budget_payload
 from metering.gateway.liveness import ServingProcess
@@ -103,6 +104,7 @@ class GatewayApp:
             engine, Journal(settings.journal_dir or default_journal_dir(engine.url))
         )
         self.checkpointer = WalCheckpointer(engine)
+        self.alerts = AlertDeliverer(engine)  # budget alerts' outbox → their webhooks
         self.process = ServingProcess.from_settings(settings, writer=self.writer)
         # Reservations go through the same single writer as the records.
         self.admission: Admitter = (
@@ -167,6 +169,7 @@ class GatewayApp:
             loop.create_task(self._sweep_forever(self.sweep_seconds)),
             loop.create_task(self._replay_forever()),
         ]
+        await self.alerts.start()
 
     async def replay_journal(self) -> None:
         """Journaled records → the database (see ``RecordWriter.replay``); a failure is
@@ -208,6 +211,7 @@ class GatewayApp:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._background = []
+        await self.alerts.stop()
         await self.process.stop()
         await self.writer.close()
         if self.writer.journal is not None:
