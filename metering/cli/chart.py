@@ -31,5 +31,7 @@ def chart(ctx: CliContext, month: str, out: Path | None, by: str) -> None:
     """Daily spend of a month as stacked bars, titled, in USD, with a legend."""
     parse_month(month)  # a bad month is reported before the database is opened
     with ctx.engine().connect() as conn:
-        path, frame = chart_month(conn, month=month, by=cast(ChartBy, by), out=out)
+        path, frame = chart_month(
+            conn, month=month, by=cast(ChartBy, by), out=out, create_folder=out is None
+        )
     click.echo(f"wrote {path} ({len(frame.columns)} series, {len(frame.index)} days)")

@@ -49,22 +49,32 @@ def export(
         if detail is not None:
             raise InvalidInput("--detail applies to --format csv; FOCUS has one row per charge")
         with ctx.engine().connect() as conn:
-            focus = write_focus(conn, month=month, out=out)
+            focus = write_focus(conn, month=month, out=out, create_folder=out is None)
         click.echo(
             f"wrote {focus.rows} FOCUS row(s) to {focus.path} "
             f"(total {format_usd(focus.billed)} USD)"
         )
         return
     level = cast(Literal["summary", "requests"], detail or "summary")
+    create_folder = out is None  # a user's --out goes into an existing folder only
     with ctx.engine().connect() as conn:
         if sys.stderr.isatty():
             total = count_rows(conn, month, level)
             with click.progressbar(
                 length=total, label=f"exporting {month}", file=sys.stderr
             ) as bar:
-                result = write_export(conn, month=month, detail=level, out=out, progress=bar.update)
+                result = write_export(
+                    conn,
+                    month=month,
+                    detail=level,
+                    out=out,
+                    progress=bar.update,
+                    create_folder=create_folder,
+                )
         else:
-            result = write_export(conn, month=month, detail=level, out=out)
+            result = write_export(
+                conn, month=month, detail=level, out=out, create_folder=create_folder
+            )
     click.echo(
         f"wrote {result.rows} row(s) to {result.path} "
         f"(total {format_usd(result.totals['total_cost'])} USD)"

@@ -79,13 +79,19 @@ def render_chart(frame: pd.DataFrame, out: Path, *, title: str) -> None:
 
 
 def chart_month(
-    conn: Connection, *, month: str, by: ChartBy = "provider", out: Path | None = None
+    conn: Connection,
+    *,
+    month: str,
+    by: ChartBy = "provider",
+    out: Path | None = None,
+    create_folder: bool = True,
 ) -> tuple[Path, pd.DataFrame]:
-    """Render the month's chart; returns the file and the plotted frame (nano-USD)."""
+    """Render the month's chart; returns the file and the plotted frame (nano-USD).
+    ``create_folder=False`` (the CLI's ``--out``): a missing folder is an error."""
     window = parse_month(month)
     frame = daily_spend(conn, window, by=by)
     path = out if out is not None else default_chart_path(month)
-    check_out_path(path, default=out is None)  # before any work: a bad --out is one line
+    check_out_path(path, create=create_folder)  # before any work: a bad --out is one line
     total = format_usd(int(frame.to_numpy().sum())) if frame.size else "0"
     render_chart(frame, path, title=f"Daily spend by {by}, {month} (total ${total})")
     return path, frame

@@ -186,12 +186,13 @@ def write_export(
     detail: Detail = "summary",
     out: Path | None = None,
     progress: Callable[[int], None] | None = None,
+    create_folder: bool = True,
 ) -> ExportResult:
     """Write the month's CSV to ``out`` (atomically: a temporary file renamed into place).
-    An explicit ``out`` must be in an existing folder (``reports.files``)."""
+    ``create_folder=False`` (the CLI's ``--out``): a missing folder is an error."""
     window = parse_month(month)
     path = out if out is not None else default_path(month, detail)
-    check_out_path(path, default=out is None)
+    check_out_path(path, create=create_folder)
     columns = REQUEST_COLUMNS if detail == "requests" else SUMMARY_COLUMNS
     result = ExportResult(path=path)
     if detail == "requests":

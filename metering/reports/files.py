@@ -35,13 +35,13 @@ def neutralise_sql(expr: str) -> str:
     return f"CASE WHEN substr({expr}, 1, 1) IN ({starts}) THEN '''' || {expr} ELSE {expr} END"
 
 
-def check_out_path(path: Path, *, default: bool) -> None:
-    """An explicit ``--out`` must be in an existing folder (a typo is not a new tree); the
-    default ``reports/`` folder is made when missing."""
+def check_out_path(path: Path, *, create: bool) -> None:
+    """The folder of ``path`` exists, or is made when ``create`` (the default
+    ``reports/``); a user's ``--out`` is not (a typo is not a new tree): an error."""
     parent = path.parent
     if parent.is_dir():
         return
-    if default:
+    if create:
         try:
             parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:

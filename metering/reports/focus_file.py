@@ -240,14 +240,16 @@ def write_focus(
     month: str,
     out: Path | None = None,
     progress: Callable[[int], None] | None = None,
+    create_folder: bool = True,
 ) -> FocusResult:
-    """Write the month's FOCUS rows to ``out`` (atomically), CSV or Parquet by suffix."""
+    """Write the month's FOCUS rows to ``out`` (atomically), CSV or Parquet by suffix;
+    ``create_folder=False`` (the CLI's ``--out``): a missing folder is an error."""
     window = parse_month(month)
     path = out if out is not None else default_focus_path(month)
     parquet = path.suffix.lower() == ".parquet"
     if parquet:
         _pyarrow()  # before any work: a missing extra is one line
-    check_out_path(path, default=out is None)
+    check_out_path(path, create=create_folder)
     result = FocusResult(path=path)
     rows = _counted(focus_rows(conn, window), result)
     if parquet:

@@ -38,7 +38,6 @@ def test_chart_is_a_png_of_the_expected_series(
 ) -> None:
     _, records = month_data
     out = tmp_path / "charts" / "nov.png"
-    out.parent.mkdir()  # an explicit --out is written into an existing folder only
     with engine.connect() as conn:
         path, frame = chart_month(conn, month="2026-11", by=by, out=out)
     assert path == out

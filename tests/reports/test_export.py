@@ -134,10 +134,10 @@ def test_empty_month_and_default_path(engine: Engine, tmp_path: Path) -> None:
     assert default_path("2026-11", "summary") == Path("reports/costs-2026-11.csv")
     assert default_path("2026-11", "requests") == Path("reports/costs-2026-11-requests.csv")
     with engine.connect() as conn:
+        out = tmp_path / "sub" / "x.csv"
         with pytest.raises(InvalidInput, match=r"folder .*sub does not exist"):
-            write_export(conn, month="2026-02", out=tmp_path / "sub" / "x.csv")
-        (tmp_path / "sub").mkdir()
-        result = write_export(conn, month="2026-02", out=tmp_path / "sub" / "x.csv")
+            write_export(conn, month="2026-02", out=out, create_folder=False)
+        result = write_export(conn, month="2026-02", out=out)  # the library makes it
         with pytest.raises(InvalidInput, match="YYYY-MM"):
             write_export(conn, month="2026-13", out=tmp_path / "y.csv")
     assert result.rows == 0

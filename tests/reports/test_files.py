@@ -113,7 +113,9 @@ def test_files_get_the_umask_and_need_their_folder(
             write_export(conn, month="2026-11", detail=detail, out=out)  # type: ignore[arg-type]
             assert out.stat().st_mode & 0o777 == 0o644
         with pytest.raises(InvalidInput, match=r"folder .*missing does not exist"):
-            write_export(conn, month="2026-11", out=tmp_path / "missing" / "x.csv")
+            write_export(
+                conn, month="2026-11", out=tmp_path / "missing" / "x.csv", create_folder=False
+            )
         assert not (tmp_path / "missing").exists()
     assert sorted(p.name for p in folder.iterdir()) == ["requests.csv", "summary.csv"]
 
