@@ -92,9 +92,14 @@ class KeyInfo:
             "rpm": self.rpm_limit,
             "tpm": self.tpm_limit,
             "status": self.status,
-            "expires_at": self.expires_at.isoformat() if self.expires_at else None,
-            "created_at": self.created_at.isoformat(timespec="seconds"),
+            # UTC with a Z, like budgets list
+            "expires_at": _iso(self.expires_at) if self.expires_at else None,
+            "created_at": _iso(self.created_at),
         }
+
+
+def _iso(at: datetime) -> str:
+    return at.isoformat(timespec="seconds") + "Z"
 
 
 @dataclass(frozen=True, slots=True)

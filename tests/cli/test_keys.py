@@ -152,3 +152,16 @@ def test_create_accepts_wildcard_patterns_and_a_future_expiry(db_url: str) -> No
          "anthropic/*", "--expires", "2999-01-01"],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
+
+
+def test_list_and_show_give_times_in_utc_with_z(db_url: str) -> None:
+    code, _ = run(db_url, "keys", "create", "app", "--expires", "2999-01-01T12:30:00+02:00")
+    assert code == 0
+    code, out = run(db_url, "keys", "list", "--format", "json")
+    (row,) = json.loads(out)
+    assert row["expires_at"] == "2999-01-01T10:30:00Z"
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", row["created_at"])
+    code, out = run(db_url, "keys", "show", "app")
+    assert "expires_at  2999-01-01T10:30:00Z" in out.splitlines()
+    code, out = run(db_url, "keys", "list")
+    assert "2999-01-01T10:30:00Z" in out.splitlines()[2]
