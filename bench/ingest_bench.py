@@ -61,6 +61,9 @@ def main() -> None:
     ap.add_argument("--postgres", action="store_true", help="PostgreSQL at 127.0.0.1:5432")
     args = ap.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="metering-bench-ingest-"))
+    # From a folder of its own: `python -m metering` run from a checkout would import the
+    # checkout instead of the interpreter's installed version.
+    os.chdir(workdir)
     url = create_pg_database(PG_DB) if args.postgres else f"sqlite:///{workdir / 'ingest.db'}"
     try:
         env = dict(os.environ, METERING_DATABASE_URL=url)

@@ -6,9 +6,9 @@ upstream and ``metering serve --workers 1`` under ``valgrind --tool=callgrind`` 
 instrumentation off, sends ``--warmup`` requests, turns counting on, sends exactly
 ``--requests`` requests (``--concurrency`` at a time, budgeted key, SQLite), dumps the
 counts and prints instructions per request. Run it with the Python of each version to
-compare (``PYTHON=/path/to/venv/bin/python bench/instructions``). Background work of the
-server (WAL checkpoints, heartbeats) runs during the counted window too; it is a small
-share, but the same for every version only if the window lasts as long.
+compare (``PYTHON=/path/to/venv/bin/python bench/instructions``). The server's timers
+(WAL checkpoints, heartbeats, sweeps) run during the counted window too, by the second:
+they are counted again alone, idle, for as long, and subtracted.
 """
 
 from __future__ import annotations
@@ -67,6 +67,9 @@ def main() -> None:
     if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
         sys.exit("bench/instructions needs valgrind (apt-get install valgrind)")
     workdir = Path(tempfile.mkdtemp(prefix="metering-instr-"))
+    # From a folder of its own: `python -m metering` run from a checkout would import the
+    # checkout instead of the interpreter's installed version.
+    os.chdir(workdir)
     env = dict(
         os.environ, METERING_DATABASE_URL=f"sqlite:///{workdir / 'bench.db'}", PYTHONHASHSEED="0"
     )
@@ -88,18 +91,35 @@ def main() -> None:
             env=env,
             log=workdir / "serve.log",
         )  # fmt: skip
-        wait_port(port, server, timeout=300)
+        try:
+            wait_port(port, server, timeout=300)
+        except RuntimeError:
+            sys.stderr.write((workdir / "serve.log").read_text()[-3000:])
+            raise
         url = f"http://127.0.0.1:{port}/v1/completions"
         asyncio.run(send(url, key, args.warmup, args.concurrency, args.stream))
-        control = ["callgrind_control"]
-        subprocess.run([*control, "-i", "on", str(server.pid)], check=True, capture_output=True)
+        pid = str(server.pid)
+
+        def control(*flags: str) -> None:
+            subprocess.run(["callgrind_control", *flags, pid], check=True, capture_output=True)
+
+        def counted() -> int:
+            """Instructions of every dump so far (each dump holds those since the last)."""
+            return sum(total_instructions(d) for d in workdir.glob("callgrind.out*"))
+
+        control("-i", "on")
         started = time.monotonic()
         ok = asyncio.run(send(url, key, args.requests, args.concurrency, args.stream))
         seconds = time.monotonic() - started  # not money: seconds
-        subprocess.run([*control, "-d", str(server.pid)], check=True, capture_output=True)
-        subprocess.run([*control, "-i", "off", str(server.pid)], check=True, capture_output=True)
-        instructions = sum(total_instructions(d) for d in workdir.glob("callgrind.out*"))
-        if instructions == 0:
+        control("-d")
+        loaded = counted()
+        # The server's own timers (WAL checkpoints, heartbeats, sweeps) run by the second,
+        # and under valgrind a run lasts long: count them alone for as long, and subtract.
+        time.sleep(seconds)
+        control("-d")
+        idle = counted() - loaded
+        control("-i", "off")
+        if loaded == 0:
             raise RuntimeError(f"callgrind dumped no counts (see {workdir})")
         mode = "stream" if args.stream else "plain"
         print(
@@ -108,7 +128,9 @@ def main() -> None:
         )
         print(
             f"{mode} c={args.concurrency}: {ok}/{args.requests} answered 200 in {seconds:.0f} s "
-            f"under callgrind; {instructions / args.requests:,.0f} instructions per request"
+            f"under callgrind; {(loaded - idle) / args.requests:,.0f} instructions per request "
+            f"({loaded / args.requests:,.0f} with the {idle / args.requests:,.0f} of the idle "
+            "timers)"
         )
     finally:
         if server is not None:

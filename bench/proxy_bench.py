@@ -271,6 +271,9 @@ def main() -> None:
     concs = [int(c) for c in args.concurrency.split(",")]
     modes = args.modes.split(",")
     workdir = Path(tempfile.mkdtemp(prefix="metering-bench-"))
+    # From a folder of its own: `python -m metering` run from a checkout would import the
+    # checkout instead of the interpreter's installed version.
+    os.chdir(workdir)
     upstream_port = free_port()
     upstream = start(
         [

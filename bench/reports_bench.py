@@ -87,6 +87,9 @@ def main() -> None:
     ap.add_argument("--keep", action="store_true", help="keep the database")
     args = ap.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="metering-bench-reports-"))
+    # From a folder of its own: `python -m metering` run from a checkout would import the
+    # checkout instead of the interpreter's installed version.
+    os.chdir(workdir)
     if args.postgres:
         url = create_pg_database(PG_DB)
         fresh = True
