@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from metering.cli.context import CliContext, pass_context
-from metering.cli.output import render
+from metering.cli.output import format_option, render
 from metering.core.money import format_usd
 from metering.errors import MeteringError
 from metering.reports.common import DayWindow, parse_month
@@ -36,6 +36,38 @@ def _as_json(report: ReconcileReport, *, strict: bool) -> dict[str, Any]:
         "interrupted_total": format_usd(report.interrupted_sum),
         "interrupted": report.interrupted,
     }
+
+
+# --format csv: one row per finding, its section first, with the columns of every section
+# (a section's rows leave the others' empty), so the header never depends on the findings.
+CSV_COLUMNS = (
+    "section",  # rollup, budget_counter, cost_difference, unpriced, interrupted
+    "problem",  # rollup and budget_counter rows
+    "request_id",
+    "started_at",
+    "key",
+    "provider",
+    "model",
+    "computed_cost",
+    "reported_cost",
+    "difference",
+    "billed",
+    "total_tokens",
+    "status",
+    "prompt_tokens",
+    "completion_tokens",
+    "cost_source",
+)
+
+
+def _as_csv_rows(report: ReconcileReport) -> list[dict[str, Any]]:
+    return [
+        *({"section": "rollup", "problem": p} for p in report.rollup_problems),
+        *({"section": "budget_counter", "problem": p} for p in report.budget_problems),
+        *({"section": "cost_difference", **r} for r in report.differences),
+        *({"section": "unpriced", **r} for r in report.unpriced),
+        *({"section": "interrupted", **r} for r in report.interrupted),
+    ]
 
 
 def _print_table(report: ReconcileReport) -> None:
@@ -81,21 +113,22 @@ def _listing(rows: list[dict[str, Any]], count: int) -> None:
 )
 @click.option("--limit", type=click.IntRange(min=0), default=50, show_default=True,
               help="Records listed per section.")  # fmt: skip
-@click.option(
-    "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True
-)
+@format_option
 @pass_context
 def reconcile_command(
     ctx: CliContext, month: str | None, strict: bool, limit: int, fmt: str
 ) -> None:
     """Check rollups and budget counters against the records (exit 1 when they disagree);
-    list reported-vs-computed cost differences, unpriced records and interrupted calls."""
+    list reported-vs-computed cost differences, unpriced records and interrupted calls.
+    --format csv: one row per finding (at most --limit a section), its section first."""
     window = parse_month(month) if month else DayWindow()
     now = datetime.now(UTC).replace(tzinfo=None)
     with ctx.engine().connect() as conn:
         report = reconcile(conn, window=window, now=now, limit=limit)
     if fmt == "json":
         click.echo(json.dumps(_as_json(report, strict=strict), indent=2))
+    elif fmt == "csv":
+        click.echo(render(_as_csv_rows(report), "csv", columns=CSV_COLUMNS))
     else:
         _print_table(report)
     if report.problems:

@@ -104,3 +104,30 @@ def test_reconcile_lists_interrupted_calls_and_strict_fails_on_them(
         "estimated",
     )
     assert (listed["prompt_tokens"], listed["completion_tokens"]) == (1000, 500)
+
+
+def test_reconcile_as_csv_one_row_per_finding(db_url: str, engine: Engine) -> None:
+    header = (
+        "section,problem,request_id,started_at,key,provider,model,computed_cost,reported_cost,"
+        "difference,billed,total_tokens,status,prompt_tokens,completion_tokens,cost_source"
+    )
+    empty = CliRunner().invoke(main, ["--database-url", db_url, "reconcile", "--format", "csv"])
+    assert (empty.exit_code, empty.output) == (0, header + "\n")
+    with engine.begin() as conn:
+        generate_month(conn, seed_org(conn), n=80)
+    result = _run(db_url, "--format", "csv", "--limit", "2")
+    assert result.exit_code == 0, result.output  # type: ignore[attr-defined]
+    lines = result.output.splitlines()  # type: ignore[attr-defined]
+    assert lines[0] == header
+    assert [line.split(",")[0] for line in lines[1:]] == ["cost_difference"] * 2 + ["unpriced"] * 2
+    assert all(line.count(",") == header.count(",") for line in lines)
+    with engine.begin() as conn:
+        conn.execute(update(DailyRollup).values(errors=DailyRollup.errors + 1))
+    broken = CliRunner().invoke(
+        main, ["--database-url", db_url, "reconcile", "--format", "csv", "--limit", "2"]
+    )
+    assert broken.exit_code == 1
+    rows = broken.stdout.splitlines()[1:]
+    assert rows[0].startswith("rollup,rollup 2026-") and ": errors is " in rows[0]
+    assert rows[0].endswith(",,,,,,,,,,,,,,")
+    assert broken.stderr.startswith("Error: reconcile failed: ")
