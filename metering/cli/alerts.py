@@ -24,7 +24,7 @@ from metering.storage.alerts import (
 from metering.storage.keys import utcnow
 from metering.storage.owners import find_owner
 
-LIST_COLUMNS = ("id", "owner_type", "owner", "url", "at", "payload", "created_at")
+LIST_COLUMNS = ("id", "owner_type", "owner", "url", "at", "payload", "forecast", "created_at")
 HISTORY_COLUMNS = (
     "alert_id",
     "event_id",
@@ -32,6 +32,7 @@ HISTORY_COLUMNS = (
     "threshold",
     "spent",
     "limit",
+    "forecast",
     "period_start",
     "created_at",
     "status",
@@ -66,6 +67,11 @@ def alerts() -> None:
     show_default=True,
     help='Body: the event as JSON, or Slack\'s {"text": …}.',
 )
+@click.option(
+    "--forecast",
+    is_flag=True,
+    help="Also tell when the period is on course to pass the limit (linear, from 10 % in).",
+)
 @click.option("--secret", default=None, help="HMAC-SHA256 signing secret (default: generated).")
 @format_option
 @pass_context
@@ -77,6 +83,7 @@ def alerts_add(
     customer: str | None,
     at: str,
     payload: str,
+    forecast: bool,
     secret: str | None,
     fmt: str,
 ) -> None:
@@ -98,6 +105,7 @@ def alerts_add(
             payload=payload,
             secret=signing,
             now=utcnow(),
+            forecast=forecast,
         )
     shown = {"id": alert_id} | ({"secret": signing} if secret is None else {})
     if fmt == "json":
@@ -106,7 +114,10 @@ def alerts_add(
     if fmt == "csv":
         emit([shown], fmt)
         return
-    click.echo(f"alert {alert_id}: {owner_type} {name!r}'s budget at {at} % → {url} ({payload})")
+    also = ", and a forecast" if forecast else ""
+    click.echo(
+        f"alert {alert_id}: {owner_type} {name!r}'s budget at {at} %{also} → {url} ({payload})"
+    )
     if secret is None:
         click.echo(f"signing secret (shown once): {signing}")
 

@@ -9,7 +9,7 @@ import hmac
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from metering.core.money import format_usd
 from metering.errors import InvalidInput
@@ -18,6 +18,7 @@ PAYLOADS = ("json", "slack")
 DEFAULT_THRESHOLDS = (50, 80, 100)
 LIMIT_PCT = 100  # the hard limit: its event is ``limit``, the others ``threshold``
 EVENT_HEADER = "x-metering-event-id"
+_MICROSECOND = timedelta(microseconds=1)
 SIGNATURE_HEADER = "x-metering-signature"
 
 
@@ -57,6 +58,43 @@ def crossed_thresholds(
     ]
 
 
+FORECAST_PCT = -1  # the forecast event's place in the outbox's unique key (once a period)
+FORECAST_AFTER = 10  # % of a window that must have passed before a forecast is made
+
+
+def forecast_nano(
+    *, spent_nano: int, window: tuple[datetime, datetime | None], now: datetime
+) -> int | None:
+    """The spend the window would end with at the rate of its spend so far (linear), or
+    None: no end (``never``), or less than ``FORECAST_AFTER`` % of it has passed (too
+    early for a rate)."""
+    start, end = window
+    if end is None or now >= end:
+        return None
+    total = (end - start) // _MICROSECOND
+    elapsed = (now - start) // _MICROSECOND
+    if elapsed * 100 < total * FORECAST_AFTER or elapsed <= 0:
+        return None
+    return spent_nano * total // elapsed
+
+
+def forecast_crossed(
+    *,
+    limit_nano: int,
+    before_nano: int,
+    after_nano: int,
+    window: tuple[datetime, datetime | None],
+    now: datetime,
+) -> int | None:
+    """The forecast at ``after_nano`` if it reaches the limit and the one at ``before_nano``
+    did not (a spend that put the period on course to pass its limit); else None."""
+    after = forecast_nano(spent_nano=after_nano, window=window, now=now)
+    if after is None or after < limit_nano:
+        return None
+    before = forecast_nano(spent_nano=before_nano, window=window, now=now)
+    return after if before is None or before < limit_nano else None
+
+
 def event_kind(pct: int) -> str:
     return "limit" if pct >= LIMIT_PCT else "threshold"
 
@@ -77,6 +115,7 @@ class AlertEvent:
     spent_nano: int
     limit_nano: int
     created_at: datetime
+    forecast_nano: int | None = None  # a ``forecast`` event's projected spend
 
 
 def _iso(at: datetime | None) -> str | None:
@@ -97,6 +136,7 @@ def json_payload(event: AlertEvent) -> dict[str, object]:
         },
         "spent": format_usd(event.spent_nano),
         "limit": format_usd(event.limit_nano),
+        "forecast": None if event.forecast_nano is None else format_usd(event.forecast_nano),
         "period_start": _iso(event.period_start),
         "next_reset": _iso(event.next_reset),
         "created_at": _iso(event.created_at),
@@ -114,6 +154,12 @@ def slack_text(event: AlertEvent) -> str:
     )
     if event.kind == "test":
         return f"Test alert for the budget of {owner}: spent {money} so far; {reset}."
+    if event.kind == "forecast":
+        projected = format_usd(event.forecast_nano or 0)
+        return (
+            f"Budget forecast: {owner} is on course to spend ${projected} this period, "
+            f"spent {money}; {reset}."
+        )
     what = "reached its hard limit" if event.kind == "limit" else f"crossed {event.threshold_pct}%"
     return f"Budget alert: {owner} {what}, spent {money}; {reset}."
 

@@ -23,10 +23,12 @@ from urllib.parse import urlsplit
 from sqlalchemy import Connection, delete, insert, select, update
 
 from metering.core.alerts import (
+    FORECAST_PCT,
     PAYLOADS,
     AlertEvent,
     crossed_thresholds,
     event_kind,
+    forecast_crossed,
     format_thresholds,
     parse_thresholds,
 )
@@ -50,6 +52,7 @@ class AlertInfo:
     url: str
     thresholds: tuple[int, ...]
     payload: str
+    forecast: bool
     created_at: datetime
 
     def as_dict(self) -> dict[str, Any]:
@@ -60,6 +63,7 @@ class AlertInfo:
             "url": self.url,
             "at": format_thresholds(self.thresholds),
             "payload": self.payload,
+            "forecast": self.forecast,
             "created_at": self.created_at.isoformat(timespec="seconds") + "Z",
         }
 
@@ -96,6 +100,7 @@ def add_alert(
     payload: str,
     secret: str,
     now: datetime,
+    forecast: bool = False,
 ) -> int:
     """A new webhook of the owner's budget; its id. The budget must exist."""
     pcts = parse_thresholds(thresholds)
@@ -115,6 +120,7 @@ def add_alert(
         "thresholds": format_thresholds(pcts),
         "payload": payload,
         "secret": secret,
+        "forecast": forecast,
         "created_at": now,
     }
     return int(conn.execute(insert(BudgetAlert).values(values).returning(BudgetAlert.id)).one()[0])
@@ -137,6 +143,7 @@ def list_alerts(conn: Connection) -> list[AlertInfo]:
             url=r.url,
             thresholds=parse_thresholds(r.thresholds),
             payload=r.payload,
+            forecast=r.forecast,
             created_at=r.created_at,
         )
         for r in rows
@@ -172,12 +179,23 @@ def note_crossings(
     """In the settlement's transaction: for each (locked row, its spent before), an event
     per threshold of each of its alerts that the new spend crossed; how many were new."""
     by_budget = {row.id: (row, before) for row, before in changes}
-    query = select(BudgetAlert.id, BudgetAlert.budget_id, BudgetAlert.thresholds).where(
-        BudgetAlert.budget_id.in_(sorted(by_budget))
+    a = BudgetAlert
+    query = select(a.id, a.budget_id, a.thresholds, a.forecast).where(
+        a.budget_id.in_(sorted(by_budget))
     )
     events: list[dict[str, Any]] = []
-    for alert_id, budget_id, thresholds in conn.execute(query).all():
+    for alert_id, budget_id, thresholds, forecast in conn.execute(query).all():
         row, before = by_budget[int(budget_id)]
+        projected = (
+            forecast_crossed(limit_nano=row.limit_nano, before_nano=before,
+                             after_nano=row.spent_nano, window=row.window, now=now)
+            if forecast
+            else None
+        )  # fmt: skip
+        if projected is not None:
+            values = _event_values(alert_id, row, kind="forecast", pct=FORECAST_PCT,
+                                   start=row.period_start, now=now)  # fmt: skip
+            events.append(values | {"forecast_nano": projected})
         for pct in crossed_thresholds(
             parse_thresholds(thresholds),
             limit_nano=row.limit_nano,
@@ -287,6 +305,7 @@ def claim_due(
                 spent_nano=r.spent_nano,
                 limit_nano=r.limit_nano,
                 created_at=r.created_at,
+                forecast_nano=r.forecast_nano,
             ),
             url=r.url,
             payload=r.payload,
@@ -338,6 +357,7 @@ def alert_history(
                 "threshold": r.threshold_pct,
                 "spent": format_usd(r.spent_nano),
                 "limit": format_usd(r.limit_nano),
+                "forecast": None if r.forecast_nano is None else format_usd(r.forecast_nano),
                 "period_start": _iso(r.period_start),
                 "created_at": _iso(r.created_at),
                 "status": r.status,

@@ -18,6 +18,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -341,6 +342,8 @@ class BudgetAlert(Base):
     payload: Mapped[str] = mapped_column(String(16))  # json | slack
     secret: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(DateTime())
+    # Also tell when the period is on course to pass the limit (``core.alerts.forecast_nano``).
+    forecast: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class BudgetAlertEvent(Base):
@@ -365,12 +368,13 @@ class BudgetAlertEvent(Base):
     event_id: Mapped[str] = mapped_column(String(32), unique=True)  # x-metering-event-id
     alert_id: Mapped[int] = mapped_column(ForeignKey("budget_alerts.id", ondelete="CASCADE"))
     budget_id: Mapped[int] = mapped_column(ForeignKey("budgets.id", ondelete="CASCADE"))
-    kind: Mapped[str] = mapped_column(String(16))  # threshold | limit | test
-    threshold_pct: Mapped[int] = mapped_column(Integer)  # 0 for a test event
+    kind: Mapped[str] = mapped_column(String(16))  # threshold | limit | forecast | test
+    threshold_pct: Mapped[int] = mapped_column(Integer)  # 0 for a test, -1 for a forecast
     period_start: Mapped[datetime] = mapped_column(DateTime())
     next_reset: Mapped[datetime | None] = mapped_column(DateTime())
     spent_nano: Mapped[int] = mapped_column(BigInteger)
     limit_nano: Mapped[int] = mapped_column(BigInteger)
+    forecast_nano: Mapped[int | None] = mapped_column(BigInteger)  # a forecast's projection
     created_at: Mapped[datetime] = mapped_column(DateTime())
     status: Mapped[str] = mapped_column(String(16))  # pending | delivered | failed
     attempts: Mapped[int] = mapped_column(Integer, default=0)

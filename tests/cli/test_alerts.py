@@ -57,22 +57,22 @@ def test_add_list_remove(db_url: str, org: Org) -> None:
     first, second = out.splitlines()
     assert first == "alert 2: team 'search''s budget at 80 % → http://127.0.0.1:9/b (slack)"
     assert second.startswith("signing secret (shown once): whsec_")
-    code, out, _ = run(db_url, "add", "--url", "http://x/", "--team", "search", "--format",
-                       "json")  # fmt: skip
+    code, out, _ = run(db_url, "add", "--url", "http://x/", "--team", "search", "--forecast",
+                       "--format", "json")  # fmt: skip
     shown = json.loads(out)
     assert list(shown) == ["id", "secret"] and shown["secret"].startswith("whsec_")
     code, out, _ = run(db_url, "list", "--format", "json")
     rows = json.loads(out)
-    assert [(r["id"], r["owner"], r["at"], r["payload"]) for r in rows] == [
-        (1, "search", "50,80,100", "json"),
-        (2, "search", "80", "slack"),
-        (3, "search", "50,80,100", "json"),
+    assert [(r["id"], r["owner"], r["at"], r["payload"], r["forecast"]) for r in rows] == [
+        (1, "search", "50,80,100", "json", False),
+        (2, "search", "80", "slack", False),
+        (3, "search", "50,80,100", "json", True),
     ]
     assert all("secret" not in r for r in rows) and shown["secret"] not in out
     assert run(db_url, "remove", "1") == (0, "removed alert 1\n", "")
     code, out, _ = run(db_url, "list")
     assert code == 0 and out.splitlines()[0].split() == [
-        "id", "owner_type", "owner", "url", "at", "payload", "created_at"
+        "id", "owner_type", "owner", "url", "at", "payload", "forecast", "created_at"
     ]  # fmt: skip
     assert len(out.splitlines()) == 4
 

@@ -15,6 +15,8 @@ from metering.core.alerts import (
     AlertEvent,
     body,
     crossed_thresholds,
+    forecast_crossed,
+    forecast_nano,
     parse_thresholds,
     retry_delay,
     sign,
@@ -94,3 +96,27 @@ def test_signature_is_hmac_sha256_of_the_body() -> None:
 def test_retry_delay_doubles_up_to_its_cap() -> None:
     delays = [retry_delay(n, base_seconds=2, cap_seconds=60) for n in range(1, 8)]
     assert delays == [2, 4, 8, 16, 32, 60, 60]
+
+
+def test_forecast_is_linear_and_waits_for_a_tenth_of_the_window() -> None:
+    day = (datetime(2026, 1, 1), datetime(2026, 1, 2))
+    at_6h = datetime(2026, 1, 1, 6)
+    assert forecast_nano(spent_nano=300, window=day, now=at_6h) == 1200
+    assert forecast_nano(spent_nano=300, window=day, now=datetime(2026, 1, 1, 2)) is None
+    assert forecast_nano(spent_nano=300, window=(day[0], None), now=at_6h) is None
+    assert forecast_nano(spent_nano=300, window=day, now=day[1]) is None
+    kw = {"limit_nano": 1000, "window": day, "now": at_6h}
+    assert forecast_crossed(before_nano=200, after_nano=300, **kw) == 1200  # type: ignore[arg-type]
+    assert forecast_crossed(before_nano=260, after_nano=300, **kw) is None  # type: ignore[arg-type]
+    assert forecast_crossed(before_nano=100, after_nano=200, **kw) is None  # type: ignore[arg-type]
+
+
+def test_forecast_text_and_body() -> None:
+    event = AlertEvent(**{**_fields(EVENT), "kind": "forecast", "threshold_pct": -1,
+                          "forecast_nano": 1_250 * 10**9})  # fmt: skip
+    assert slack_text(event).startswith(
+        "Budget forecast: team 'web' is on course to spend $1250 this period, spent $812.5"
+    )
+    data = json.loads(body(event, "json"))
+    assert (data["type"], data["forecast"]) == ("budget.forecast", "1250")
+    assert json.loads(body(EVENT, "json"))["forecast"] is None

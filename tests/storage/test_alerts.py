@@ -204,3 +204,32 @@ def test_claim_leases_and_finish_marks(db: Engine, org: Org) -> None:
         ("threshold", DELIVERED, 3),
     ]
     assert test.event.kind == "test" and PENDING == "pending"
+
+
+def test_a_forecast_alert_tells_once_a_period_when_on_course_to_pass(db: Engine, org: Org) -> None:
+    """Half-way through January, 60 % spent: on course for 120 % — one forecast event."""
+    start = datetime(2026, 1, 1)
+    set_(db, "key", org.key_id, 1, "monthly", now=start)
+    with db.begin() as conn:
+        alert_id = add_alert(conn, owner_type="key", owner_id=org.key_id, url="http://h/",
+                             thresholds="90", payload="json", secret="s", now=start,
+                             forecast=True)  # fmt: skip
+    mid = start + timedelta(days=15, hours=12)  # 50 % of the 31 days
+    spend(db, org, "a", 100_000_000, at=start + timedelta(days=1))  # too early to forecast
+    spend(db, org, "b", 300_000_000, at=mid)  # 40 %: on course for 80 %
+    assert events(db) == []
+    spend(db, org, "c", 200_000_000, at=mid)  # 60 %: on course for 120 %
+    spend(db, org, "d", 100_000_000, at=mid)  # 70 %: still on course, told already
+    assert events(db) == [(alert_id, "forecast", -1, 600_000_000)]
+    with db.connect() as conn:
+        (event,) = alert_history(conn, alert_id=alert_id)
+    assert event["forecast"] == "1.2"
+
+
+def test_a_forecast_needs_a_period_with_an_end(db: Engine, org: Org) -> None:
+    set_(db, "key", org.key_id, 1, "never")
+    with db.begin() as conn:
+        add_alert(conn, owner_type="key", owner_id=org.key_id, url="http://h/", thresholds="90",
+                  payload="json", secret="s", now=T, forecast=True)  # fmt: skip
+    spend(db, org, "a", 800_000_000, at=T + timedelta(days=300))
+    assert events(db) == []

@@ -293,3 +293,77 @@ def test_upgrade_from_0006_adds_budget_alerts_with_budgets_in_place(empty_db_url
         assert (event["threshold"], event["status"], event["spent"]) == (80, "pending", "0.0145")
     finally:
         engine.dispose()
+
+
+def test_upgrade_from_0007_adds_forecasts_to_alerts_in_place(empty_db_url: str) -> None:
+    """0007 → head (0008: alert forecasts) with an alert and its event in place: both
+    kept, the alert without a forecast, the event without a projection; no drift."""
+    from datetime import datetime
+
+    from sqlalchemy import MetaData, Table, insert, select
+
+    engine = make_engine(empty_db_url)
+    try:
+        upgrade(engine, "0007")
+        at = datetime(2026, 3, 3, 12, 0)
+        old = MetaData()
+        budgets = Table("budgets", old, autoload_with=engine)
+        alerts = Table("budget_alerts", old, autoload_with=engine)
+        events = Table("budget_alert_events", old, autoload_with=engine)
+        assert "forecast" not in alerts.c and "forecast_nano" not in events.c
+        with engine.begin() as conn:
+            budget_id = conn.execute(
+                insert(budgets)
+                .values(
+                    owner_type="key",
+                    owner_id=1,
+                    limit_nano=10,
+                    period="monthly",
+                    timezone="UTC",
+                    period_start=datetime(2026, 3, 1),
+                    spent_nano=6,
+                    reserved_nano=0,
+                    created_at=at,
+                    updated_at=at,
+                )
+                .returning(budgets.c.id)
+            ).scalar_one()
+            alert_id = conn.execute(
+                insert(alerts)
+                .values(
+                    budget_id=budget_id,
+                    url="http://h/",
+                    thresholds="50",
+                    payload="json",
+                    secret="s",
+                    created_at=at,
+                )
+                .returning(alerts.c.id)
+            ).scalar_one()
+            conn.execute(
+                insert(events).values(
+                    event_id="e1", alert_id=alert_id, budget_id=budget_id, kind="threshold",
+                    threshold_pct=50, period_start=datetime(2026, 3, 1), spent_nano=6,
+                    limit_nano=10, created_at=at, status="pending", attempts=0,
+                    next_attempt_at=at,
+                )
+            )  # fmt: skip
+        assert upgrade(engine) == ("0007", head_revision(engine))
+        command.check(alembic_config(engine))
+        new = MetaData()
+        alerts = Table("budget_alerts", new, autoload_with=engine)
+        events = Table("budget_alert_events", new, autoload_with=engine)
+        with engine.begin() as conn:
+            assert conn.execute(select(alerts.c.id, alerts.c.forecast)).all() == [(alert_id, False)]
+            stored = conn.execute(select(events.c.event_id, events.c.forecast_nano)).all()
+            assert [tuple(r) for r in stored] == [("e1", None)]
+            # a writer of the previous version (its insert does not name the column)
+            old_writer = text(
+                "insert into budget_alerts (budget_id, url, thresholds, payload, secret, "
+                "created_at) values (:budget, 'http://h/2', '80', 'json', 's', :at)"
+            )
+            conn.execute(old_writer, {"budget": budget_id, "at": at})
+            flags = conn.execute(select(alerts.c.forecast).order_by(alerts.c.id)).scalars().all()
+        assert flags == [False, False]
+    finally:
+        engine.dispose()
