@@ -72,10 +72,11 @@ def _parse_date(value: Any, where: str) -> date:
 def _positive_int(value: Any, where: str) -> int | None:
     if value is None:
         return None
+    shown = str(value) if isinstance(value, int | Decimal) else repr(value)
     if isinstance(value, bool) or not isinstance(value, int | Decimal) or int(value) != value:
-        raise SheetError(f"{where} must be a whole number, got {value!r}")
+        raise SheetError(f"{where} must be a whole number, got {shown}")
     if value <= 0:
-        raise SheetError(f"{where} must be positive, got {value!r}")
+        raise SheetError(f"{where} must be positive, got {shown}")
     return int(value)
 
 

@@ -187,3 +187,13 @@ def test_litellm_skipped_entries_are_named_with_their_reason() -> None:
     assert report.skipped_total == 13
     assert report.skipped["bad name"] == 5 and report.skipped["bad price"] == 2
     assert not any("Decimal(" in why for _, why in report.skipped_entries)
+
+
+def test_a_fractional_token_limit_is_named_without_a_repr() -> None:
+    text = (
+        'provider = "x"\neffective_from = "2026-01-01"\n[models.m]\ninput = "1"\n'
+        "max_output_tokens = 100.5\n"
+    )
+    with pytest.raises(SheetError) as info:
+        parse_toml_sheet(text)
+    assert str(info.value) == "models.m: max_output_tokens must be a whole number, got 100.5"
