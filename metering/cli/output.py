@@ -11,6 +11,8 @@ from typing import Any, TypeVar
 
 import click
 
+from metering.reports.files import neutralise
+
 F = TypeVar("F", bound=Callable[..., Any])
 _NUMBER = re.compile(r"^-?\d+(\.\d+)?$")
 
@@ -40,6 +42,13 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
+def _csv_cell(value: Any) -> str:
+    """A CSV cell: numbers as they are, any other text neutralised against formula
+    injection (``reports.files.neutralise``, the exports' rule)."""
+    text = _cell(value)
+    return text if _NUMBER.match(text) else (neutralise(text) or "")
+
+
 def render(
     rows: Sequence[Mapping[str, Any]],
     fmt: str,
@@ -56,7 +65,7 @@ def render(
         writer = csv.writer(buf, lineterminator="\n")
         writer.writerow(cols)
         for row in rows:
-            writer.writerow([_cell(row.get(c)) for c in cols])
+            writer.writerow([_csv_cell(row.get(c)) for c in cols])
         return buf.getvalue().rstrip("\n")
     body = [[_cell(row.get(c)) for c in cols] for row in rows]
     if footer is not None:
