@@ -64,6 +64,7 @@ class Sql:
         self._rows = rows  # an INSERT … VALUES whose row is repeated (``text(rows=n)``)
         self._compiled: dict[bool, tuple[str, tuple[str, ...]]] = {}
         self._defaults: dict[bool, dict[str, Any]] = {}  # binds SQLAlchemy added itself
+        self._list_names: dict[bool, frozenset[str]] = {}  # its expanding lists
         self._texts: dict[tuple[Any, ...], str] = {}
 
     def _compile(self, postgres: bool) -> tuple[str, tuple[str, ...]]:
@@ -79,6 +80,7 @@ class Sql:
             self._defaults[postgres] = {
                 name: bind.value for name, bind in compiled.binds.items() if not bind.required
             }
+            self._list_names[postgres] = frozenset(_SLOT.findall(found[0]))
         return found
 
     def names(self, postgres: bool) -> tuple[str, ...]:
@@ -88,10 +90,13 @@ class Sql:
     def params(self, postgres: bool, values: Mapping[str, Any]) -> list[Any]:
         """``values`` by name → the positional parameters (an expanding list's items in
         its place); for statements run once a batch, not per row."""
-        lists = self._lists(postgres)
+        names = self.names(postgres)
+        lists = self._list_names[postgres]
         defaults = self._defaults[postgres]
+        if not lists and not defaults:
+            return [values[name] for name in names]
         out: list[Any] = []
-        for name in self.names(postgres):
+        for name in names:
             if name in lists:
                 out.extend(values[name])
             elif name in values or name not in defaults:
@@ -103,11 +108,15 @@ class Sql:
     def run(self, conn: Connection, values: Mapping[str, Any], rows: int = 1) -> list[Row]:
         """Execute with ``values`` by name (lists sized from their values)."""
         postgres = is_postgres(conn)
-        sizes = {name: len(values[name]) for name in self._lists(postgres)}
-        return run(conn, self.text(postgres, rows, **sizes), self.params(postgres, values))
-
-    def _lists(self, postgres: bool) -> frozenset[str]:
-        return frozenset(_SLOT.findall(self._compile(postgres)[0]))
+        params = self.params(postgres, values)
+        lists = self._list_names[postgres]
+        if not lists:
+            key: tuple[Any, ...] = (postgres, rows)
+            found = self._texts.get(key)
+            sql = found if found is not None else self.text(postgres, rows)
+        else:
+            sql = self.text(postgres, rows, **{name: len(values[name]) for name in lists})
+        return run(conn, sql, params)
 
     def text(self, postgres: bool, rows: int = 1, **lists: int) -> str:
         """The SQL text with ``rows`` VALUES rows and each expanding list of its size."""
