@@ -26,6 +26,11 @@ class LazyCommand(NamedTuple):
 
 
 COMMANDS: dict[str, LazyCommand] = {
+    "alerts": LazyCommand(
+        "alerts",
+        "alerts",
+        "Webhooks told when a budget's spend crosses a threshold (delivered by serve).",
+    ),
     "budgets": LazyCommand(
         "budgets",
         "budgets",
