@@ -65,6 +65,9 @@ class IngestResult:
             self.bad_lines.append((lineno, reason))
 
 
+FUTURE_SLACK = timedelta(minutes=5)  # clocks disagree a little; a later time is a mistake
+
+
 def parse_timestamp(value: Any) -> datetime:
     if not isinstance(value, str):
         raise InvalidInput("timestamp must be an ISO-8601 string, e.g. 2026-11-03T12:00:00Z")
@@ -73,9 +76,11 @@ def parse_timestamp(value: Any) -> datetime:
     except ValueError:
         raise InvalidInput(f"timestamp {value!r} is not ISO-8601") from None
     if at.tzinfo is UTC:  # "Z": the usual case, no conversion
-        return at.replace(tzinfo=None)
-    if at.tzinfo is not None:
+        at = at.replace(tzinfo=None)
+    elif at.tzinfo is not None:
         at = at.astimezone(UTC).replace(tzinfo=None)
+    if at > datetime.now(UTC).replace(tzinfo=None) + FUTURE_SLACK:
+        raise InvalidInput(f"timestamp {value!r} is in the future (a saved response has happened)")
     return at
 
 

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -238,3 +238,15 @@ def test_ingest_keeps_anthropic_one_hour_cache_writes(engine: Engine) -> None:
                    UsageRecord.cache_write_cost)
         ).one()  # fmt: skip
     assert tuple(row) == (100, 40, 60 * 3750 + 40 * 6000)
+
+
+def test_a_timestamp_in_the_future_is_a_bad_line(engine: Engine) -> None:
+    with engine.begin() as conn:
+        seed_org(conn)
+    later = (datetime.now(UTC) + timedelta(days=1)).isoformat()
+    lines = [
+        _line(key="alice", timestamp=later, response=completion_response("openai/gpt-4o", USAGE))
+    ]
+    result = ingest_lines(engine, lines, now=NOW)
+    assert (result.ingested, result.bad) == (0, 1)
+    assert "is in the future" in result.bad_lines[0][1]
