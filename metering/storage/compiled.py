@@ -64,7 +64,7 @@ class Sql:
         self._rows = rows  # an INSERT … VALUES whose row is repeated (``text(rows=n)``)
         self._compiled: dict[bool, tuple[str, tuple[str, ...]]] = {}
         self._defaults: dict[bool, dict[str, Any]] = {}  # binds SQLAlchemy added itself
-        self._list_names: dict[bool, frozenset[str]] = {}  # its expanding lists
+        self._list_names: dict[bool, tuple[str, ...]] = {}  # its expanding lists, sorted
         self._texts: dict[tuple[Any, ...], str] = {}
 
     def _compile(self, postgres: bool) -> tuple[str, tuple[str, ...]]:
@@ -80,7 +80,7 @@ class Sql:
             self._defaults[postgres] = {
                 name: bind.value for name, bind in compiled.binds.items() if not bind.required
             }
-            self._list_names[postgres] = frozenset(_SLOT.findall(found[0]))
+            self._list_names[postgres] = tuple(sorted(set(_SLOT.findall(found[0]))))
         return found
 
     def names(self, postgres: bool) -> tuple[str, ...]:
@@ -110,11 +110,10 @@ class Sql:
         postgres = is_postgres(conn)
         params = self.params(postgres, values)
         lists = self._list_names[postgres]
-        if not lists:
-            key: tuple[Any, ...] = (postgres, rows)
-            found = self._texts.get(key)
-            sql = found if found is not None else self.text(postgres, rows)
-        else:
+        # The key ``text`` caches under, built without its sort (the names are sorted).
+        key = (postgres, rows, *((name, len(values[name])) for name in lists))
+        sql = self._texts.get(key)
+        if sql is None:
             sql = self.text(postgres, rows, **{name: len(values[name]) for name in lists})
         return run(conn, sql, params)
 
