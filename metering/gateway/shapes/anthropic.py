@@ -25,19 +25,17 @@ from typing import Annotated, Any, ClassVar
 
 from pydantic import Field, field_validator
 
-from metering.core.budget import RequestShape
-from metering.core.usage import MAX_TOKEN_COUNT, estimate_tokens
+from metering.core.usage import MAX_TOKEN_COUNT
 from metering.gateway.responses import ErrorStyle
 from metering.gateway.shapes.base import (
-    ApiShape,
     MeteredRequest,
     ParsedRequest,
+    SingleGeneration,
     StreamReader,
     Verdict,
     event_json,
     provider_model,
 )
-from metering.gateway.shapes.prompts import body_bytes, has_non_text, texts_of
 
 PROVIDER = "anthropic"
 
@@ -155,28 +153,15 @@ class MessagesReader(StreamReader):
         return Verdict.RELAY
 
 
-class Messages(ApiShape):
+class Messages(SingleGeneration):
     request_type: ClassVar[str] = "messages"
     upstream_path: ClassVar[str] = "/anthropic/v1/messages"
     request_model = MessagesRequest
     errors: ClassVar[ErrorStyle] = ErrorStyle(anthropic=True)
     key_headers: ClassVar[tuple[bytes, ...]] = (b"x-api-key",)
     forwarded_headers: ClassVar[tuple[bytes, ...]] = (b"anthropic-version", b"anthropic-beta")
-
-    def bounds(self, data: Mapping[str, Any]) -> RequestShape:
-        limit = data.get("max_tokens")
-        return RequestShape(
-            prompt_bytes=body_bytes(data),
-            max_tokens=limit if isinstance(limit, int) else None,
-            non_text_input=has_non_text(data.get("messages")) or has_non_text(data.get("system")),
-        )
-
-    def output_bound(self, data: Mapping[str, Any], *, max_output_tokens: int | None) -> int | None:
-        limit = data.get("max_tokens")
-        return limit if isinstance(limit, int) else max_output_tokens
-
-    def prompt_tokens(self, data: Mapping[str, Any]) -> int:
-        return estimate_tokens(texts_of(data.get("system")) + texts_of(data.get("messages")))
+    limit_field: ClassVar[str] = "max_tokens"
+    prompt_fields: ClassVar[tuple[str, ...]] = ("system", "messages")
 
     def canonical(self, response: Mapping[str, Any]) -> Mapping[str, Any]:
         return canonical_response(response)

@@ -23,8 +23,10 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from metering.core.budget import RequestShape
 from metering.core.responses import check_model_name
+from metering.core.usage import estimate_tokens
 from metering.errors import InvalidInput
 from metering.gateway.responses import SPEC_ERRORS, ErrorStyle
+from metering.gateway.shapes.prompts import body_bytes, has_non_text, texts_of
 from metering.gateway.streaming import event_data
 
 
@@ -208,3 +210,30 @@ def provider_model(value: str) -> str:
     except InvalidInput as exc:
         raise ValueError(str(exc)) from None
     return value
+
+
+class SingleGeneration(ApiShape):
+    """A shape whose request makes one generation (Responses, Anthropic Messages): its
+    output is bounded by one field (``limit_field``; the model's max output tokens when
+    absent), its prompt is the text of ``prompt_fields``."""
+
+    limit_field: ClassVar[str]
+    prompt_fields: ClassVar[tuple[str, ...]]
+
+    def _limit(self, data: Mapping[str, Any]) -> int | None:
+        limit = data.get(self.limit_field)
+        return limit if isinstance(limit, int) else None
+
+    def bounds(self, data: Mapping[str, Any]) -> RequestShape:
+        return RequestShape(
+            prompt_bytes=body_bytes(data),
+            max_tokens=self._limit(data),
+            non_text_input=any(has_non_text(data.get(f)) for f in self.prompt_fields),
+        )
+
+    def output_bound(self, data: Mapping[str, Any], *, max_output_tokens: int | None) -> int | None:
+        limit = self._limit(data)
+        return limit if limit is not None else max_output_tokens
+
+    def prompt_tokens(self, data: Mapping[str, Any]) -> int:
+        return estimate_tokens("".join(texts_of(data.get(f)) for f in self.prompt_fields))

@@ -21,18 +21,16 @@ from typing import Annotated, Any, ClassVar
 
 from pydantic import Field
 
-from metering.core.budget import RequestShape
-from metering.core.usage import MAX_TOKEN_COUNT, estimate_tokens
+from metering.core.usage import MAX_TOKEN_COUNT
 from metering.gateway.responses import ErrorStyle
 from metering.gateway.shapes.base import (
-    ApiShape,
     MeteredRequest,
     ParsedRequest,
+    SingleGeneration,
     StreamReader,
     Verdict,
     event_json,
 )
-from metering.gateway.shapes.prompts import body_bytes, has_non_text, texts_of
 
 TERMINAL = ("response.completed", "response.incomplete", "response.failed")
 
@@ -133,26 +131,13 @@ class ResponsesReader(StreamReader):
         return Verdict.RELAY
 
 
-class Responses(ApiShape):
+class Responses(SingleGeneration):
     request_type: ClassVar[str] = "responses"
     upstream_path: ClassVar[str] = "/v1/responses"
     request_model = ResponsesRequest
     errors: ClassVar[ErrorStyle] = ErrorStyle(named_events=True)
-
-    def bounds(self, data: Mapping[str, Any]) -> RequestShape:
-        limit = data.get("max_output_tokens")
-        return RequestShape(
-            prompt_bytes=body_bytes(data),
-            max_tokens=limit if isinstance(limit, int) else None,
-            non_text_input=has_non_text(data.get("input")),
-        )
-
-    def output_bound(self, data: Mapping[str, Any], *, max_output_tokens: int | None) -> int | None:
-        limit = data.get("max_output_tokens")
-        return limit if isinstance(limit, int) else max_output_tokens
-
-    def prompt_tokens(self, data: Mapping[str, Any]) -> int:
-        return estimate_tokens(texts_of(data.get("instructions")) + texts_of(data.get("input")))
+    limit_field: ClassVar[str] = "max_output_tokens"
+    prompt_fields: ClassVar[tuple[str, ...]] = ("instructions", "input")
 
     def canonical(self, response: Mapping[str, Any]) -> Mapping[str, Any]:
         return canonical_response(response)
