@@ -17,40 +17,34 @@ and sweep again every ``sweep_seconds`` (``METERING_SWEEP_SECONDS``).
 Routes are one table (``routes``; ``gateway.routing`` answers 404/405): each model call
 route names its API shape (``gateway.shapes``), whose adapter validates the body, bounds
 its worst case and reads its usage; everything else here is shape-agnostic.
-``GET /v1/budget`` answers the calling key (401/403 as for completions) with its
-budgets, its team's and its customer's (``budget_gate.budget_payload``); ``GET
-/v1/models`` the upstream's list filtered to the key's models (``gateway.model_list``).
+The routes that call no model (``/v1/budget``, ``/v1/requests/{id}``, ``/v1/models``,
+``/metrics``) are in ``gateway.caller_routes``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import logging
 import uuid
 from functools import partial
-from typing import Any
 
 import orjson
-from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from metering.config import Settings
-from metering.core.records import UsageRow
 from metering.errors import DatabaseUnavailable, InvalidInput, RequestRefused
 from metering.gateway.admission import AdmitAll, Admitter, RequestInfo
 from metering.gateway.alert_delivery import AlertDeliverer
 from metering.gateway.auth import DB_DOWN, KeyCache, authenticate, model_allowed
-from metering.gateway.budget_gate import BudgetGate, budget_payload
+from metering.gateway.budget_gate import BudgetGate
+from metering.gateway.caller_routes import CallerRoutes
 from metering.gateway.liveness import ServingProcess
 from metering.gateway.metrics import PrometheusObserver
-from metering.gateway.model_list import list_models
 from metering.gateway.price_cache import PriceCache
 from metering.gateway.proxy import Call, Proxy
 from metering.gateway.recorder import RecordWriter
-from metering.gateway.request_status import record_payload
 from metering.gateway.responses import (
     Receive,
     Refused,
@@ -68,7 +62,6 @@ from metering.gateway.upstream import AiohttpUpstream, UpstreamClient
 from metering.storage.checkpoint import WalCheckpointer
 from metering.storage.journal import Journal, default_journal_dir
 from metering.storage.keys import utcnow
-from metering.storage.records import record_of
 
 log = logging.getLogger("metering.gateway")
 
@@ -133,6 +126,7 @@ class GatewayApp:
             Route(path, ("POST",), partial(self._model_call, SHAPES[kind]), SHAPES[kind].errors)
             for path, kind in MODEL_CALLS.items()
         ]
+        caller = CallerRoutes(self.settings, self.engine, self.keys, self.upstream, self.observer)
         messages = SHAPES["messages"]
         anthropic = Route(
             "/v1/messages", ("POST",), partial(self._model_call, messages), messages.errors
@@ -140,11 +134,11 @@ class GatewayApp:
         return [
             *calls,
             Mount("/anthropic", (anthropic,)),
-            Route("/v1/models", ("GET",), self._models),
-            Route("/v1/requests/{request_id}", ("GET",), self._request_record),
-            Route("/v1/budget", ("GET",), self._budget),
+            Route("/v1/models", ("GET",), caller.models),
+            Route("/v1/requests/{request_id}", ("GET",), caller.request_record),
+            Route("/v1/budget", ("GET",), caller.budget),
             Route("/health", ("GET",), self._health),
-            Route("/metrics", ("GET",), self._metrics),
+            Route("/metrics", ("GET",), caller.metrics),
         ]
 
     # ---- lifecycle -------------------------------------------------------------------
@@ -259,26 +253,6 @@ class GatewayApp:
                 "database": "unavailable", "journal": backlog}  # fmt: skip
         await send_bytes(send, 503, orjson.dumps(body))
 
-    async def _budget(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """``GET /v1/budget``: the calling key's budgets (and its team's and customer's)."""
-        try:
-            key = await authenticate(self.keys, scope)
-        except Refused as exc:
-            await send_error(send, exc.status, exc.error_type, str(exc))
-            return
-
-        def read() -> dict[str, Any]:
-            with self.engine.connect() as conn:
-                return budget_payload(conn, key, now=utcnow())
-
-        try:
-            payload = await asyncio.to_thread(read)
-        except SQLAlchemyError as exc:
-            log.error("budget status not read: %s", exc)
-            await send_error(send, 503, "metering_unavailable", DB_DOWN)
-            return
-        await send_bytes(send, 200, orjson.dumps(payload))
-
     async def _database_ok(self) -> bool:
         def probe() -> None:
             with self.engine.connect() as conn:
@@ -290,58 +264,6 @@ class GatewayApp:
             log.error("metering database unreachable: %s", exc)
             return False
         return True
-
-    async def _metrics(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """``GET /metrics``: the Prometheus text format (``gateway.metrics``)."""
-        token = self.settings.metrics_token
-        if token is not None:
-            sent = header(scope, b"authorization") or b""
-            expected = b"Bearer " + token.get_secret_value().encode()
-            if not hmac.compare_digest(sent, expected):
-                await send_error(
-                    send, 401, "metrics_token_required", "send METERING_METRICS_TOKEN as a bearer"
-                )
-                return
-        body = await asyncio.to_thread(self.observer.render)
-        await send_bytes(send, 200, body, content_type=CONTENT_TYPE_LATEST.encode())
-
-    async def _request_record(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """``GET /v1/requests/{id}``: the calling key's own record (``request_status``)."""
-        request_id = scope["path_params"]["request_id"]
-        try:
-            key = await authenticate(self.keys, scope)
-        except Refused as exc:
-            await send_error(send, exc.status, exc.error_type, str(exc))
-            return
-
-        def read() -> UsageRow | None:
-            with self.engine.connect() as conn:
-                return record_of(conn, request_id=request_id, key_id=key.id)
-
-        try:
-            record = await asyncio.to_thread(read)
-        except SQLAlchemyError as exc:
-            log.error("request record not read: %s", exc)
-            await send_error(send, 503, "metering_unavailable", DB_DOWN)
-            return
-        if record is None:
-            message = (
-                f"no record of request {request_id!r} for this key (a call is recorded "
-                "when it has ended and settled)"
-            )
-            await send_error(send, 404, "not_found", message)
-            return
-        await send_bytes(send, 200, orjson.dumps(record_payload(record)))
-
-    async def _models(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """``GET /v1/models``: the upstream's list, only the key's models (401 without)."""
-        try:
-            key = await authenticate(self.keys, scope)
-            status, body, ctype = await list_models(self.upstream, key)
-        except Refused as exc:
-            await send_error(send, exc.status, exc.error_type, str(exc))
-            return
-        await send_bytes(send, status, body, content_type=ctype.encode())
 
     async def _model_call(
         self, shape: ApiShape, scope: Scope, receive: Receive, send: Send
