@@ -4,6 +4,9 @@ daily rollup and returned, so it can be checked without looking at pixels."""
 
 from __future__ import annotations
 
+import itertools
+import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -51,14 +54,31 @@ def daily_spend(conn: Connection, window: DayWindow, *, by: ChartBy) -> pd.DataF
     return frame
 
 
-def render_chart(frame: pd.DataFrame, out: Path, *, title: str) -> None:
-    """Stacked daily bars as a PNG. Headless: an Agg canvas, no pyplot global state."""
+def tick_decimals(step: float) -> int:
+    """Decimals that tell ticks ``step`` USD apart (2 at least, as cents; 9 at most)."""
+    if step <= 0:
+        return 2
+    return min(max(2, math.ceil(-math.log10(step) - 1e-9)), 9)
+
+
+@dataclass(frozen=True, slots=True)
+class ChartLayout:
+    """What a reader sees besides the bars (for tests: no pixels needed)."""
+
+    y_labels: list[str]
+    legend_outside: bool  # the legend is right of the plot, never over the bars
+
+
+def render_chart(frame: pd.DataFrame, out: Path, *, title: str) -> ChartLayout:
+    """Stacked daily bars as a PNG. Headless: an Agg canvas, no pyplot global state.
+    The y ticks get as many decimals as they need to differ; the legend (one or two
+    columns, 20 models fit) is outside the plot, on the right."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from matplotlib.ticker import FuncFormatter
 
     fig = Figure(figsize=(12, 6), dpi=100)
-    FigureCanvasAgg(fig)
+    canvas = FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     days = [d[-2:] for d in frame.index]
     bottom = [0.0] * len(days)
@@ -70,12 +90,28 @@ def render_chart(frame: pd.DataFrame, out: Path, *, title: str) -> None:
     ax.set_title(title)
     ax.set_xlabel("day of month (UTC)")
     ax.set_ylabel("spend (USD)")
-    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"${v:,.2f}"))
+    ticks = list(ax.get_yticks())
+    step = min((b - a for a, b in itertools.pairwise(ticks)), default=0.0)
+    decimals = tick_decimals(step)
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"${v:,.{decimals}f}"))
+    fig.subplots_adjust(left=0.08, right=0.74 if len(frame.columns) > 12 else 0.8,
+                        top=0.92, bottom=0.1)  # fmt: skip
+    legend = None
     if len(frame.columns):
-        ax.legend(title=frame.columns.name, fontsize="small", loc="upper left")
-    fig.tight_layout()
+        legend = ax.legend(
+            title=frame.columns.name,
+            fontsize="small",
+            loc="upper left",
+            bbox_to_anchor=(1.01, 1.0),
+            borderaxespad=0.0,
+            ncol=2 if len(frame.columns) > 24 else 1,
+        )
+    canvas.draw()  # type: ignore[no-untyped-call]  # matplotlib's Agg canvas is untyped
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    outside = legend is None or (legend.get_window_extent().x0 >= ax.get_window_extent().x1)
     with atomic_file(out, binary=True) as fh:
         fig.savefig(fh, format="png")
+    return ChartLayout(y_labels=labels, legend_outside=outside)
 
 
 def chart_month(
