@@ -48,6 +48,11 @@ COMMANDS: dict[str, LazyCommand] = {
     "export": LazyCommand(
         "export", "export", "Write the month's cost CSV; amounts are decimal USD strings."
     ),
+    "forecast": LazyCommand(
+        "forecast",
+        "forecast",
+        "Each budget's projected spend at its period's end and the day its limit is reached.",
+    ),
     "ingest": LazyCommand(
         "ingest",
         "ingest",

@@ -25,6 +25,10 @@ LIST_COLUMNS = (
     "period_start",
     "next_reset",
     "soft_limit_crossed",
+    "forecast",
+    "limit_reached_on",
+    "daily_rate",
+    "forecast_basis",
 )
 
 

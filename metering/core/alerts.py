@@ -9,8 +9,9 @@ import hmac
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
+from metering.core.forecast import project_in_period
 from metering.core.money import format_usd
 from metering.errors import InvalidInput
 
@@ -18,7 +19,6 @@ PAYLOADS = ("json", "slack")
 DEFAULT_THRESHOLDS = (50, 80, 100)
 LIMIT_PCT = 100  # the hard limit: its event is ``limit``, the others ``threshold``
 EVENT_HEADER = "x-metering-event-id"
-_MICROSECOND = timedelta(microseconds=1)
 SIGNATURE_HEADER = "x-metering-signature"
 
 
@@ -59,23 +59,16 @@ def crossed_thresholds(
 
 
 FORECAST_PCT = -1  # the forecast event's place in the outbox's unique key (once a period)
-FORECAST_AFTER = 10  # % of a window that must have passed before a forecast is made
 
 
 def forecast_nano(
     *, spent_nano: int, window: tuple[datetime, datetime | None], now: datetime
 ) -> int | None:
-    """The spend the window would end with at the rate of its spend so far (linear), or
-    None: no end (``never``), or less than ``FORECAST_AFTER`` % of it has passed (too
-    early for a rate)."""
-    start, end = window
-    if end is None or now >= end:
-        return None
-    total = (end - start) // _MICROSECOND
-    elapsed = (now - start) // _MICROSECOND
-    if elapsed * 100 < total * FORECAST_AFTER or elapsed <= 0:
-        return None
-    return spent_nano * total // elapsed
+    """The spend the window would end with at the rate of its spend so far, or None: no
+    end (``never``), or less than ``core.forecast.IN_PERIOD_AFTER`` % of it has passed (too
+    early for a rate). The forecasts' own first rule (``core.forecast``), so an alert and
+    ``budgets list`` agree."""
+    return project_in_period(spent_nano=spent_nano, window=window, now=now)
 
 
 def forecast_crossed(

@@ -64,7 +64,7 @@ class BudgetCollector(Collector):
 
     def _statuses(self) -> list[BudgetStatus]:
         with self._engine.connect() as conn:
-            return budget_status(conn, now=utcnow())
+            return budget_status(conn, now=utcnow(), forecast=False)
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         try:

@@ -12,7 +12,7 @@ on the record), ``reserved_nano`` = sum of the budget's reservation rows.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -20,6 +20,7 @@ from sqlalchemy import Connection, delete, func, insert, select, update
 
 from metering.core.bounds import limit_problem
 from metering.core.budget import soft_limit_reached
+from metering.core.forecast import Forecast
 from metering.core.money import format_usd
 from metering.core.periods import initial_window, parse_period, parse_timezone
 from metering.errors import Conflict, InvalidInput, NotFound
@@ -37,6 +38,7 @@ from metering.storage.budget_rows import (
     save_counters,
     start_window,
 )
+from metering.storage.forecasts import budget_forecasts
 from metering.storage.models import Budget, BudgetEvent, Reservation
 from metering.storage.owners import check_owner_type, owner_names
 from metering.storage.reservations import (
@@ -79,6 +81,7 @@ class BudgetStatus:
     period_start: datetime
     next_reset: datetime | None
     soft_limit_crossed: bool
+    forecast: Forecast | None = None  # None: not asked for (``budget_status(forecast=False)``)
 
     @property
     def remaining_nano(self) -> int:
@@ -98,7 +101,10 @@ class BudgetStatus:
             "period_start": _iso(self.period_start),
             "next_reset": _iso(self.next_reset) if self.next_reset is not None else None,
             "soft_limit_crossed": self.soft_limit_crossed,
-        }
+        } | (NO_FORECAST if self.forecast is None else self.forecast.as_dict())
+
+
+NO_FORECAST = dict.fromkeys(("forecast", "limit_reached_on", "daily_rate", "forecast_basis"))
 
 
 def _iso(at: datetime) -> str:
@@ -205,10 +211,12 @@ def budget_status(
     team_id: int | None = None,
     customer_id: int | None = None,
     budget_ids: list[int] | None = None,
+    forecast: bool = True,
 ) -> list[BudgetStatus]:
     """Budgets as of ``now`` (read-only: a window that has ended shows the current one
     with the spend of its records). With key/team/customer ids: the budgets that apply
-    to such a request; with ``budget_ids``: those; with neither: all."""
+    to such a request; with ``budget_ids``: those; with neither: all. Each with its
+    forecast (``core.forecast``) unless ``forecast`` is false."""
     if key_id is not None or team_id is not None or customer_id is not None:
         budget_ids = applicable_budget_ids(
             conn, key_id=key_id, team_id=team_id, customer_id=customer_id
@@ -244,7 +252,24 @@ def budget_status(
                 ),
             )
         )
-    return out
+    if not forecast:
+        return out
+    forecasts = budget_forecasts(
+        conn,
+        [
+            (
+                s.owner_type,
+                s.owner_id,
+                s.limit_nano,
+                s.spent_nano,
+                (s.period_start, s.next_reset),
+                s.timezone,
+            )
+            for s in out
+        ],
+        now=now,
+    )
+    return [replace(s, forecast=f) for s, f in zip(out, forecasts, strict=True)]
 
 
 def check_budget_counters(conn: Connection, *, now: datetime) -> list[str]:

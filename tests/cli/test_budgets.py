@@ -22,6 +22,10 @@ JSON_FIELDS = [
     "period_start",
     "next_reset",
     "soft_limit_crossed",
+    "forecast",
+    "limit_reached_on",
+    "daily_rate",
+    "forecast_basis",
 ]
 
 

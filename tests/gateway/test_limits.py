@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import httpx2
@@ -175,6 +176,12 @@ async def test_budget_endpoint_shows_key_team_and_customer_budgets(
         assert shown["remaining"] == format_usd(limit - cost)
         assert shown["period"] == "monthly"
         assert shown["next_reset"].endswith("-01T00:00:00Z")
+        # The forecast (core.forecast): this month's own rate, or early in the month the
+        # recent rate, which for spend of today alone is the spend over one day.
+        assert shown["forecast_basis"] in ("period", "recent")
+        assert Decimal(shown["forecast"]) >= Decimal(shown["spent"])
+        if shown["forecast_basis"] == "recent":
+            assert shown["daily_rate"] == format_usd(cost)
     assert_budgets_consistent(engine)
 
 
