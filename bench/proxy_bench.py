@@ -115,9 +115,9 @@ def measure(
 
 
 def serve_metering(
-    url: str, upstream_port: int, workdir: Path, *, budget: bool = True
+    url: str, upstream_port: int, workdir: Path, *, budget: bool = True, **extra_env: str
 ) -> tuple[subprocess.Popen[bytes], int, str]:
-    env = dict(os.environ, METERING_DATABASE_URL=url)
+    env = dict(os.environ, METERING_DATABASE_URL=url, **extra_env)
     metering(["db", "upgrade"], env)
     key = budgeted_key(env, budget=budget)
     port = free_port()
@@ -223,6 +223,17 @@ def print_litellm_ratios(points: list[Point]) -> None:
         )
 
 
+def print_metrics_ratios(points: list[Point]) -> None:
+    """CPU per request of SQLite with metrics on against metrics off, at each point."""
+    off = {(p.mode, p.conc): p for p in points if p.target == "metering-nometrics"}
+    for p in points:
+        other = off.get((p.mode, p.conc))
+        if p.target != "metering-sqlite" or other is None or not other.server_cpu_ms:
+            continue
+        ratio = (p.server_cpu_ms or 0) / other.server_cpu_ms
+        print(f"# metrics on / off {p.mode} c={p.conc}: {ratio:.3f}x CPU per request")
+
+
 def median_points(rounds: list[list[Point]]) -> list[Point]:
     """Per (target, mode, c): the median of each figure over the rounds."""
     out = []
@@ -263,6 +274,11 @@ def main() -> None:
         "--no-budget", action="store_true", help="key without a budget (to isolate its cost)"
     )
     ap.add_argument("--no-sqlite", action="store_true", help="skip SQLite")
+    ap.add_argument(
+        "--metrics-off",
+        action="store_true",
+        help="also a SQLite server with METERING_METRICS=false (prints on/off CPU ratios)",
+    )
     ap.add_argument("--compare-litellm", type=Path, metavar="VENV", help="a LiteLLM proxy venv")
     ap.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
     args = ap.parse_args()
@@ -293,6 +309,12 @@ def main() -> None:
             url = f"sqlite:///{workdir / 'bench.db'}"
             proc, port, key = serve_metering(url, upstream_port, workdir, budget=not args.no_budget)
             servers["metering-sqlite"] = (proc, port, key, url)
+        if args.metrics_off:
+            url = f"sqlite:///{workdir / 'bench-off.db'}"
+            proc, port, key = serve_metering(
+                url, upstream_port, workdir, budget=not args.no_budget, METERING_METRICS="false"
+            )
+            servers["metering-nometrics"] = (proc, port, key, url)
         if args.postgres:
             url = create_pg_database(PG_DB)
             proc, port, key = serve_metering(url, upstream_port, workdir, budget=not args.no_budget)
@@ -339,6 +361,7 @@ def main() -> None:
         print("# +p50/+p99: added to the upstream direct at the same c; cpu ms/req: server tree")
         print_table(result)
         print_litellm_ratios(result)
+        print_metrics_ratios(result)
         for name, (proc, _port, _key, url) in servers.items():
             stop(proc)
             if url is not None:

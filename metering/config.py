@@ -33,8 +33,9 @@ class Settings(BaseSettings):
     heartbeat_seconds: float = Field(default=5.0, gt=0)
     stale_after_seconds: float = Field(default=30.0, gt=0)
     sweep_seconds: float = Field(default=10.0, gt=0)
-    # GET /metrics (README, Metrics): a bearer token it requires (none: open), and whether
-    # the cost carries a per-key label.
+    # GET /metrics (README, Metrics): on or off, a bearer token it requires (none: open),
+    # and whether the cost carries a per-key label.
+    metrics: bool = True
     metrics_token: SecretStr | None = None
     metrics_key_labels: bool = True
 

@@ -42,6 +42,7 @@ from metering.gateway.budget_gate import BudgetGate
 from metering.gateway.caller_routes import CallerRoutes
 from metering.gateway.liveness import ServingProcess
 from metering.gateway.metrics import PrometheusObserver
+from metering.gateway.observer import NullObserver, Observer
 from metering.gateway.price_cache import PriceCache
 from metering.gateway.proxy import Call, Proxy
 from metering.gateway.recorder import RecordWriter
@@ -105,9 +106,13 @@ class GatewayApp:
             if budgets
             else AdmitAll()
         )
-        self.observer = PrometheusObserver(
-            engine, self.writer, key_labels=settings.metrics_key_labels
+        # METERING_METRICS=false: no observer work on the hot path and no /metrics route.
+        self.metrics = (
+            PrometheusObserver(engine, self.writer, key_labels=settings.metrics_key_labels)
+            if settings.metrics
+            else None
         )
+        self.observer: Observer = self.metrics if self.metrics is not None else NullObserver()
         self.proxy = Proxy(
             upstream,
             self.writer,
@@ -126,7 +131,7 @@ class GatewayApp:
             Route(path, ("POST",), partial(self._model_call, SHAPES[kind]), SHAPES[kind].errors)
             for path, kind in MODEL_CALLS.items()
         ]
-        caller = CallerRoutes(self.settings, self.engine, self.keys, self.upstream, self.observer)
+        caller = CallerRoutes(self.settings, self.engine, self.keys, self.upstream, self.metrics)
         messages = SHAPES["messages"]
         anthropic = Route(
             "/v1/messages", ("POST",), partial(self._model_call, messages), messages.errors
@@ -138,7 +143,7 @@ class GatewayApp:
             Route("/v1/requests/{request_id}", ("GET",), caller.request_record),
             Route("/v1/budget", ("GET",), caller.budget),
             Route("/health", ("GET",), self._health),
-            Route("/metrics", ("GET",), caller.metrics),
+            *([Route("/metrics", ("GET",), caller.metrics)] if self.metrics is not None else []),
         ]
 
     # ---- lifecycle -------------------------------------------------------------------

@@ -41,7 +41,7 @@ class CallerRoutes:
         engine: Engine,
         keys: KeyCache,
         upstream: UpstreamClient,
-        observer: PrometheusObserver,
+        observer: PrometheusObserver | None,  # None: metrics are off (no /metrics route)
     ) -> None:
         self._settings = settings
         self._engine = engine
@@ -120,5 +120,6 @@ class CallerRoutes:
                     send, 401, "metrics_token_required", "send METERING_METRICS_TOKEN as a bearer"
                 )
                 return
+        assert self._observer is not None  # the route exists only with metrics on
         body: Any = await asyncio.to_thread(self._observer.render)
         await send_bytes(send, 200, body, content_type=CONTENT_TYPE_LATEST.encode())

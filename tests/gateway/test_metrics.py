@@ -13,7 +13,7 @@ from typing import Any
 import httpx2
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 from metering.simulator import Simulator
 from metering.storage.budgets import set_budget
@@ -107,6 +107,27 @@ def test_metrics_can_require_a_bearer_and_drop_key_labels(
         assert all("key" not in labels for labels, _ in samples["metering_cost_usd_total"])
     finally:
         stop_server(process)
+
+
+def test_metrics_can_be_turned_off(db_url: str, engine: Engine, simulator: Simulator) -> None:
+    """METERING_METRICS=false: no /metrics route (404 in SPEC shape), calls metered as ever."""
+    with engine.begin() as conn:
+        secret = create_key(conn, name="dark").secret
+    url, process = start_server(db_url, simulator.url, METERING_METRICS="false")
+    try:
+        body = {"model": "openai/gpt-4o", "prompt": "x"}
+        answer = httpx2.post(
+            url + "/v1/completions", json=body, headers={"authorization": f"Bearer {secret}"}
+        )
+        answer.raise_for_status()
+        off = httpx2.get(url + "/metrics")
+        assert off.status_code == 404
+        assert off.json()["error"]["type"] == "not_found"
+    finally:
+        stop_server(process)
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT request_id FROM usage_records")).scalars().all()
+    assert rows == [answer.headers["x-metering-request-id"]]
 
 
 def test_counters_add_up_across_workers(db_url: str, engine: Engine, simulator: Simulator) -> None:
