@@ -159,13 +159,18 @@ def prices_list(ctx: CliContext, provider: str | None, at: date | None, fmt: str
 @format_option
 @pass_context
 def prices_show(ctx: CliContext, model: str, fmt: str) -> None:
-    """Every price version of provider/model, oldest first."""
+    """Every price version of provider/model, oldest first (replaced ones too)."""
     provider, name = split_model(model)
     with ctx.engine().connect() as conn:
-        versions = load_versions(conn, provider=provider, model=name)
-    if not versions:
+        live = load_versions(conn, provider=provider, model=name)
+        old = load_versions(conn, provider=provider, model=name, which="replaced")
+    if not live and not old:
         raise NotFound(f"no price for {model}; `metering prices list` shows the priced models")
-    emit([_version_row(v) for v in versions], fmt)
+    shown = sorted(
+        [(v, "live") for v in live] + [(v, "replaced") for v in old],
+        key=lambda pair: (pair[0].effective_from, pair[0].id or 0),
+    )
+    emit([_version_row(v) | {"id": v.id, "status": status} for v, status in shown], fmt)
 
 
 @prices.command(name="remove")

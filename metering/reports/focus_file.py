@@ -102,7 +102,7 @@ CHOSEN_COLUMNS = frozenset(
 
 def focus_rows(conn: Connection, window: DayWindow) -> Iterator[FocusRow]:
     """Every FOCUS row of the month, streamed."""
-    versions = {v.id: v for v in load_versions(conn) if v.id is not None}
+    versions = {v.id: v for v in load_versions(conn, which="all") if v.id is not None}
     names = load_names(conn)
     month = Month.of(window)
     for group in month_groups(conn, window, versions):

@@ -156,8 +156,22 @@ class Reservation(Base):
 
 
 class PriceVersionRow(Base):
+    """A price version. ``prices import --replace`` never edits one: the row is marked
+    ``replaced_at`` (its rates stay what the records pointing to it were billed with) and
+    the correction is a new row, a new id; one live row per provider, model and date."""
+
     __tablename__ = "price_versions"
-    __table_args__ = (UniqueConstraint("provider", "model", "effective_from"),)
+    __table_args__ = (
+        Index(
+            "uq_price_versions_live",
+            "provider",
+            "model",
+            "effective_from",
+            unique=True,
+            sqlite_where=text("replaced_at IS NULL"),
+            postgresql_where=text("replaced_at IS NULL"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     provider: Mapped[str] = mapped_column(String(100))
@@ -170,6 +184,8 @@ class PriceVersionRow(Base):
     max_output_tokens: Mapped[int | None] = mapped_column(Integer)
     source: Mapped[str] = mapped_column(String(500), default="")
     created_at: Mapped[datetime] = mapped_column(DateTime())
+    replaced_at: Mapped[datetime | None] = mapped_column(DateTime())  # None: live
+    replaced_by: Mapped[int | None] = mapped_column(Integer)  # the correction's id
 
 
 class UsageRecord(UsageColumns, Base):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -33,11 +34,23 @@ def _row_to_version(row: PriceVersionRow) -> PriceVersion:
 
 
 def load_versions(
-    conn: Connection, *, provider: str | None = None, model: str | None = None
+    conn: Connection,
+    *,
+    provider: str | None = None,
+    model: str | None = None,
+    which: str = "live",
 ) -> list[PriceVersion]:
+    """The live versions; ``which="replaced"``: the replaced ones (whose rates the records
+    that point to them were billed with); ``"all"``: both."""
     query = select(PriceVersionRow).order_by(
-        PriceVersionRow.provider, PriceVersionRow.model, PriceVersionRow.effective_from
+        PriceVersionRow.provider,
+        PriceVersionRow.model,
+        PriceVersionRow.effective_from,
+        PriceVersionRow.id,
     )
+    live = PriceVersionRow.replaced_at.is_(None)
+    if which != "all":
+        query = query.where(live if which == "live" else ~live)
     if provider is not None:
         query = query.where(PriceVersionRow.provider == provider)
     if model is not None:
@@ -117,13 +130,23 @@ def save_versions(
         elif old.same_prices(version) and old.max_output_tokens == version.max_output_tokens:
             result.unchanged.append(version)
         elif replace and old.id is not None:
+            # Never an edit: records (and servers that have the old rates cached) point to
+            # old.id, which keeps its rates; the correction is a new row, a new id.
             _note_drops(result, [old], version)
+            conn.execute(
+                update(PriceVersionRow).where(PriceVersionRow.id == old.id).values(replaced_at=now)
+            )
+            new_id = conn.execute(
+                insert(PriceVersionRow)
+                .values(**_values(version), created_at=now)
+                .returning(PriceVersionRow.id)
+            ).scalar_one()
             conn.execute(
                 update(PriceVersionRow)
                 .where(PriceVersionRow.id == old.id)
-                .values(**_values(version))
+                .values(replaced_by=new_id)
             )
-            result.replaced.append(version)
+            result.replaced.append(dataclasses.replace(version, id=int(new_id)))
         else:
             result.conflicts.append(version)
     if new_rows:

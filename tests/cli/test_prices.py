@@ -376,3 +376,73 @@ def test_a_date_that_does_not_exist_is_told_from_a_bad_format(
         assert (code, out) == (2, "")
         assert err.splitlines()[-1] == f"Error: Invalid value for '{option}': {why}"
     assert run(db_url, "prices", "list", "--at", "2024-02-29")[0] == 0
+
+
+def test_replace_is_a_new_version_and_records_keep_the_rates_they_were_billed_with(
+    db_url: str, engine: Engine, tmp_path: Path
+) -> None:
+    """``--replace`` never edits a version that records point to: the old row keeps its
+    rates (marked replaced, naming its correction); the correction is a new id, which new
+    requests and ``reprice`` use; ``prices show`` lists both."""
+    from datetime import datetime
+
+    from sqlalchemy import select
+
+    from metering.storage.models import PriceVersionRow, UsageRecord
+    from metering.storage.records import write_records
+    from tests.helpers import make_org, record
+
+    sheet = tmp_path / "x.toml"
+    sheet.write_text('provider = "x"\neffective_from = "2026-01-01"\n'
+                     '[models.m]\ninput = "1"\noutput = "2"\n')  # fmt: skip
+    assert run(db_url, "prices", "import", str(sheet))[0] == 0
+    with engine.begin() as conn:
+        org = make_org(conn)
+        (old,) = load_versions(conn, provider="x", model="m")
+        row = record(request_id="r1", key_id=org.key_id, team_id=org.team_id,
+                     customer_id=org.customer_id, cost_nano=1_000,
+                     started_at=datetime(2026, 1, 5))  # fmt: skip
+        tokens = {"prompt_tokens": 1_000, "prompt_text_tokens": 1_000, "total_tokens": 1_000}
+        row = row._replace(price_version_id=old.id, provider="x", model="m",
+                           requested_model="x/m", **tokens)  # fmt: skip
+        write_records(conn, [row])
+    sheet.write_text(sheet.read_text().replace('input = "1"', 'input = "3"'))
+    code, out, err = run(db_url, "prices", "import", str(sheet), "--replace", "--format", "json")
+    assert code == 0, err
+    assert {r["outcome"]: r["count"] for r in json.loads(out)}["replaced"] == 1
+    with engine.connect() as conn:
+        (live,) = load_versions(conn, provider="x", model="m")
+        (kept,) = load_versions(conn, provider="x", model="m", which="replaced")
+        pointed = conn.execute(
+            select(UsageRecord.price_version_id).where(UsageRecord.request_id == "r1")
+        ).scalar_one()
+        replaced_by = conn.execute(
+            select(PriceVersionRow.replaced_by).where(PriceVersionRow.id == old.id)
+        ).scalar_one()
+    assert live.id != old.id and kept.id == old.id == pointed and replaced_by == live.id
+    assert str(kept.rates.input) == "1" and str(live.rates.input) == "3"  # the billed rates stay
+    shown = json.loads(run(db_url, "prices", "show", "x/m", "--format", "json")[1])
+    assert [(r["id"], r["input"], r["status"]) for r in shown] == [
+        (old.id, "1", "replaced"),
+        (live.id, "3", "live"),
+    ]
+    quote = ["prices", "quote", "x/m", "--prompt-tokens", "1000000", "--at", "2026-01-05"]
+    assert run(db_url, *quote, "--format", "csv")[1].splitlines()[-1] == "total,,3"
+    # A second correction of the same date replaces the live one again, never the old row.
+    sheet.write_text(sheet.read_text().replace('input = "3"', 'input = "4"'))
+    assert run(db_url, "prices", "import", str(sheet), "--replace")[0] == 0
+    with engine.connect() as conn:
+        assert [v.id for v in load_versions(conn, provider="x", model="m")] != [live.id]
+        gone = load_versions(conn, provider="x", model="m", which="replaced")
+    assert [(v.id, str(v.rates.input)) for v in gone] == [(old.id, "1"), (live.id, "3")]
+    # reprice applies the correction to the old record: it moves to the live version.
+    code, _, err = run(db_url, "reprice", "--since", "2026-01-01", "--until", "2026-01-31")
+    assert code == 0, err
+    with engine.connect() as conn:
+        (now_live,) = load_versions(conn, provider="x", model="m")
+        repriced = conn.execute(
+            select(UsageRecord.price_version_id, UsageRecord.input_cost).where(
+                UsageRecord.request_id == "r1"
+            )
+        ).one()
+    assert tuple(repriced) == (now_live.id, 4_000_000)  # 1,000 tokens at $4 per 1M

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from alembic import command
-from sqlalchemy import create_engine, func, inspect, text
+from sqlalchemy import Engine, create_engine, func, inspect, text
 from sqlalchemy.engine import make_url
 
+from metering.core.pricing import PriceBook, Rates
 from metering.errors import DatabaseUnavailable
 from metering.storage.engine import make_engine
 from metering.storage.migrate import (
@@ -22,7 +24,34 @@ from metering.storage.migrate import (
     upgrade,
 )
 from metering.storage.models import Base
-from metering.storage.prices import sync_shipped_sheets
+from metering.storage.prices import _values, shipped_sheet_versions, sync_shipped_sheets
+
+
+def seed_old_prices(engine: Engine) -> PriceBook:
+    """The shipped price versions in a database at an older revision, through its own
+    columns (today's models name columns it does not have yet); their book, with ids."""
+    from datetime import datetime
+
+    from sqlalchemy import MetaData, Table, insert, select
+
+    table = Table("price_versions", MetaData(), autoload_with=engine)
+    versions = shipped_sheet_versions()
+    rows = [
+        {c: v for c, v in _values(version).items() if c in table.c}
+        | {"created_at": datetime(2026, 1, 1)}
+        for version in versions
+    ]
+    with engine.begin() as conn:
+        conn.execute(insert(table), rows)
+        ids = {
+            (p, m, d): i
+            for i, p, m, d in conn.execute(
+                select(table.c.id, table.c.provider, table.c.model, table.c.effective_from)
+            )
+        }
+    return PriceBook(
+        [replace(v, id=ids[(v.provider, v.model, v.effective_from)]) for v in versions]
+    )
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -107,13 +136,15 @@ def test_upgrade_from_the_previous_revision_keeps_and_backfills_rows(empty_db_ur
     engine = make_engine(empty_db_url)
     try:
         upgrade(engine, "0003")
-        sync_shipped_sheets(engine)
+        book = seed_old_prices(engine)
         key = make_key(engine)
         at = datetime(2026, 3, 3, 12, 0)
         old_table = Table("usage_records", MetaData(), autoload_with=engine)
         rows = []
         for request_id, source in (("r-est", "estimated"), ("r-comp", "computed")):
-            values = record_for(engine, request_id, at, key)._asdict() | {"cost_source": source}
+            values = record_for(engine, request_id, at, key, book=book)._asdict() | {
+                "cost_source": source
+            }
             rows.append({c: v for c, v in values.items() if c in old_table.c})
         assert "usage_estimated" not in old_table.c
         with engine.begin() as conn:
@@ -146,7 +177,7 @@ def test_upgrade_from_0004_keeps_records_and_reservations(empty_db_url: str) -> 
     engine = make_engine(empty_db_url)
     try:
         upgrade(engine, "0004")
-        sync_shipped_sheets(engine)
+        book = seed_old_prices(engine)
         key = make_key(engine)
         at = datetime(2026, 3, 3, 12, 0)
         assert "calls_in_flight" not in inspect(engine).get_table_names()
@@ -155,7 +186,9 @@ def test_upgrade_from_0004_keeps_records_and_reservations(empty_db_url: str) -> 
         budgets = Table("budgets", old, autoload_with=engine)
         reservations = Table("reservations", old, autoload_with=engine)
         with engine.begin() as conn:
-            conn.execute(insert(records), [record_for(engine, "r-old", at, key)._asdict()])
+            conn.execute(
+                insert(records), [record_for(engine, "r-old", at, key, book=book)._asdict()]
+            )
             budget_id = conn.execute(
                 insert(budgets)
                 .values(owner_type="key", owner_id=key, limit_nano=10**10, period="monthly",
@@ -200,7 +233,7 @@ def test_upgrade_from_0005_adds_the_one_hour_writes_to_records_and_rollups(
     engine = make_engine(empty_db_url)
     try:
         upgrade(engine, "0005")
-        sync_shipped_sheets(engine)
+        book = seed_old_prices(engine)
         key = make_key(engine)
         at = datetime(2026, 3, 3, 12, 0)
         old = MetaData()
@@ -210,7 +243,7 @@ def test_upgrade_from_0005_adds_the_one_hour_writes_to_records_and_rollups(
         assert "cached_write_1h_tokens" not in rollups.c
 
         def old_record(request_id: str) -> dict[str, object]:
-            values = record_for(engine, request_id, at, key)._asdict()
+            values = record_for(engine, request_id, at, key, book=book)._asdict()
             return {c: v for c, v in values.items() if c in records.c}
 
         rollup = {c.name: 0 for c in rollups.c if c.name != "id"} | {
@@ -228,7 +261,7 @@ def test_upgrade_from_0005_adds_the_one_hour_writes_to_records_and_rollups(
         rollups = Table("daily_rollups", new, autoload_with=engine)
         with engine.begin() as conn:
             conn.execute(insert(records), [old_record("r-by-old-writer")])  # the server default
-            one_hour = record_for(engine, "r-new", at, key)._replace(
+            one_hour = record_for(engine, "r-new", at, key, book=book)._replace(
                 cached_write_tokens=30, cached_write_1h_tokens=20
             )
             assert write_records(conn, [one_hour]) == ["r-new"]
@@ -260,14 +293,14 @@ def test_upgrade_from_0006_adds_budget_alerts_with_budgets_in_place(empty_db_url
     engine = make_engine(empty_db_url)
     try:
         upgrade(engine, "0006")
-        sync_shipped_sheets(engine)
+        book = seed_old_prices(engine)
         key = make_key(engine)
         at = datetime(2026, 3, 3, 12, 0)
         assert "budget_alerts" not in inspect(engine).get_table_names()
         old = MetaData()
         records = Table("usage_records", old, autoload_with=engine)
         budgets = Table("budgets", old, autoload_with=engine)
-        old_record = record_for(engine, "r-old", at, key)
+        old_record = record_for(engine, "r-old", at, key, book=book)
         with engine.begin() as conn:
             conn.execute(insert(records), [old_record._asdict()])
             budget_id = conn.execute(
@@ -285,7 +318,7 @@ def test_upgrade_from_0006_adds_budget_alerts_with_budgets_in_place(empty_db_url
             assert conn.execute(text("select count(*) from budget_alert_events")).scalar() == 0
             alert_id = add_alert(conn, owner_type="key", owner_id=key, url="http://127.0.0.1:9/",
                                  thresholds="80", payload="json", secret="s", now=at)  # fmt: skip
-            new = record_for(engine, "r-new", at, key)
+            new = record_for(engine, "r-new", at, key, book=book)
             ledger.record(conn, [(new, ledger.Settlement(budgets=True))], now=at)
             spent = conn.execute(select(budgets.c.spent_nano)).scalar_one()
             (event,) = alert_history(conn, alert_id=alert_id)
@@ -365,5 +398,64 @@ def test_upgrade_from_0007_adds_forecasts_to_alerts_in_place(empty_db_url: str) 
             conn.execute(old_writer, {"budget": budget_id, "at": at})
             flags = conn.execute(select(alerts.c.forecast).order_by(alerts.c.id)).scalars().all()
         assert flags == [False, False]
+    finally:
+        engine.dispose()
+
+
+def test_upgrade_from_0008_keeps_price_versions_and_the_records_that_point_to_them(
+    empty_db_url: str,
+) -> None:
+    """0008 → head (0009: replaced price versions keep their rows) with versions and a
+    record in place: ids, rates and the record's link kept (SQLite copies the table with
+    its foreign keys off and checks them after); the old constraint is gone, one live
+    version per date is still enforced, a replaced one may share its date; no drift."""
+    from datetime import datetime
+
+    from sqlalchemy import MetaData, Table, insert, select, update
+    from sqlalchemy.exc import IntegrityError
+
+    from metering.storage.prices import load_versions, save_versions
+    from tests.storage.test_records import make_key, record_for
+
+    engine = make_engine(empty_db_url)
+    try:
+        upgrade(engine, "0008")
+        book = seed_old_prices(engine)
+        key = make_key(engine)
+        at = datetime(2026, 3, 3, 12, 0)
+        old = MetaData()
+        prices = Table("price_versions", old, autoload_with=engine)
+        records = Table("usage_records", old, autoload_with=engine)
+        assert "replaced_at" not in prices.c
+        row = record_for(engine, "r-old", at, key, book=book)
+        with engine.begin() as conn:
+            conn.execute(insert(records), [row._asdict()])
+            before = conn.execute(select(prices).order_by(prices.c.id)).all()
+        assert row.price_version_id is not None
+        assert upgrade(engine) == ("0008", head_revision(engine))
+        command.check(alembic_config(engine))
+        new = Table("price_versions", MetaData(), autoload_with=engine)
+        with engine.begin() as conn:
+            after = conn.execute(select(*[new.c[c.name] for c in prices.c]).order_by(new.c.id))
+            assert [tuple(r) for r in after] == [tuple(r) for r in before]
+            linked = conn.execute(select(records.c.price_version_id)).scalar_one()
+            assert linked == row.price_version_id
+            (gpt4o,) = [v for v in load_versions(conn) if v.id == linked]
+        # A correction of the version that priced the record is a new row beside it.
+        data = gpt4o.rates.as_strings() | {"input": "9"}
+        correction = replace(gpt4o, rates=Rates.from_mapping(data), id=None)
+        with engine.begin() as conn:
+            result = save_versions(conn, [correction], replace=True)
+            assert [v.id for v in result.replaced] != [linked]
+            same_date = conn.execute(
+                select(new.c.id, new.c.replaced_by).where(
+                    new.c.provider == "openai", new.c.model == "gpt-4o",
+                    new.c.effective_from == gpt4o.effective_from,
+                ).order_by(new.c.id)
+            ).all()  # fmt: skip
+        assert [tuple(r) for r in same_date] == [(linked, result.replaced[0].id),
+                                                 (result.replaced[0].id, None)]  # fmt: skip
+        with pytest.raises(IntegrityError), engine.begin() as conn:  # two live: refused
+            conn.execute(update(new).where(new.c.id == linked).values(replaced_at=None))
     finally:
         engine.dispose()

@@ -10,7 +10,7 @@ from sqlalchemy import Engine, func, insert, select
 
 from metering.core.billing import Bill
 from metering.core.components import COMPONENT_COLUMNS
-from metering.core.pricing import CostBreakdown, PriceVersion, Rates, price_usage
+from metering.core.pricing import CostBreakdown, PriceBook, PriceVersion, Rates, price_usage
 from metering.core.records import (
     RECORD_FIELDS,
     UsageRow,
@@ -56,9 +56,14 @@ def response(prompt: int = 1000, completion: int = 500, cached: int = 200) -> di
     }
 
 
-def record_for(engine: Engine, request_id: str, at: datetime, key_id: int) -> UsageRow:
-    with engine.connect() as conn:
-        book = load_price_book(conn)
+def record_for(
+    engine: Engine, request_id: str, at: datetime, key_id: int, *, book: PriceBook | None = None
+) -> UsageRow:
+    """A priced record (``book``: the prices of a database at an older revision, which
+    today's ``load_price_book`` cannot read)."""
+    if book is None:
+        with engine.connect() as conn:
+            book = load_price_book(conn)
     facts = read_response(response(), "openai/gpt-4o")
     bill = bill_response(facts, book, requested="openai/gpt-4o", on=at.date())
     return record_row(
