@@ -41,6 +41,7 @@ from metering.storage.budget_rows import (
 from metering.storage.forecasts import budget_forecasts
 from metering.storage.models import Budget, BudgetEvent, Reservation
 from metering.storage.owners import check_owner_type, owner_names
+from metering.storage.records import exclude_record_writers
 from metering.storage.reservations import (
     release,
     release_expired,
@@ -141,6 +142,8 @@ def set_budget(
     ).scalar()
     created = found is None
     if found is None:
+        # Its window's spend is counted from the committed records: none may be in flight.
+        exclude_record_writers(conn)
         budget_id = conn.execute(
             insert(Budget)
             .values(

@@ -64,12 +64,32 @@ INSERT_RECORDS = Sql(_insert_records, rows=True)
 UPSERT_ROLLUP = Sql(_upsert_rollup)
 
 
+# PostgreSQL: a transaction that inserts records holds this advisory lock, shared, until
+# it ends; creating a budget takes it exclusively (``exclude_record_writers``) before it
+# counts the spend already in its window. Without it, a record inserted but not yet
+# committed when the budget is created would be in neither: not in that count (not
+# committed) and not charged by its own settlement (which looked for budgets before the
+# new one was committed). SQLite needs none: its write transactions run one at a time.
+RECORD_WRITERS_LOCK = 0x6D65746572  # "meter"
+_SHARE_RECORD_WRITERS_LOCK = f"SELECT pg_advisory_xact_lock_shared({RECORD_WRITERS_LOCK})"
+_EXCLUDE_RECORD_WRITERS = f"SELECT pg_advisory_xact_lock({RECORD_WRITERS_LOCK})"
+
+
+def exclude_record_writers(conn: Connection) -> None:
+    """Wait for the transactions inserting records to end, and keep new ones waiting until
+    this one ends (PostgreSQL; nothing to do on SQLite)."""
+    if is_postgres(conn):
+        run(conn, _EXCLUDE_RECORD_WRITERS)
+
+
 def write_records(conn: Connection, rows: Sequence[UsageRow]) -> list[str]:
     """Insert records; returns the request_ids inserted, in the records' order."""
     if not rows:
         return []
     inserted: set[str] = set()
     postgres = is_postgres(conn)
+    if postgres:
+        run(conn, _SHARE_RECORD_WRITERS_LOCK)
     for first in range(0, len(rows), RECORDS_PER_STATEMENT):
         chunk = rows[first : first + RECORDS_PER_STATEMENT]
         params = list(itertools.chain.from_iterable(chunk))
