@@ -48,7 +48,7 @@ class AuditFilter:
 
 def list_audit(conn: Connection, filters: AuditFilter) -> list[dict[str, Any]]:
     """Audit rows, newest first."""
-    query = select(AuditEntry).order_by(AuditEntry.id.desc())
+    query = select(AuditEntry.__table__).order_by(AuditEntry.id.desc())
     if filters.actor is not None:
         query = query.where(AuditEntry.actor == filters.actor)
     if filters.action is not None:
@@ -66,5 +66,5 @@ def list_audit(conn: Connection, filters: AuditFilter) -> list[dict[str, Any]]:
             "before": json.loads(row.before) if row.before is not None else None,
             "after": json.loads(row.after) if row.after is not None else None,
         }
-        for row in conn.execute(query).scalars()
+        for row in conn.execute(query)
     ]
