@@ -7,11 +7,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any, Literal, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 from urllib.parse import parse_qsl
 
 import orjson
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator
 from sqlalchemy import Connection
 
 from metering.core.days import parse_day
@@ -186,10 +186,13 @@ class Body(BaseModel):
     """A request body: no unknown fields, strict types, no control characters."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
+    free_text: ClassVar[frozenset[str]] = frozenset()  # fields of file contents: lines
 
     @field_validator("*")
     @classmethod
-    def _no_control(cls, value: Any) -> Any:
+    def _no_control(cls, value: Any, info: ValidationInfo) -> Any:
+        if info.field_name in cls.free_text:
+            return value
         for item in value if isinstance(value, list) else [value]:
             if isinstance(item, str) and has_control(item):
                 raise ValueError("may not contain control characters (e.g. NUL)")

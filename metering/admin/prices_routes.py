@@ -35,6 +35,8 @@ MAX_SHEET_CHARS = 30 * 1024 * 1024
 class PriceImport(Body):
     """A sheet's text: ``filename`` ending ``.json`` is LiteLLM's table, else TOML."""
 
+    free_text = frozenset(("content",))
+
     filename: Annotated[str, Field(min_length=1, max_length=200)]
     content: Annotated[str, Field(max_length=MAX_SHEET_CHARS)]
     effective_from: str | None = None
