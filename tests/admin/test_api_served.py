@@ -272,7 +272,8 @@ def test_off_until_a_token_exists(db_url: str, engine: Engine, simulator: Simula
     url, process = start_server(db_url, simulator.url)
     try:
         probes = [("GET", "/admin/v1/keys"), ("GET", "/admin/v1/openapi.json"),
-                  ("PUT", "/admin/v1/keys"), ("GET", "/admin/v1/nothing"), ("GET", "/admin/v1")]  # fmt: skip
+                  ("PUT", "/admin/v1/keys"), ("GET", "/admin/v1/nothing"),
+                  ("GET", "/admin/v1")]  # fmt: skip
         for method, path in probes:
             response = httpx2.request(method, url + path)
             assert response.status_code == 404, path
