@@ -25,7 +25,8 @@ from metering.errors import MeteringError
 from metering.gateway.responses import Receive, Refused, Scope, Send, header, read_body, send_bytes
 from metering.gateway.routing import Mount, Route, Router
 from metering.storage.admin_tokens import any_active_token
-from metering.storage.idempotency import store_response, stored_response
+from metering.storage.budget_rows import begin_write
+from metering.storage.idempotency import hold_key, store_response, stored_response
 from metering.storage.keys import utcnow
 
 log = logging.getLogger("metering.admin")
@@ -143,8 +144,11 @@ class AdminApi:
         idempotency_key: str | None,
         digest: str,
     ) -> Outcome:
+        if endpoint.writes:
+            begin_write(conn)  # SQLite: writers queue here, so a duplicate then replays
         token = authenticate_admin(conn, secret, endpoint.scope)
         if idempotency_key is not None:
+            hold_key(conn, token_id=token.id, key=idempotency_key)
             replay = self._replay(conn, token.id, idempotency_key, digest)
             if replay is not None:
                 return replay

@@ -3,10 +3,11 @@ Admin API): one per (token, key), kept ``TTL``; older ones are deleted as new on
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, delete, insert, select
+from sqlalchemy import Connection, delete, insert, select, text
 
 from metering.storage.models import IdempotentResponse
 
@@ -18,6 +19,17 @@ class StoredResponse:
     request_hash: str
     status: int
     body: str
+
+
+def hold_key(conn: Connection, *, token_id: int, key: str) -> None:
+    """Serialise the requests of one (token, key) until this transaction ends, so a
+    concurrent duplicate waits and then finds the stored answer. PostgreSQL: a
+    transaction-scoped advisory lock; SQLite's writers already queue (``begin_write``)."""
+    if conn.dialect.name != "postgresql":
+        return
+    digest = hashlib.sha256(f"idempotency:{token_id}:{key}".encode()).digest()
+    lock_id = int.from_bytes(digest[:8], "big", signed=True)
+    conn.execute(text("select pg_advisory_xact_lock(:id)"), {"id": lock_id})
 
 
 def stored_response(

@@ -8,6 +8,7 @@ import csv
 import io
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from pathlib import Path
 
@@ -266,6 +267,24 @@ def test_idempotency_key_gives_the_same_answer_once(admin: Admin) -> None:
         team = api.post("/teams", json={"name": "t1"}, headers={"idempotency-key": "k"})
         assert team.status_code == 201
         assert api.post("/teams", json={"name": "t1"}).status_code == 409  # no key: done twice
+
+
+def test_concurrent_duplicates_are_done_once(admin: Admin) -> None:
+    body = {"name": "batch", "team": "ml", "budget": "3", "period": "daily"}
+
+    def post(_: int) -> httpx2.Response:
+        with admin.client() as api:
+            return api.post("/keys", json=body, headers={"idempotency-key": "same"})
+
+    with ThreadPoolExecutor(6) as pool:
+        answers = list(pool.map(post, range(6)))
+    assert {a.status_code for a in answers} == {201}
+    assert len({a.json()["id"] for a in answers}) == 1
+    assert sum(a.json()["key"] is not None for a in answers) == 1  # the secret once
+    with admin.client() as api:
+        assert [k["name"] for k in api.get("/keys").json()["data"]] == ["app", "batch"]
+        assert len(api.get("/audit", params={"action": "key.create"}).json()["data"]) == 1
+        assert len(api.get("/budgets").json()["data"]) == 1
 
 
 def test_off_until_a_token_exists(db_url: str, engine: Engine, simulator: Simulator) -> None:
