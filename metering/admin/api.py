@@ -22,7 +22,16 @@ from metering.admin.http import AdminRequest, ApiError, Streamed, from_domain, p
 from metering.admin.openapi import openapi_document
 from metering.admin.streaming import stream_body
 from metering.errors import MeteringError
-from metering.gateway.responses import Receive, Refused, Scope, Send, header, read_body, send_bytes
+from metering.gateway.responses import (
+    Receive,
+    Refused,
+    Scope,
+    Send,
+    error_body,
+    header,
+    read_body,
+    send_bytes,
+)
 from metering.gateway.routing import Mount, Route, Router
 from metering.storage.admin_tokens import any_active_token
 from metering.storage.budget_rows import begin_write
@@ -40,8 +49,6 @@ Outcome = tuple[int, bytes, list[tuple[bytes, bytes]]] | Streamed
 
 
 def _error(exc: ApiError) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
-    from metering.gateway.responses import error_body
-
     return exc.status, error_body(exc.status, exc.error_type, str(exc)), []
 
 

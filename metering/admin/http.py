@@ -4,13 +4,12 @@ parameters checked (pydantic models: also the OpenAPI document's schemas)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import date
 from typing import Any, ClassVar, Literal, TypeVar
 from urllib.parse import parse_qsl
 
-import orjson
 from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator
 from sqlalchemy import Connection
 
@@ -197,34 +196,3 @@ class Body(BaseModel):
             if isinstance(item, str) and has_control(item):
                 raise ValueError("may not contain control characters (e.g. NUL)")
         return value
-
-
-def json_bytes(body: Any) -> bytes:
-    return orjson.dumps(body)
-
-
-@dataclass
-class Page:
-    data: list[dict[str, Any]]
-    total: int | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def as_body(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"data": self.data}
-        if self.total is not None:
-            out["total"] = self.total
-        return {**out, **self.extra}
-
-
-def chunks(lines: Iterator[bytes], size: int = 64 * 1024) -> Iterator[bytes]:
-    """Lines gathered into chunks of about ``size`` bytes."""
-    pending: list[bytes] = []
-    held = 0
-    for line in lines:
-        pending.append(line)
-        held += len(line)
-        if held >= size:
-            yield b"".join(pending)
-            pending, held = [], 0
-    if pending:
-        yield b"".join(pending)

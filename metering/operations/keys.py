@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, update
+from sqlalchemy import Connection
 
 from metering.core.days import missing_day
 from metering.core.periods import parse_period, parse_timezone
@@ -24,13 +24,12 @@ from metering.storage.keys import (
     ensure_customer,
     ensure_team,
     find_key,
-    get_key,
     list_keys,
     set_key_enabled,
     team_customer,
+    update_key,
     utcnow,
 )
-from metering.storage.models import VirtualKey
 
 KEY_STATUSES = ("active", "disabled", "expired")
 UPDATABLE = ("models", "rpm", "tpm", "expires", "team", "customer")
@@ -181,10 +180,7 @@ def update_key_op(
         values["team_id"] = team_id
         if team_id is not None and customer_id is None:
             values["customer_id"] = team_customer(conn, team_id)
-    conn.execute(
-        update(VirtualKey).where(VirtualKey.id == before.id).values(**values, updated_at=utcnow())
-    )
-    after = get_key(conn, before.id)
+    after = update_key(conn, before.id, **values)
     record_change(
         conn, actor=actor, action="key.update", target=f"key:{before.name}",
         before=before.as_dict(), after=after.as_dict(),

@@ -301,6 +301,14 @@ def set_key_expiry(
     return get_key(conn, key.id)
 
 
+def update_key(conn: Connection, key_id: int, **values: Any) -> KeyInfo:
+    """Set stored columns of a key (validated by the caller: ``operations.keys``)."""
+    conn.execute(
+        update(VirtualKey).where(VirtualKey.id == key_id).values(**values, updated_at=utcnow())
+    )
+    return get_key(conn, key_id)
+
+
 def authenticate(conn: Connection, secret: str) -> KeyInfo | None:
     """The key whose secret this is, or None. Usable or not: the caller checks
     ``blocked_reason`` so a disabled key gets 403 rather than 401."""

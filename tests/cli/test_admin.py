@@ -98,3 +98,18 @@ def test_teams_customers_and_audit_formats(db_url: str) -> None:
     assert code == 0 and "team.create" in out.splitlines()[2]
     code, out, _ = run(db_url, "audit", "--actor", "someone")
     assert out == "(no rows)\n"
+
+
+def test_alerts_add_and_remove_are_audited_without_their_secret(db_url: str) -> None:
+    assert run(db_url, "keys", "create", "app", "--budget", "5", "--period", "monthly")[0] == 0
+    code, out, _ = run(db_url, "alerts", "add", "--url", "http://127.0.0.1:9/hook", "--key",
+                       "app", "--secret", "s3cret-value", "--format", "json")  # fmt: skip
+    alert_id = json.loads(out)["id"]
+    assert run(db_url, "alerts", "remove", str(alert_id))[0] == 0
+    code, out, _ = run(db_url, "audit", "--format", "json")
+    removed, added = json.loads(out)[:2]
+    assert (added["action"], added["target"], added["after"]["url"]) == (
+        "alert.add", f"alert:{alert_id}", "http://127.0.0.1:9/hook")  # fmt: skip
+    assert (removed["action"], removed["before"], removed["after"]) == (
+        "alert.remove", added["after"], None)  # fmt: skip
+    assert "s3cret-value" not in out
