@@ -107,6 +107,7 @@ def test_alerts_add_and_remove_are_audited_without_their_secret(db_url: str) -> 
     alert_id = json.loads(out)["id"]
     assert run(db_url, "alerts", "remove", str(alert_id))[0] == 0
     code, out, _ = run(db_url, "audit", "--format", "json")
+    assert code == 0
     removed, added = json.loads(out)[:2]
     assert (added["action"], added["target"], added["after"]["url"]) == (
         "alert.add", f"alert:{alert_id}", "http://127.0.0.1:9/hook")  # fmt: skip
