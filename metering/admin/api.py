@@ -10,7 +10,6 @@ import asyncio
 import hashlib
 import logging
 from functools import partial
-from typing import Any
 
 import orjson
 from sqlalchemy import Connection, Engine
@@ -92,15 +91,7 @@ class AdminApi:
         except Refused as exc:
             await _send(send, _error(ApiError(exc.status, exc.error_type, str(exc))))
             return
-        try:
-            query = parse_query(scope.get("query_string", b""), endpoint.query)
-            idempotency_key = _idempotency_key(scope, endpoint)
-        except ApiError as exc:
-            await _send(send, _error(exc))
-            return
-        outcome = await asyncio.to_thread(
-            self._run, endpoint, scope, admin_secret(scope), query, body, idempotency_key
-        )
+        outcome = await asyncio.to_thread(self._run, endpoint, scope, admin_secret(scope), body)
         if isinstance(outcome, Streamed):
             await stream_body(self._engine, outcome, send)
         else:
@@ -111,31 +102,18 @@ class AdminApi:
         endpoint: Endpoint,
         scope: Scope,
         secret: str | None,
-        query: dict[str, Any],
         body: bytes,
-        idempotency_key: str | None,
     ) -> Outcome:
-        digest = _request_hash(scope, body)
         try:
             opened = self._engine.begin() if endpoint.writes else self._engine.connect()
             with opened as conn:
-                return self._handle(
-                    conn, endpoint, scope, secret, query, body, idempotency_key, digest
-                )
+                return self._handle(conn, endpoint, scope, secret, body)
         except ApiError as exc:
             return _error(exc)
         except MeteringError as exc:
             return _error(from_domain(exc))
-        except IntegrityError:
-            if idempotency_key is None:
-                return _error(ApiError(409, "conflict", "a concurrent change took this name"))
-            # A concurrent request with the same key committed first: answer as it did.
-            with self._engine.connect() as conn:
-                token = authenticate_admin(conn, secret, endpoint.scope)
-                replay = self._replay(conn, token.id, idempotency_key, digest)
-            if replay is None:
-                return _error(ApiError(409, "conflict", "a concurrent change took this name"))
-            return replay
+        except IntegrityError:  # a concurrent change took a unique name first
+            return _error(ApiError(409, "conflict", "a concurrent change conflicted: retry"))
         except SQLAlchemyError as exc:
             log.error("admin %s %s failed: %s", endpoint.method, endpoint.path, exc)
             return _error(ApiError(503, "metering_unavailable", _DB_DOWN))
@@ -146,14 +124,15 @@ class AdminApi:
         endpoint: Endpoint,
         scope: Scope,
         secret: str | None,
-        query: dict[str, Any],
         body: bytes,
-        idempotency_key: str | None,
-        digest: str,
     ) -> Outcome:
+        """Authenticate, check the query, replay or run, store the answer to replay."""
         if endpoint.writes:
             begin_write(conn)  # SQLite: writers queue here, so a duplicate then replays
         token = authenticate_admin(conn, secret, endpoint.scope)
+        query = parse_query(scope.get("query_string", b""), endpoint.query)
+        idempotency_key = _idempotency_key(scope, endpoint)
+        digest = _request_hash(scope, body)
         if idempotency_key is not None:
             hold_key(conn, token_id=token.id, key=idempotency_key)
             replay = self._replay(conn, token.id, idempotency_key, digest)

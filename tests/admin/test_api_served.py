@@ -172,8 +172,11 @@ def test_tokens_refused(admin: Admin) -> None:
                 body = response.json()
                 assert (body["type"], body["status_code"]) == (error_type, status)
                 assert body["error"]["type"] == error_type and body["is_bifrost_error"] is False
+    with admin.client("") as api:  # the token is checked before the input
+        assert api.get("/keys", params={"colour": "red"}).status_code == 401
     with admin.client(admin.reader) as api:
         assert api.get("/keys").status_code == 200  # its scope
+        assert api.get("/budgets", params={"colour": "red"}).status_code == 403
         for method, path in (("POST", "/keys"), ("GET", "/budgets"), ("GET", "/audit"),
                              ("GET", "/spend"), ("POST", "/prices/import")):  # fmt: skip
             response = api.request(method, path, json={})
