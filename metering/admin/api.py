@@ -54,6 +54,7 @@ def _error(exc: ApiError) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
 class AdminApi:
     def __init__(self, engine: Engine, endpoints: list[Endpoint]) -> None:
         self._engine = engine
+        self.prefix = PREFIX
         self.endpoints = endpoints
         routes: list[Route | Mount] = [
             Route(e.path, (e.method,), partial(self._serve, e)) for e in endpoints
