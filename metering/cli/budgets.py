@@ -1,17 +1,14 @@
-"""``metering budgets``: set a key's, team's or customer's budget; list them all."""
+"""``metering budgets``: set a key's, team's or customer's budget; list them all (the
+rules: ``operations.budgets``)."""
 
 from __future__ import annotations
-
-from datetime import UTC, datetime
 
 import click
 
 from metering.cli.context import CliContext, pass_context
 from metering.cli.output import emit, format_option
-from metering.core.bounds import parse_limit
-from metering.errors import InvalidInput
-from metering.storage.budgets import budget_status, remove_budget, set_budget
-from metering.storage.owners import find_owner
+from metering.operations.budgets import budget_rows, one_owner, remove_budget_op, set_budget_op
+from metering.storage.audit import CLI_ACTOR
 
 LIST_COLUMNS = (
     "owner_type",
@@ -32,32 +29,9 @@ LIST_COLUMNS = (
 )
 
 
-def _utcnow() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
-
-
-def limit_from_option(text: str, *, option: str, allow_zero: bool) -> int:
-    """A limit typed at ``option`` → nano-USD; a zero limit only with ``--allow-zero``."""
-    limit_nano = parse_limit(text)
-    if limit_nano == 0 and not allow_zero:
-        raise InvalidInput(
-            f"{option} {text} would block every priced request; add --allow-zero to set a "
-            "zero limit on purpose, or give a positive amount"
-        )
-    return limit_nano
-
-
 @click.group(name="budgets")
 def budgets() -> None:
     """Budgets of keys, teams and customers (every applicable one must allow a request)."""
-
-
-def _one_owner(key: str | None, team: str | None, customer: str | None) -> tuple[str, str]:
-    owners = [(kind, ref) for kind, ref in (("key", key), ("team", team), ("customer", customer))]
-    given = [(kind, ref) for kind, ref in owners if ref is not None]
-    if len(given) != 1:
-        raise InvalidInput("name exactly one budget owner: --key K, --team T or --customer C")
-    return given[0]
 
 
 @budgets.command(name="set")
@@ -100,21 +74,20 @@ def budgets_set(
     fmt: str,
 ) -> None:
     """Create or change the budget of one key, team or customer."""
-    owner_type, ref = _one_owner(key, team, customer)
-    limit_nano = limit_from_option(limit, option="--limit", allow_zero=allow_zero)
+    owner_type, ref = one_owner(key, team, customer)
     with ctx.engine().begin() as conn:
-        owner_id, _ = find_owner(conn, owner_type, ref)
-        status = set_budget(
+        row = set_budget_op(
             conn,
             owner_type=owner_type,
-            owner_id=owner_id,
-            limit_nano=limit_nano,
+            owner=ref,
+            limit=limit,
             period=period,
+            soft=soft,
             timezone=timezone,
-            soft_pct=soft,
-            now=_utcnow(),
+            allow_zero=allow_zero,
+            actor=CLI_ACTOR,
         )
-    emit([status.as_dict()], fmt, columns=LIST_COLUMNS)
+    emit([row], fmt, columns=LIST_COLUMNS)
 
 
 @budgets.command(name="list")
@@ -123,7 +96,7 @@ def budgets_set(
 def budgets_list(ctx: CliContext, fmt: str) -> None:
     """Every budget: limit, spent, reserved, remaining, current period and next reset."""
     with ctx.engine().connect() as conn:
-        rows = [s.as_dict() for s in budget_status(conn, now=_utcnow())]
+        rows = budget_rows(conn)
     emit(rows, fmt, columns=LIST_COLUMNS)
 
 
@@ -137,8 +110,7 @@ def budgets_remove(
 ) -> None:
     """Remove the budget of one key, team or customer (refused while requests hold
     reservations in it); its records and their costs stay."""
-    owner_type, ref = _one_owner(key, team, customer)
+    owner_type, ref = one_owner(key, team, customer)
     with ctx.engine().begin() as conn:
-        owner_id, name = find_owner(conn, owner_type, ref)
-        remove_budget(conn, owner_type=owner_type, owner_id=owner_id, owner_name=name)
+        name = remove_budget_op(conn, owner_type=owner_type, owner=ref, actor=CLI_ACTOR)
     click.echo(f"removed the budget of {owner_type} {name!r}")
