@@ -13,6 +13,7 @@ from metering.cli.output import emit, format_option
 from metering.cli.params import missing_day
 from metering.core.periods import parse_period, parse_timezone
 from metering.errors import InvalidInput
+from metering.storage.attribution import check_key_tags
 from metering.storage.budgets import set_budget
 from metering.storage.keys import create_key, find_key, list_keys, set_key_enabled
 
@@ -28,6 +29,7 @@ LIST_COLUMNS = (
     "status",
     "expires_at",
     "created_at",
+    "tags",
 )
 
 
@@ -82,6 +84,12 @@ def keys() -> None:
     multiple=True,
     help="Allowed provider/model pattern (shell wildcards, e.g. 'openai/*'); repeatable.",
 )
+@click.option(
+    "--tag",
+    "tags",
+    multiple=True,
+    help="Default tag of the key's requests (feature=rag, or bare); repeatable.",
+)
 @click.option("--rpm", type=click.IntRange(min=1), default=None, help="Requests per minute.")
 @click.option("--tpm", type=click.IntRange(min=1), default=None, help="Tokens per minute.")
 @click.option("--expires", default=None, help="Expiry: YYYY-MM-DD (00:00 UTC) or ISO date-time.")
@@ -109,6 +117,7 @@ def keys_create(
     team: str | None,
     customer: str | None,
     models: tuple[str, ...],
+    tags: tuple[str, ...],
     rpm: int | None,
     tpm: int | None,
     expires: str | None,
@@ -125,6 +134,7 @@ def keys_create(
     expires_at = parse_expiry(expires, now=now)
     for pattern in models:
         check_model_pattern(pattern)
+    check_key_tags(tags)  # before the key exists
     if (budget is None) != (period is None):
         raise InvalidInput("--budget and --period go together (e.g. --budget 25 --period monthly)")
     if budget is None and (soft is not None or timezone != "UTC"):
@@ -147,6 +157,7 @@ def keys_create(
             rpm_limit=rpm,
             tpm_limit=tpm,
             expires_at=expires_at,
+            tags=tags,
         )
         if limit_nano is not None and period is not None:
             set_budget(

@@ -21,7 +21,7 @@ from metering.errors import InvalidInput
 TAGS_HEADER = b"x-metering-tags"
 MAX_TAGS = 20  # per request, key defaults and header together
 TAG_CHARS = 64
-END_USER_CHARS = 256
+END_USER_CHARS = 128  # keeps the rollups' unique keys under PostgreSQL's index row size
 END_USER_SCOPE_CHARS = 32  # "customer:<id>" | "key:<id>"
 TAG_SEPARATOR = ","  # in the header and in the record's ``tags`` column
 

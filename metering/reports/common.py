@@ -145,3 +145,13 @@ def load_names(conn: Connection) -> Names:
         teams={r.id: r.name for r in conn.execute(select(Team.id, Team.name))},
         customers={r.id: r.name for r in conn.execute(select(Customer.id, Customer.name))},
     )
+
+
+def scope_name(scope: str | None, names: Names) -> str | None:
+    """``customer:3`` → ``customer acme``; ``key:7`` → ``key k1`` (None: no end user)."""
+    kind, _, ident = (scope or "").partition(":")
+    if not ident.isdigit():
+        return None
+    if kind == "customer":
+        return f"customer {names.customer(int(ident))}"
+    return f"key {names.key(int(ident))}"

@@ -64,6 +64,8 @@ REQUEST_INFO = (
     "cost_source",
     "price_version_id",
     "billing_month",  # the calendar month (UTC) of started_at: the month it is billed in
+    "end_user",  # the id the client sent (README, Attribution); scoped by customer/key
+    "tags",  # sorted, comma-joined
 )
 REQUEST_COLUMNS = (
     *REQUEST_INFO,
@@ -74,7 +76,9 @@ REQUEST_COLUMNS = (
     "currency",
 )
 # Cells a user or a client chose: neutralised against formula injection (reports.files).
-CHOSEN_TEXT = frozenset(("key", "team", "customer", "provider", "model", "requested_model"))
+CHOSEN_TEXT = frozenset(
+    ("key", "team", "customer", "provider", "model", "requested_model", "end_user", "tags")
+)
 CURRENCY = "USD"
 MONEY_COLUMNS = frozenset((*COST_COLUMNS, "computed_cost", "reported_cost"))
 

@@ -42,7 +42,7 @@ MAX_PARTS = 4
 MONEY = frozenset((*COST_COLUMNS, "computed_cost", "reported_cost"))
 SQLITE_BUSY_TIMEOUT_S = 30.0
 # Cells a user or a client chose: neutralised against formula injection (reports.files).
-CHOSEN_TEXT = frozenset(("provider", "model", "requested_model"))
+CHOSEN_TEXT = frozenset(("provider", "model", "requested_model", "end_user", "tags"))
 
 Progress = Callable[[int], None]
 Totals = dict[str, int]

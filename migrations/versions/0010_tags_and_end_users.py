@@ -37,7 +37,7 @@ GROUP = ('day', 'key_id', 'team_id', 'customer_id', 'provider', 'model')
 
 def _attribution_columns() -> list[sa.Column]:
     return [
-        sa.Column('end_user', sa.String(length=256), nullable=True),
+        sa.Column('end_user', sa.String(length=128), nullable=True),
         sa.Column('end_user_scope', sa.String(length=32), nullable=True),
         sa.Column('tags', sa.Text(), nullable=True),
     ]
@@ -66,7 +66,7 @@ def _rollup(name: str, *, tag: bool) -> None:
         sa.Column('provider', sa.String(length=100), nullable=False),
         sa.Column('model', sa.String(length=300), nullable=False),
         sa.Column('end_user_scope', sa.String(length=32), nullable=False),
-        sa.Column('end_user', sa.String(length=256), nullable=False),
+        sa.Column('end_user', sa.String(length=128), nullable=False),
         *extra,
         sa.Column('requests', sa.BigInteger(), nullable=False),
         sa.Column('errors', sa.BigInteger(), nullable=False),
