@@ -234,14 +234,20 @@ def base_row(group: Group, month: Month, names: Names) -> FocusRow:
 
 def attribution_tags(group: Group, names: Names) -> dict[str, str | None]:
     """The group's end user and request tags as FOCUS tags: ``end_user`` (and its scope)
-    and ``tag:<key>`` = value for each ``key=value`` tag (null for a bare tag)."""
+    and ``tag:<key>`` = value for each ``key=value`` tag (null for a bare tag; the values
+    of several tags with one key comma-joined, sorted)."""
     out: dict[str, str | None] = {}
     if group.end_user:
         out["end_user"] = group.end_user
         out["end_user_scope"] = scope_name(group.end_user_scope, names)
     for tag in tags_of(group.tags):
         name, sep, value = tag.partition("=")
-        out[f"tag:{name}"] = value if sep else None
+        key = f"tag:{name}"
+        if not sep:
+            out.setdefault(key, None)
+        else:
+            before = out.get(key)
+            out[key] = value if before is None else f"{before},{value}"
     return out
 
 

@@ -107,6 +107,12 @@ def test_requests_csv_columns(
         assert row["reported_cost"] == ("" if reported is None else format_usd(reported))
         assert row["cost_source"] == record.cost_source
         assert row["team"] in {"search", "ml", ""}
+        # attribution; a client-chosen "=cmd" end user neutralised (formula injection)
+        who = record.end_user or ""
+        assert row["end_user"] == ("'" + who if who.startswith("=") else who)
+        assert row["tags"] == (record.tags or "")
+    assert any(r["end_user"] == "'=cmd" for r in rows.values())
+    assert any("," in r["tags"] for r in rows.values())
 
 
 def test_export_streams_in_chunks_with_progress(
