@@ -115,7 +115,16 @@ def test_tags_and_end_users_from_every_route_and_spend_agrees_with_pandas(
         # no end user at all: recorded without one (and a request without tags)
         plain = {"model": "openai/gpt-4o", "prompt": "hi"}
         assert _post(client, "/v1/completions", attributed.secrets["other"], plain, None)
-    sent = len(plan) * 5 + 1
+        # the caller reads its record back with them
+        secret = attributed.secrets["app"]
+        body = _bodies("user-3")["/v1/chat/completions"]
+        sent_one = _post(client, "/v1/chat/completions", secret, body, "beta")
+        own = client.get(
+            f"/v1/requests/{sent_one.headers['x-metering-request-id']}",
+            headers={"authorization": f"Bearer {secret}"},
+        ).json()
+        assert (own["end_user"], own["tags"]) == ("user-3", ["beta", "env=prod", "team=search"])
+    sent = len(plan) * 5 + 2
     assert len(simulator.received) == sent
     # the header is the gateway's: never sent upstream; the body is forwarded unchanged
     assert all(TAGS_HEADER not in {h.lower() for h in r["headers"]} for r in simulator.received)
