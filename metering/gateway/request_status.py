@@ -9,8 +9,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from metering.core.components import COMPONENT_COLUMNS, COMPONENTS
 from metering.core.attribution import tags_of
+from metering.core.components import COMPONENT_COLUMNS, COMPONENTS
 from metering.core.money import format_usd
 from metering.core.records import UsageRow
 

@@ -235,11 +235,14 @@ def base_row(group: Group, month: Month, names: Names) -> FocusRow:
 def attribution_tags(group: Group, names: Names) -> dict[str, str | None]:
     """The group's end user and request tags as FOCUS tags: ``end_user`` (and its scope)
     and ``tag:<key>`` = value for each ``key=value`` tag (null for a bare tag; the values
-    of several tags with one key comma-joined, sorted)."""
+    of several tags with one key comma-joined, sorted), and ``request_tags``: every tag as
+    sent (sorted, comma-joined), which keeps a bare ``feature`` beside ``feature=rag``."""
     out: dict[str, str | None] = {}
     if group.end_user:
         out["end_user"] = group.end_user
         out["end_user_scope"] = scope_name(group.end_user_scope, names)
+    if group.tags:
+        out["request_tags"] = group.tags
     for tag in tags_of(group.tags):
         name, sep, value = tag.partition("=")
         key = f"tag:{name}"

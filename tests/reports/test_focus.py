@@ -203,6 +203,7 @@ def test_focus_rows_add_up_and_list_costs_are_exact(engine: Engine, tmp_path: Pa
             if name.startswith("tag:"):  # several values of one key are comma-joined
                 for one in value.split(",") if value is not None else (None,):
                     seen_tags[(name, one)] += _nano(r["BilledCost"])
+        assert tags.get("request_tags") in {None, *(t for _, _, t, _ in stored)}
         if "end_user" in tags:
             assert tags["end_user_scope"] in {"customer acme", "key carol", "key dave"}
     assert ("tag:feature", "rag") in seen_tags and ("tag:beta", None) in seen_tags
