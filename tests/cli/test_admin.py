@@ -77,6 +77,27 @@ def test_keys_update_and_its_audit_row(db_url: str) -> None:
     assert (newest["before"]["models"], newest["after"]["models"]) == (["openai/*"], [])
 
 
+def test_keys_update_replaces_and_clears_default_tags(db_url: str) -> None:
+    """``keys update --tag`` replaces the key's default tags (audited before → after),
+    ``--tag none`` removes them, a bad tag is refused and changes nothing."""
+    assert run(db_url, "keys", "create", "tagged", "--tag", "feature=rag")[0] == 0
+    code, out, err = run(db_url, "keys", "update", "tagged", "--tag", "beta", "--tag",
+                         "team=web", "--format", "json")  # fmt: skip
+    assert (code, err) == (0, "")
+    assert sorted(json.loads(out)[0]["tags"]) == ["beta", "team=web"]
+    code, _, err = run(db_url, "keys", "update", "tagged", "--tag", "bad\x00tag")
+    assert code == 1 and "tag" in err
+    code, out, _ = run(db_url, "keys", "show", "tagged", "--format", "json")
+    assert sorted(json.loads(out)[0]["tags"]) == ["beta", "team=web"]  # unchanged
+    code, out, _ = run(db_url, "keys", "update", "tagged", "--tag", "none", "--format", "json")
+    assert (code, json.loads(out)[0]["tags"]) == (0, [])
+    code, out, _ = run(db_url, "audit", "--action", "key.update", "--format", "json")
+    cleared, replaced = json.loads(out)
+    assert (replaced["before"]["tags"], sorted(replaced["after"]["tags"])) == (
+        ["feature=rag"], ["beta", "team=web"])  # fmt: skip
+    assert cleared["after"]["tags"] == []
+
+
 def test_teams_customers_and_audit_formats(db_url: str) -> None:
     code, out, _ = run(db_url, "customers", "create", "acme", "--format", "json")
     assert code == 0 and json.loads(out)[0]["name"] == "acme"
