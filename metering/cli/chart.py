@@ -8,7 +8,7 @@ from typing import cast
 import click
 
 from metering.cli.context import CliContext, pass_context
-from metering.reports.chart import ChartBy, chart_month
+from metering.reports.chart import ChartBy, chart_month, unpriced_in
 from metering.reports.common import parse_month
 
 
@@ -34,4 +34,10 @@ def chart(ctx: CliContext, month: str, out: Path | None, by: str) -> None:
         path, frame = chart_month(
             conn, month=month, by=cast(ChartBy, by), out=out, create_folder=out is None
         )
+        unpriced = unpriced_in(conn, parse_month(month))
     click.echo(f"wrote {path} ({len(frame.columns)} series, {len(frame.index)} days)")
+    if unpriced:
+        click.echo(
+            f"! {unpriced} request(s) without a price are counted as $0 (metering reconcile "
+            "lists them; metering reprice bills them once a price exists)"
+        )

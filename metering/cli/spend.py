@@ -18,6 +18,7 @@ from metering.reports.spend import (
     format_metrics,
     group_columns,
     spend_totals,
+    unpriced_note,
 )
 
 
@@ -74,10 +75,19 @@ def spend(
     columns = [*shown, *METRIC_COLUMNS]
     if fmt != "table" or not group_by:
         emit(rows, fmt, columns=columns)
+        if fmt == "table":
+            _print_unpriced(spend_totals(groups)["unpriced"])
         return
     footer: dict[str, Any] = format_metrics(spend_totals(groups))
     overlap = "tag" in group_by
     footer[shown[0]] = "SUM OF GROUPS*" if overlap else "TOTAL"
     emit(rows, fmt, columns=columns, footer=footer)
+    _print_unpriced(int(footer["unpriced"]))
     if overlap:
         click.echo(f"* {TAG_OVERLAP_NOTE}")
+
+
+def _print_unpriced(unpriced: int) -> None:
+    note = unpriced_note(unpriced)
+    if note is not None:
+        click.echo(f"! {note}")

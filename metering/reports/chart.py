@@ -54,6 +54,15 @@ def daily_spend(conn: Connection, window: DayWindow, *, by: ChartBy) -> pd.DataF
     return frame
 
 
+def unpriced_in(conn: Connection, window: DayWindow) -> int:
+    """Requests of the window without a price: the chart counts them as $0 and says so."""
+    r = DailyRollup
+    found = conn.execute(
+        select(func.coalesce(func.sum(r.unpriced), 0)).where(*window.where_day(r.day))
+    ).scalar_one()
+    return int(found)
+
+
 def tick_decimals(step: float) -> int:
     """Decimals that tell ticks ``step`` USD apart (2 at least, as cents; 9 at most)."""
     if step <= 0:
@@ -129,5 +138,9 @@ def chart_month(
     path = out if out is not None else default_chart_path(month)
     check_out_path(path, create=create_folder)  # before any work: a bad --out is one line
     total = format_usd(int(frame.to_numpy().sum())) if frame.size else "0"
-    render_chart(frame, path, title=f"Daily spend by {by}, {month} (total ${total})")
+    title = f"Daily spend by {by}, {month} (total ${total})"
+    unpriced = unpriced_in(conn, window)
+    if unpriced:  # nobody should read their $0 as free
+        title += f"\n{unpriced} request(s) without a price are counted as $0"
+    render_chart(frame, path, title=title)
     return path, frame

@@ -51,6 +51,7 @@ SUMMARY_COLUMNS = (
     "model",
     "requests",
     "errors",
+    "unpriced",  # requests without a price: counted as 0 in the amounts until repriced
     *TOKEN_COLUMNS,
     *COST_COLUMNS,
     "currency",
@@ -158,7 +159,7 @@ def summary_rows(
     r = _summary_rollup(filters)
     sums = [
         func.sum(getattr(r, c)).label(c)
-        for c in ("requests", "errors", *TOKEN_COLUMNS, *COST_COLUMNS)
+        for c in ("requests", "errors", "unpriced", *TOKEN_COLUMNS, *COST_COLUMNS)
     ]
     query = (
         select(*_summary_keys(r), *sums)
@@ -180,7 +181,8 @@ def summary_rows(
             "currency": CURRENCY,
         }
         # SUM(bigint) is numeric (Decimal) on PostgreSQL: exact, made int here.
-        out.update({c: int(m[c]) for c in ("requests", "errors", *TOKEN_COLUMNS, *COST_COLUMNS)})
+        counted = ("requests", "errors", "unpriced", *TOKEN_COLUMNS, *COST_COLUMNS)
+        out.update({c: int(m[c]) for c in counted})
         yield out
 
 

@@ -22,7 +22,7 @@ from metering.storage.budgets import check_budget_counters
 from metering.storage.models import COST_COLUMNS, DailyRollup, UsageRecord
 from metering.storage.records import ROLLUP_SUMS
 
-CHECKED = ("requests", "errors", *ROLLUP_SUMS)
+CHECKED = ("requests", "errors", "unpriced", *ROLLUP_SUMS)
 
 
 @dataclass
@@ -59,6 +59,7 @@ def _records_by_rollup_key(conn: Connection, window: DayWindow) -> dict[tuple[An
     sums = [
         func.count().label("requests"),
         func.sum(case((u.status == "success", 0), else_=1)).label("errors"),
+        func.sum(case((u.cost_source == "unpriced", 1), else_=0)).label("unpriced"),
         *(func.sum(getattr(u, c)).label(c) for c in ROLLUP_SUMS),
     ]
     query = (

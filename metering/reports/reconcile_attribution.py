@@ -40,6 +40,7 @@ def _records(conn: Connection, window: DayWindow, *, tags: bool) -> Sums:
     sums = [
         func.count().label("requests"),
         func.sum(case((u.status == "success", 0), else_=1)).label("errors"),
+        func.sum(case((u.cost_source == "unpriced", 1), else_=0)).label("unpriced"),
         *(func.sum(getattr(u, c)).label(c) for c in ROLLUP_SUMS),
     ]
     query = (

@@ -39,7 +39,8 @@ TAG_OVERLAP_NOTE = (
     "a request with several tags counts in each tag's group: the tag groups can add up "
     "to more than the grand total"
 )
-COUNT_COLUMNS = ("requests", "errors")
+# ``unpriced``: requests without a price, counted as 0 in every amount until repriced.
+COUNT_COLUMNS = ("requests", "errors", "unpriced")
 METRIC_COLUMNS = (*COUNT_COLUMNS, *SPEND_TOKENS, *SPEND_COSTS)
 
 
@@ -178,6 +179,17 @@ def spend_groups(
     if by:
         records.sort(key=_sort_key(columns))
     return records
+
+
+def unpriced_note(unpriced: int) -> str | None:
+    """The footnote of a listing whose amounts leave out ``unpriced`` requests (None: all
+    are priced): nobody should read their $0 as free."""
+    if not unpriced:
+        return None
+    return (
+        f"{unpriced} request(s) have no price and count as 0 USD above (column unpriced): "
+        "`metering reconcile` lists them, `metering reprice` bills them once a price exists"
+    )
 
 
 def spend_totals(groups: Sequence[dict[str, Any]]) -> dict[str, int]:

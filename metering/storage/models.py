@@ -257,6 +257,8 @@ class DailyRollup(UsageColumns, Base):
     model: Mapped[str] = mapped_column(String(MODEL_CHARS))
     requests: Mapped[int] = mapped_column(BigInteger, default=0)
     errors: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Records without a price (billed 0 until ``metering reprice``): shown beside amounts.
+    unpriced: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
 
 
 class BudgetEvent(Base):
@@ -522,6 +524,8 @@ class DailyEndUserRollup(UsageColumns, Base):
     end_user: Mapped[str] = mapped_column(String(END_USER_CHARS), default="")
     requests: Mapped[int] = mapped_column(BigInteger, default=0)
     errors: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Records without a price (billed 0 until ``metering reprice``): shown beside amounts.
+    unpriced: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
 
 
 class DailyTagRollup(UsageColumns, Base):
@@ -557,3 +561,5 @@ class DailyTagRollup(UsageColumns, Base):
     tag: Mapped[str] = mapped_column(String(TAG_CHARS), default="")
     requests: Mapped[int] = mapped_column(BigInteger, default=0)
     errors: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Records without a price (billed 0 until ``metering reprice``): shown beside amounts.
+    unpriced: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))

@@ -57,10 +57,12 @@ _row_key = itemgetter(
 )
 _row_names = itemgetter(RECORD_FIELDS.index("provider"), RECORD_FIELDS.index("model"))
 _STATUS = RECORD_FIELDS.index("status")
+_COST_SOURCE = RECORD_FIELDS.index("cost_source")
 _row_attribution = itemgetter(
     *(RECORD_FIELDS.index(c) for c in ("end_user_scope", "end_user", "tags"))
 )
-ROLLUP_COLUMNS = (*ROLLUP_KEY, "requests", "errors", *ROLLUP_SUMS)  # the upsert's order
+# The upsert's order; ``unpriced``: records without a price (billed 0 until repriced).
+ROLLUP_COLUMNS = (*ROLLUP_KEY, "requests", "errors", "unpriced", *ROLLUP_SUMS)
 END_USER_KEY = (*ROLLUP_KEY, "end_user_scope", "end_user")
 TAG_KEY = (*END_USER_KEY, "tag")
 RECORDS_PER_STATEMENT = 200  # × 53 columns: under SQLite's 32,766 parameters
@@ -151,15 +153,18 @@ def _add_rows_to_rollup(conn: Connection, rows: Iterable[Sequence[Any]], sign: i
         user_key = (*key, scope or "", end_user or "")
         values = _row_sums(row)
         error = row[_STATUS] not in ERROR_STATUSES_OK
+        unpriced = row[_COST_SOURCE] == "unpriced"
         for found, group in (
             (groups, key),
             (by_end_user, user_key),
             *((by_tag, (*user_key, tag)) for tag in (tags_of(tags) or ("",))),
         ):
-            sums, errors = found.setdefault(group, ([], [0]))
+            sums, counts = found.setdefault(group, ([], [0, 0]))  # errors, unpriced
             sums.append(values)
             if error:
-                errors[0] += 1
+                counts[0] += 1
+            if unpriced:
+                counts[1] += 1
     _upsert_groups(conn, UPSERT_ROLLUP, groups, sign)
     _upsert_groups(conn, UPSERT_END_USER_ROLLUP, by_end_user, sign)
     _upsert_groups(conn, UPSERT_TAG_ROLLUP, by_tag, sign)
@@ -181,9 +186,9 @@ def _upsert_groups(
         return
     sql = statement.text(is_postgres(conn))
     # One statement per group keeps a fixed (sorted) lock order across writers.
-    for key, (rows, errors) in sorted(groups.items()):
+    for key, (rows, counts) in sorted(groups.items()):
         sums = [sign * sum(map(int, filter(None, column))) for column in zip(*rows, strict=True)]
-        run(conn, sql, [*key, sign * len(rows), sign * errors[0], *sums])
+        run(conn, sql, [*key, sign * len(rows), sign * counts[0], sign * counts[1], *sums])
 
 
 def interrupted_among(conn: Connection, request_ids: Sequence[str]) -> dict[str, UsageRow]:

@@ -14,14 +14,21 @@ def test_chart_command_writes_png(
     db_url: str, engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with engine.begin() as conn:
-        generate_month(conn, seed_org(conn), n=60)
+        records = generate_month(conn, seed_org(conn), n=60)
     monkeypatch.chdir(tmp_path)
     result = CliRunner().invoke(
         main, ["--database-url", db_url, "chart", "--month", "2026-11", "--by", "provider"]
     )
     assert result.exit_code == 0, result.output
-    assert result.output.startswith("wrote reports/spend-2026-11.png (")
-    assert result.output.endswith(" series, 30 days)\n")
+    wrote, *rest = result.output.splitlines()
+    assert wrote.startswith("wrote reports/spend-2026-11.png (")
+    assert wrote.endswith(" series, 30 days)")
+    unpriced = sum(r.cost_source == "unpriced" and r.started_at.month == 11 for r in records)
+    # Their $0 is not free: the chart (in its title) and the command say how many.
+    assert unpriced and rest == [
+        f"! {unpriced} request(s) without a price are counted as $0 (metering reconcile "
+        "lists them; metering reprice bills them once a price exists)"
+    ]
     assert (tmp_path / "reports/spend-2026-11.png").read_bytes()[:4] == b"\x89PNG"
 
 

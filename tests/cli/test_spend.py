@@ -32,11 +32,14 @@ def test_spend_json_fields_and_until_is_inclusive(db_url: str, engine: Engine) -
     rows = json.loads(result.output)
     november = [r for r in records if r.started_at.month == 11]
     assert sum(r["requests"] for r in rows) == len(november)
+    unpriced = [r for r in november if r.cost_source == "unpriced"]
+    assert unpriced and sum(r["unpriced"] for r in rows) == len(unpriced)
     assert list(rows[0]) == [
         "provider",
         "model",
         "requests",
         "errors",
+        "unpriced",
         "prompt_tokens",
         "completion_tokens",
         "cached_read_tokens",
@@ -66,13 +69,20 @@ def test_spend_table_has_total_row(db_url: str, engine: Engine) -> None:
     result = _run(db_url, "spend", "--by", "key", *NOVEMBER)
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
-    assert lines[0].split()[:3] == ["key", "requests", "errors"]
-    total_line = lines[-1].split()
-    assert total_line[0] == "TOTAL"
+    assert lines[0].split()[:4] == ["key", "requests", "errors", "unpriced"]
     november = [r for r in records if r.started_at.month == 11]
+    unpriced = sum(r.cost_source == "unpriced" for r in november)
+    # Unpriced requests count as $0 in the amounts: the table says how many there are.
+    assert unpriced and lines[-1] == (
+        f"! {unpriced} request(s) have no price and count as 0 USD above (column unpriced): "
+        "`metering reconcile` lists them, `metering reprice` bills them once a price exists"
+    )
+    total_line = lines[-2].split()
+    assert total_line[0] == "TOTAL"
     assert total_line[1] == str(len(november))
+    assert total_line[3] == str(unpriced)
     assert total_line[-1] == format_usd(sum(r.total_cost for r in november))
-    assert {line.split()[0] for line in lines[2:-2]} == {"alice", "bob", "carol", "dave", "erin"}
+    assert {line.split()[0] for line in lines[2:-3]} == {"alice", "bob", "carol", "dave", "erin"}
 
 
 def test_spend_csv_and_key_filter(db_url: str, engine: Engine) -> None:

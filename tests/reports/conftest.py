@@ -38,4 +38,5 @@ def records_frame(org: Org, records: list[dict[str, Any]]) -> pd.DataFrame:
     frame["tag_list"] = frame["tags"].map(lambda t: t.split(",") if t else [None])
     frame["requests"] = 1
     frame["errors"] = (frame["status"] != "success").astype("int64")
+    frame["unpriced"] = (frame["cost_source"] == "unpriced").astype("int64")
     return frame

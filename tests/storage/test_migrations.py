@@ -597,3 +597,65 @@ def test_upgrade_from_0010_adds_tags_and_end_users_with_records_in_place(
             assert [(g["tag"], g["requests"]) for g in by_tag] == [(None, 3), ("beta", 1)]
     finally:
         engine.dispose()
+
+
+def test_upgrade_from_0011_counts_the_unpriced_records_in_every_rollup(
+    empty_db_url: str,
+) -> None:
+    """0011 → head (0012: ``unpriced`` on the three rollups) with an unpriced and a priced
+    record of one group, tagged, in place: every rollup row counts the unpriced one, and
+    reconcile (which checks the new column against the records) agrees; no drift."""
+    from datetime import datetime
+
+    from sqlalchemy import MetaData, Table, insert, select
+
+    from metering.reports.common import DayWindow
+    from metering.reports.reconcile import reconcile
+    from metering.storage.keys import utcnow
+    from metering.storage.records import ROLLUP_SUMS
+    from tests.storage.test_records import make_key, record_for
+
+    engine = make_engine(empty_db_url)
+    try:
+        upgrade(engine, "0011")
+        sync_shipped_sheets(engine)
+        key = make_key(engine)
+        at = datetime(2026, 3, 3, 12, 0)
+        old = MetaData()
+        records = Table("usage_records", old, autoload_with=engine)
+        names = ("daily_rollups", "daily_end_user_rollups", "daily_tag_rollups")
+        tables = {n: Table(n, old, autoload_with=engine) for n in names}
+        assert all("unpriced" not in t.c for t in tables.values())
+        priced = record_for(engine, "r-priced", at, key)._replace(
+            end_user="u1", end_user_scope=f"key:{key}", tags="beta"
+        )
+        unpriced = priced._replace(
+            request_id="r-unpriced", cost_source="unpriced", price_version_id=None,
+            computed_cost=None, **{c: 0 for c in ROLLUP_SUMS if c.endswith("_cost")},
+        )  # fmt: skip
+        group = {"day": at.date(), "key_id": key, "team_id": 0, "customer_id": 0,
+                 "provider": priced.provider, "model": priced.model}  # fmt: skip
+        sums = {c: getattr(priced, c) + getattr(unpriced, c) for c in ROLLUP_SUMS}
+        with engine.begin() as conn:
+            conn.execute(insert(records), [r._asdict() for r in (priced, unpriced)])
+            tag_table = Table("record_tags", old, autoload_with=engine)
+            conn.execute(insert(Table("tags", old, autoload_with=engine)), [{"name": "beta"}])
+            ids = conn.execute(select(records.c.id)).scalars().all()
+            conn.execute(insert(tag_table), [{"record_id": i, "tag": "beta"} for i in ids])
+            extra = {"daily_rollups": {},
+                     "daily_end_user_rollups": {"end_user_scope": f"key:{key}", "end_user": "u1"},
+                     "daily_tag_rollups": {"end_user_scope": f"key:{key}", "end_user": "u1",
+                                           "tag": "beta"}}  # fmt: skip
+            for name, table in tables.items():
+                conn.execute(insert(table).values(**group, **extra[name], requests=2, errors=0,
+                                                  **sums))  # fmt: skip
+        assert upgrade(engine) == ("0011", head_revision(engine))
+        command.check(alembic_config(engine))
+        new = MetaData()
+        with engine.connect() as conn:
+            for name in tables:
+                table = Table(name, new, autoload_with=engine)
+                assert conn.execute(select(table.c.unpriced)).scalars().all() == [1], name
+            assert reconcile(conn, window=DayWindow(), now=utcnow()).rollup_problems == []
+    finally:
+        engine.dispose()
