@@ -91,7 +91,9 @@ def record(
     customer_id: int | None,
     cost_nano: int,
     started_at: datetime,
+    served: str = "openai/gpt-4o",
 ) -> UsageRow:
+    provider, _, model = served.partition("/")
     return usage_row(
         request_id=request_id,
         started_at=started_at,
@@ -99,8 +101,8 @@ def record(
         key_id=key_id,
         team_id=team_id,
         customer_id=customer_id,
-        provider="openai",
-        model="gpt-4o",
+        provider=provider,
+        model=model,
         requested_model="openai/gpt-4o",
         request_type="text_completion",
         status="success",
@@ -120,8 +122,10 @@ def record_and_settle(
     started_at: datetime,
     now: datetime | None = None,
     key_id: int | None = None,
+    served: str = "openai/gpt-4o",
 ) -> None:
-    """What the gateway does after a response: insert the record and settle, one transaction."""
+    """What the gateway does after a response: insert the record and settle, one
+    transaction (``served``: the provider/model that served it)."""
     key = org.key_id if key_id is None else key_id
     row = record(
         request_id=request_id,
@@ -130,6 +134,7 @@ def record_and_settle(
         customer_id=org.customer_id,
         cost_nano=cost_nano,
         started_at=started_at,
+        served=served,
     )
     write_records(conn, [row])
     settle(

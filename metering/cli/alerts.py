@@ -8,6 +8,7 @@ import json
 
 import click
 
+from metering.cli.budgets import model_option
 from metering.cli.context import CliContext, pass_context
 from metering.cli.output import emit, format_option
 from metering.core.alerts import PAYLOADS, format_thresholds
@@ -54,6 +55,12 @@ def alerts() -> None:
 @click.option("--team", default=None, help="Team (name or id) whose budget to watch.")
 @click.option("--customer", default=None, help="Customer (name or id) whose budget to watch.")
 @click.option(
+    "--model",
+    "model_pattern",
+    default=None,
+    help="The owner's budget narrowed to this model pattern (budgets set --model).",
+)
+@click.option(
     "--at",
     "at",
     default=format_thresholds((50, 80, 100)),
@@ -81,6 +88,7 @@ def alerts_add(
     key: str | None,
     team: str | None,
     customer: str | None,
+    model_pattern: str | None,
     at: str,
     payload: str,
     forecast: bool,
@@ -106,6 +114,7 @@ def alerts_add(
             secret=signing,
             now=utcnow(),
             forecast=forecast,
+            model_pattern=model_option(model_pattern),
         )
     shown = {"id": alert_id} | ({"secret": signing} if secret is None else {})
     if fmt == "json":

@@ -9,6 +9,7 @@ import click
 from metering.cli.context import CliContext, pass_context
 from metering.cli.output import emit, format_option
 from metering.core.bounds import parse_limit
+from metering.core.model_patterns import check_model_pattern
 from metering.errors import InvalidInput
 from metering.storage.budgets import budget_status, remove_budget, set_budget
 from metering.storage.owners import find_owner
@@ -29,6 +30,7 @@ LIST_COLUMNS = (
     "limit_reached_on",
     "daily_rate",
     "forecast_basis",
+    "model",
 )
 
 
@@ -45,6 +47,11 @@ def limit_from_option(text: str, *, option: str, allow_zero: bool) -> int:
             "zero limit on purpose, or give a positive amount"
         )
     return limit_nano
+
+
+def model_option(pattern: str | None) -> str:
+    """``--model``: absent = the budget of every model (''); given, a valid pattern."""
+    return "" if pattern is None else check_model_pattern(pattern, option="--model")
 
 
 @click.group(name="budgets")
@@ -64,6 +71,13 @@ def _one_owner(key: str | None, team: str | None, customer: str | None) -> tuple
 @click.option("--key", default=None, help="Virtual key (name or id).")
 @click.option("--team", default=None, help="Team (name or id).")
 @click.option("--customer", default=None, help="Customer (name or id).")
+@click.option(
+    "--model",
+    "model_pattern",
+    default=None,
+    help="Narrow the budget to models matching this pattern, e.g. 'openai/gpt-4o*' "
+    "(matched against the model that served each request).",
+)
 @click.option("--limit", "limit", required=True, help="Hard limit in USD per period, e.g. 25.50.")
 @click.option(
     "--period",
@@ -92,6 +106,7 @@ def budgets_set(
     key: str | None,
     team: str | None,
     customer: str | None,
+    model_pattern: str | None,
     limit: str,
     period: str,
     soft: int | None,
@@ -101,6 +116,7 @@ def budgets_set(
 ) -> None:
     """Create or change the budget of one key, team or customer."""
     owner_type, ref = _one_owner(key, team, customer)
+    pattern = model_option(model_pattern)
     limit_nano = limit_from_option(limit, option="--limit", allow_zero=allow_zero)
     with ctx.engine().begin() as conn:
         owner_id, _ = find_owner(conn, owner_type, ref)
@@ -112,6 +128,7 @@ def budgets_set(
             period=period,
             timezone=timezone,
             soft_pct=soft,
+            model_pattern=pattern,
             now=_utcnow(),
         )
     emit([status.as_dict()], fmt, columns=LIST_COLUMNS)
@@ -131,14 +148,29 @@ def budgets_list(ctx: CliContext, fmt: str) -> None:
 @click.option("--key", default=None, help="Virtual key (name or id).")
 @click.option("--team", default=None, help="Team (name or id).")
 @click.option("--customer", default=None, help="Customer (name or id).")
+@click.option(
+    "--model", "model_pattern", default=None, help="The budget narrowed to this model pattern."
+)
 @pass_context
 def budgets_remove(
-    ctx: CliContext, key: str | None, team: str | None, customer: str | None
+    ctx: CliContext,
+    key: str | None,
+    team: str | None,
+    customer: str | None,
+    model_pattern: str | None,
 ) -> None:
     """Remove the budget of one key, team or customer (refused while requests hold
     reservations in it); its records and their costs stay."""
     owner_type, ref = _one_owner(key, team, customer)
+    pattern = model_option(model_pattern)
     with ctx.engine().begin() as conn:
         owner_id, name = find_owner(conn, owner_type, ref)
-        remove_budget(conn, owner_type=owner_type, owner_id=owner_id, owner_name=name)
-    click.echo(f"removed the budget of {owner_type} {name!r}")
+        remove_budget(
+            conn,
+            owner_type=owner_type,
+            owner_id=owner_id,
+            owner_name=name,
+            model_pattern=pattern,
+        )
+    narrowed = f" for models {pattern!r}" if pattern else ""
+    click.echo(f"removed the budget of {owner_type} {name!r}{narrowed}")

@@ -11,6 +11,7 @@ from metering.cli.budgets import limit_from_option
 from metering.cli.context import CliContext, pass_context
 from metering.cli.output import emit, format_option
 from metering.cli.params import missing_day
+from metering.core.model_patterns import check_model_pattern
 from metering.core.periods import parse_period, parse_timezone
 from metering.errors import InvalidInput
 from metering.storage.budgets import set_budget
@@ -54,17 +55,6 @@ def parse_expiry(value: str | None, *, now: datetime) -> datetime | None:
             "the key would never work"
         )
     return moment
-
-
-def check_model_pattern(pattern: str) -> str:
-    """An allowed-model pattern matches ``provider/model``: one without a provider part
-    (and not starting with a wildcard) would match nothing."""
-    if "/" not in pattern and not pattern.startswith(("*", "?", "[")):
-        raise InvalidInput(
-            f"--models {pattern!r} has no provider and would match no request: write "
-            f"provider/model, e.g. 'openai/{pattern}' (or '*/{pattern}' for any provider)"
-        )
-    return pattern
 
 
 @click.group(name="keys")
@@ -124,7 +114,7 @@ def keys_create(
     now = datetime.now(UTC).replace(tzinfo=None)
     expires_at = parse_expiry(expires, now=now)
     for pattern in models:
-        check_model_pattern(pattern)
+        check_model_pattern(pattern, option="--models")
     if (budget is None) != (period is None):
         raise InvalidInput("--budget and --period go together (e.g. --budget 25 --period monthly)")
     if budget is None and (soft is not None or timezone != "UTC"):

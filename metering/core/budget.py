@@ -265,10 +265,13 @@ def refusal_message(
     reserved_nano: int,
     requested_nano: int,
     next_reset: datetime | None,
+    model_pattern: str = "",
 ) -> str:
-    """The 402 message: which budget, its limit, spent, reserved, and when it resets."""
+    """The 402 message: which budget (narrowed: to which models), its limit, spent,
+    reserved, and when it resets."""
+    narrowed = f" for models '{model_pattern}'" if model_pattern else ""
     return (
-        f"{owner_type} budget of {owner_type} '{owner_name}' would be exceeded: limit "
+        f"{owner_type} budget of {owner_type} '{owner_name}'{narrowed} would be exceeded: limit "
         f"${format_usd(limit_nano)}, spent ${format_usd(spent_nano)}, reserved by requests "
         f"in flight ${format_usd(reserved_nano)}, this request may cost up to "
         f"${format_usd(requested_nano)}; {describe_reset(next_reset)}. Lower max_tokens, "

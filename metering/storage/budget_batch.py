@@ -34,6 +34,7 @@ from typing import Any, Protocol
 from sqlalchemy import Connection
 
 from metering.core.budget import BudgetState, first_refusal
+from metering.core.model_patterns import budget_covers_any
 from metering.errors import Conflict
 from metering.storage.alerts import alerted_budgets, note_crossings
 from metering.storage.budget_results import Refusal, ReserveResult, SettleResult
@@ -73,6 +74,10 @@ class Charged(Protocol):
     @property
     def customer_id(self) -> int | None: ...
     @property
+    def provider(self) -> str: ...
+    @property
+    def model(self) -> str: ...  # served, with ``provider``: what a model pattern matches
+    @property
     def started_at(self) -> datetime: ...
     @property
     def total_cost(self) -> int: ...
@@ -81,12 +86,15 @@ class Charged(Protocol):
 @dataclass(frozen=True, slots=True)
 class ReserveAsk:
     """One request's reservation: ``amount_nano`` None = the request cannot be bounded
-    (unpriced model): accepted only if no budget applies, else ``unbounded`` is set."""
+    (unpriced model): accepted only if no budget applies, else ``unbounded`` is set.
+    ``models``: every ``provider/model`` it may be served by (model, then fallbacks): a
+    budget narrowed to a model pattern applies if it covers one of them."""
 
     request_id: str
     owners: Owners
     amount_nano: int | None
     created_at: datetime
+    models: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,12 +151,25 @@ def _lock_records(
     return _lock(conn, owners, held=[r.request_id for r in records], alerted=True)
 
 
-def applicable(rows: Mapping[int, BudgetRow], owners: Owners) -> list[BudgetRow]:
-    """The rows that apply to a request of these owners, key → team → customer, by id."""
+def applicable(
+    rows: Mapping[int, BudgetRow], owners: Owners, *, models: Sequence[str]
+) -> list[BudgetRow]:
+    """The rows that apply to a request of these owners, key → team → customer, by id:
+    at admission ``models`` are its candidates (one covered is enough), at settlement
+    the served model alone (``served``)."""
     key_id, team_id, customer_id = owners
     wanted = {("key", key_id), ("team", team_id), ("customer", customer_id)}
-    found = [r for r in rows.values() if (r.owner_type, r.owner_id) in wanted]
+    found = [
+        r
+        for r in rows.values()
+        if (r.owner_type, r.owner_id) in wanted and budget_covers_any(r.model_pattern, models)
+    ]
     return sorted(found, key=lambda r: (OWNER_RANK[r.owner_type], r.id))
+
+
+def served(record: Charged) -> tuple[str]:
+    """The model that served a record, as the one candidate ``applicable`` matches."""
+    return (f"{record.provider}/{record.model}",)
 
 
 def save_rows(conn: Connection, rows: Sequence[BudgetRow], *, now: datetime) -> None:
@@ -204,7 +225,7 @@ def reserve_many(
     inserts: list[tuple[Any, ...]] = []
     refused: list[tuple[int, BudgetRow, int]] = []
     for index, (ask, skipped) in enumerate(zip(asks, skip, strict=True)):
-        mine = applicable(rows, ask.owners)
+        mine = applicable(rows, ask.owners, models=ask.models)
         if skipped is not None:
             results.append(skipped)
             continue
@@ -251,6 +272,7 @@ def reserve_many(
                 reserved_nano=reserved,
                 requested_nano=amount,
                 next_reset=row.window[1],
+                model_pattern=row.model_pattern,
             )
             results[index] = ReserveResult(False, amount, (), refusal)
     return results
@@ -309,7 +331,7 @@ class BatchSettlement:
         """A record settled before whose cost changed by ``delta_nano`` (an ``interrupted``
         estimate replaced by the real record): charged to the budgets whose window holds
         its ``started_at``, as its cost was. Saved by ``finish``."""
-        for row in applicable(self.rows, _owners_of(record)):
+        for row in applicable(self.rows, _owners_of(record), models=served(record)):
             start, end = row.window
             if start <= record.started_at and (end is None or record.started_at < end):
                 row.spent_nano += delta_nano
@@ -348,7 +370,7 @@ class BatchSettlement:
                 continue
             started_at = record.started_at
             cost = record.total_cost
-            for row in applicable(self.rows, _owners_of(record)):
+            for row in applicable(self.rows, _owners_of(record), models=served(record)):
                 start, end = row.window
                 if start <= started_at and (end is None or started_at < end):
                     row.spent_nano += cost

@@ -23,6 +23,7 @@ class Refusal:
     reserved_nano: int
     requested_nano: int
     next_reset: datetime | None
+    model_pattern: str = ""  # '' = every model
 
     def message(self) -> str:
         return refusal_message(
@@ -33,6 +34,7 @@ class Refusal:
             reserved_nano=self.reserved_nano,
             requested_nano=self.requested_nano,
             next_reset=self.next_reset,
+            model_pattern=self.model_pattern,
         )
 
     def error(self) -> BudgetExceeded:

@@ -19,6 +19,7 @@ from sqlalchemy import Connection, false, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from metering.core.budget import soft_limit_reached
+from metering.core.model_patterns import budget_covers
 from metering.core.money import format_usd
 from metering.core.periods import parse_period, period_window
 from metering.storage.compiled import Sql, table
@@ -41,6 +42,9 @@ class BudgetRow:
     id: int
     owner_type: str
     owner_id: int
+    scope: str
+    subject: str
+    model_pattern: str
     limit_nano: int
     period: str
     timezone: str
@@ -139,19 +143,28 @@ def recorded_spend(
     owner_type: str,
     owner_id: int,
     window: tuple[datetime, datetime | None],
+    model_pattern: str = "",
     exclude_request_id: str | None = None,
 ) -> int:
-    """Sum of ``total_cost`` of the owner's records that started inside ``window``."""
+    """Sum of ``total_cost`` of the owner's records that started inside ``window`` (of
+    those served by a model ``model_pattern`` covers: ``core.model_patterns``)."""
     start, end = window
     column = _RECORD_OWNER[owner_type]
-    query = select(func.coalesce(func.sum(UsageRecord.total_cost), 0)).where(
-        column == owner_id, UsageRecord.started_at >= start
-    )
+    total = func.coalesce(func.sum(UsageRecord.total_cost), 0)
+    conditions = [column == owner_id, UsageRecord.started_at >= start]
     if end is not None:
-        query = query.where(UsageRecord.started_at < end)
+        conditions.append(UsageRecord.started_at < end)
     if exclude_request_id is not None:
-        query = query.where(UsageRecord.request_id != exclude_request_id)
-    return int(conn.execute(query).scalar_one())
+        conditions.append(UsageRecord.request_id != exclude_request_id)
+    if not model_pattern:
+        return int(conn.execute(select(total).where(*conditions)).scalar_one())
+    by_model = select(UsageRecord.provider, UsageRecord.model, total).where(*conditions)
+    groups = conn.execute(by_model.group_by(UsageRecord.provider, UsageRecord.model))
+    return sum(
+        int(amount)
+        for provider, model, amount in groups
+        if budget_covers(model_pattern, f"{provider}/{model}")
+    )
 
 
 def reserved_total(conn: Connection, budget_id: int) -> int:
@@ -186,6 +199,7 @@ def start_window(
         owner_type=row.owner_type,
         owner_id=row.owner_id,
         window=window,
+        model_pattern=row.model_pattern,
         exclude_request_id=exclude_request_id,
     )
     row.soft_crossed_at = soft_event_at(conn, row.id, row.period_start)

@@ -21,6 +21,7 @@ from sqlalchemy import Connection, delete, func, insert, select, update
 from metering.core.bounds import limit_problem
 from metering.core.budget import soft_limit_reached
 from metering.core.forecast import Forecast
+from metering.core.model_patterns import check_model_pattern
 from metering.core.money import format_usd
 from metering.core.periods import initial_window, parse_period, parse_timezone
 from metering.errors import Conflict, InvalidInput, NotFound
@@ -73,6 +74,7 @@ class BudgetStatus:
     owner_type: str
     owner_id: int
     owner_name: str
+    model_pattern: str  # '' = every model
     limit_nano: int
     period: str
     timezone: str
@@ -90,19 +92,27 @@ class BudgetStatus:
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON shape of ``budgets list`` and ``GET /v1/budget`` (decimal USD strings)."""
-        return {
-            "owner_type": self.owner_type,
-            "owner": self.owner_name,
-            "limit": format_usd(self.limit_nano),
-            "period": self.period,
-            "timezone": self.timezone,
-            "spent": format_usd(self.spent_nano),
-            "reserved": format_usd(self.reserved_nano),
-            "remaining": format_usd(self.remaining_nano),
-            "period_start": _iso(self.period_start),
-            "next_reset": _iso(self.next_reset) if self.next_reset is not None else None,
-            "soft_limit_crossed": self.soft_limit_crossed,
-        } | (NO_FORECAST if self.forecast is None else self.forecast.as_dict())
+        return (
+            {
+                "owner_type": self.owner_type,
+                "owner": self.owner_name,
+                "limit": format_usd(self.limit_nano),
+                "period": self.period,
+                "timezone": self.timezone,
+                "spent": format_usd(self.spent_nano),
+                "reserved": format_usd(self.reserved_nano),
+                "remaining": format_usd(self.remaining_nano),
+                "period_start": _iso(self.period_start),
+                "next_reset": _iso(self.next_reset) if self.next_reset is not None else None,
+                "soft_limit_crossed": self.soft_limit_crossed,
+            }
+            | (NO_FORECAST if self.forecast is None else self.forecast.as_dict())
+            | self._scope()
+        )
+
+    def _scope(self) -> dict[str, Any]:
+        """What narrows the budget (after the older fields, which keep their places)."""
+        return {"model": self.model_pattern or None}
 
 
 NO_FORECAST = dict.fromkeys(("forecast", "limit_reached_on", "daily_rate", "forecast_basis"))
@@ -121,11 +131,13 @@ def set_budget(
     period: str,
     timezone: str = "UTC",
     soft_pct: int | None = None,
+    model_pattern: str = "",
     now: datetime,
 ) -> BudgetStatus:
-    """Create or change the budget of an owner. A new period or zone starts the window
-    containing ``now``, with the spend of the records already in it; otherwise the
-    current window and its spend are kept (a new limit applies from now on)."""
+    """Create or change the budget of an owner (narrowed to ``model_pattern``: one budget
+    per owner and pattern). A new period or zone starts the window containing ``now``,
+    with the spend of the records already in it; otherwise the current window and its
+    spend are kept (a new limit applies from now on)."""
     kind = check_owner_type(owner_type)
     if limit_nano < 0:
         raise InvalidInput("a budget limit cannot be negative")
@@ -136,10 +148,10 @@ def set_budget(
         raise InvalidInput(f"a soft limit is a percentage from 1 to 100, not {soft_pct}")
     period_text = str(parse_period(period))
     parse_timezone(timezone)
+    if model_pattern:
+        check_model_pattern(model_pattern, option="--model")
     begin_write(conn)
-    found = conn.execute(
-        select(Budget.id).where(Budget.owner_type == kind, Budget.owner_id == owner_id)
-    ).scalar()
+    found = _find(conn, kind, owner_id, model_pattern)
     created = found is None
     if found is None:
         # Its window's spend is counted from the committed records: none may be in flight.
@@ -149,6 +161,7 @@ def set_budget(
             .values(
                 owner_type=kind,
                 owner_id=owner_id,
+                model_pattern=model_pattern,
                 limit_nano=limit_nano,
                 period=period_text,
                 timezone=timezone,
@@ -180,16 +193,34 @@ def set_budget(
     return budget_status(conn, now=now, budget_ids=[row.id])[0]
 
 
-def remove_budget(conn: Connection, *, owner_type: str, owner_id: int, owner_name: str) -> None:
-    """Delete an owner's budget (its events go with it). Refused while requests hold
-    reservations in it: their settlement would have no budget to settle against, and the
-    spend they were admitted under would vanish from the counters mid-request."""
-    kind = check_owner_type(owner_type)
+def _find(conn: Connection, kind: str, owner_id: int, model_pattern: str) -> int | None:
     found = conn.execute(
-        select(Budget.id).where(Budget.owner_type == kind, Budget.owner_id == owner_id)
+        select(Budget.id).where(
+            Budget.owner_type == kind,
+            Budget.owner_id == owner_id,
+            Budget.model_pattern == model_pattern,
+        )
     ).scalar()
+    return None if found is None else int(found)
+
+
+def remove_budget(
+    conn: Connection,
+    *,
+    owner_type: str,
+    owner_id: int,
+    owner_name: str,
+    model_pattern: str = "",
+) -> None:
+    """Delete an owner's budget (of ``model_pattern``; its events go with it). Refused
+    while requests hold reservations in it: their settlement would have no budget to
+    settle against, and the spend they were admitted under would vanish from the counters
+    mid-request."""
+    kind = check_owner_type(owner_type)
+    found = _find(conn, kind, owner_id, model_pattern)
     if found is None:
-        raise NotFound(f"{kind} {owner_name!r} has no budget (see metering budgets list)")
+        narrowed = f" for models {model_pattern!r}" if model_pattern else ""
+        raise NotFound(f"{kind} {owner_name!r} has no budget{narrowed} (see metering budgets list)")
     lock_budgets(conn, [found])  # no reservation can be added until this commits
     held = conn.execute(
         select(func.count(), func.coalesce(func.sum(Reservation.amount_nano), 0)).where(
@@ -232,7 +263,11 @@ def budget_status(
         if window[0] > row.period_start:
             row.period_start = window[0]
             row.spent_nano = recorded_spend(
-                conn, owner_type=row.owner_type, owner_id=row.owner_id, window=window
+                conn,
+                owner_type=row.owner_type,
+                owner_id=row.owner_id,
+                window=window,
+                model_pattern=row.model_pattern,
             )
         else:
             window = row.window
@@ -242,6 +277,7 @@ def budget_status(
                 owner_type=row.owner_type,
                 owner_id=row.owner_id,
                 owner_name=names[(row.owner_type, row.owner_id)],
+                model_pattern=row.model_pattern,
                 limit_nano=row.limit_nano,
                 period=row.period,
                 timezone=row.timezone,
@@ -263,6 +299,7 @@ def budget_status(
             (
                 s.owner_type,
                 s.owner_id,
+                s.model_pattern,
                 s.limit_nano,
                 s.spent_nano,
                 (s.period_start, s.next_reset),
@@ -287,7 +324,11 @@ def check_budget_counters(conn: Connection, *, now: datetime) -> list[str]:
         if row.period_start > now:
             problems.append(f"{label}: period_start {row.period_start} is in the future")
         spent = recorded_spend(
-            conn, owner_type=row.owner_type, owner_id=row.owner_id, window=(start, end)
+            conn,
+            owner_type=row.owner_type,
+            owner_id=row.owner_id,
+            window=(start, end),
+            model_pattern=row.model_pattern,
         )
         if spent != row.spent_nano:
             problems.append(

@@ -26,6 +26,7 @@ JSON_FIELDS = [
     "limit_reached_on",
     "daily_rate",
     "forecast_basis",
+    "model",
 ]
 
 
@@ -200,3 +201,28 @@ def test_remove_a_budget_refused_while_requests_hold_reservations(
     assert (code, err) == (1, "Error: team 'search' has no budget (see metering budgets list)\n")
     code, _, err = run(db_url, "budgets", "remove", "--key", "alice", "--team", "search")
     assert code == 1 and "exactly one budget owner" in err
+
+
+def test_model_budgets_set_list_and_remove(db_url: str, engine: Engine) -> None:
+    with engine.begin() as conn:
+        make_org(conn)
+    for args in (("--limit", "10"), ("--model", "openai/gpt-4o*", "--limit", "2")):
+        code, _, err = run(db_url, "budgets", "set", "--key", "alice", *args,
+                           "--period", "monthly")  # fmt: skip
+        assert (code, err) == (0, "")
+    code, out, _ = run(db_url, "budgets", "list", "--format", "json")
+    assert [(r["owner"], r["model"], r["limit"]) for r in json.loads(out)] == [
+        ("alice", None, "10"),
+        ("alice", "openai/gpt-4o*", "2"),
+    ]
+    code, out, err = run(db_url, "budgets", "set", "--key", "alice", "--model", "gpt-4o",
+                         "--limit", "1", "--period", "monthly")  # fmt: skip
+    assert code == 1 and "--model 'gpt-4o' has no provider" in err
+    code, out, err = run(db_url, "budgets", "remove", "--key", "alice", "--model", "openai/*")
+    assert code == 1 and "has no budget for models 'openai/*'" in err
+    code, out, err = run(db_url, "budgets", "remove", "--key", "alice", "--model",
+                         "openai/gpt-4o*")  # fmt: skip
+    assert (code, out) == (0, "removed the budget of key 'alice' for models 'openai/gpt-4o*'\n")
+    code, out, _ = run(db_url, "budgets", "list", "--format", "json")
+    assert [(r["owner"], r["model"]) for r in json.loads(out)] == [("alice", None)]
+    assert_budgets_consistent(engine)
