@@ -26,10 +26,21 @@ class LazyCommand(NamedTuple):
 
 
 COMMANDS: dict[str, LazyCommand] = {
+    "admin": LazyCommand(
+        "admin",
+        "admin",
+        "The admin HTTP API (/admin/v1/): its tokens (sk-adm-…); off until one exists.",
+    ),
     "alerts": LazyCommand(
         "alerts",
         "alerts",
         "Webhooks told when a budget's spend crosses a threshold (delivered by serve).",
+    ),
+    "audit": LazyCommand(
+        "audit",
+        "audit",
+        "Changes made through the CLI or the admin API, newest first: who, when, what, "
+        "before → after.",
     ),
     "budgets": LazyCommand(
         "budgets",
@@ -39,6 +50,7 @@ COMMANDS: dict[str, LazyCommand] = {
     "chart": LazyCommand(
         "chart", "chart", "Daily spend of a month as stacked bars, titled, in USD, with a legend."
     ),
+    "customers": LazyCommand("owners", "customers", "Customers: teams and keys may belong to one."),
     "db": LazyCommand("db", "db", "Database schema."),
     "demo": LazyCommand(
         "demo",
@@ -86,6 +98,9 @@ COMMANDS: dict[str, LazyCommand] = {
         "serve",
         "serve",
         "Run the metering proxy: authenticate, meter and forward completions upstream.",
+    ),
+    "teams": LazyCommand(
+        "owners", "teams", "Teams: a key may belong to one, a team to a customer."
     ),
     "spend": LazyCommand(
         "spend", "spend", "Requests, errors, token sums and cost components (USD) per group."

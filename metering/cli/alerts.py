@@ -8,22 +8,21 @@ import json
 
 import click
 
-from metering.cli.budgets import model_option
 from metering.cli.context import CliContext, pass_context
 from metering.cli.output import emit, format_option
 from metering.core.alerts import PAYLOADS, format_thresholds
-from metering.errors import InvalidInput, MeteringError
+from metering.errors import MeteringError
+from metering.operations.alerts import add_alert_op, remove_alert_op
+from metering.operations.budgets import one_owner
 from metering.storage.alerts import (
-    add_alert,
     add_test_event,
     alert_history,
     claim_due,
     list_alerts,
     new_secret,
-    remove_alert,
 )
+from metering.storage.audit import CLI_ACTOR
 from metering.storage.keys import utcnow
-from metering.storage.owners import find_owner
 
 LIST_COLUMNS = ("id", "owner_type", "owner", "url", "at", "payload", "forecast", "created_at")
 HISTORY_COLUMNS = (
@@ -56,7 +55,6 @@ def alerts() -> None:
 @click.option("--customer", default=None, help="Customer (name or id) whose budget to watch.")
 @click.option(
     "--model",
-    "model_pattern",
     default=None,
     help="The owner's budget narrowed to this model pattern (budgets set --model).",
 )
@@ -88,7 +86,7 @@ def alerts_add(
     key: str | None,
     team: str | None,
     customer: str | None,
-    model_pattern: str | None,
+    model: str | None,
     at: str,
     payload: str,
     forecast: bool,
@@ -96,25 +94,21 @@ def alerts_add(
     fmt: str,
 ) -> None:
     """Watch the budget of one key, team or customer."""
-    owners = (("key", key), ("team", team), ("customer", customer))
-    given = [(kind, ref) for kind, ref in owners if ref is not None]
-    if len(given) != 1:
-        raise InvalidInput("name exactly one budget owner: --key K, --team T or --customer C")
-    owner_type, ref = given[0]
+    one_owner(key, team, customer)  # before a secret is made
     signing = secret if secret is not None else new_secret()
     with ctx.engine().begin() as conn:
-        owner_id, name = find_owner(conn, owner_type, ref)
-        alert_id = add_alert(
+        alert_id, owner_type, name = add_alert_op(
             conn,
-            owner_type=owner_type,
-            owner_id=owner_id,
+            key=key,
+            team=team,
+            customer=customer,
             url=url,
             thresholds=at,
             payload=payload,
             secret=signing,
-            now=utcnow(),
             forecast=forecast,
-            model_pattern=model_option(model_pattern),
+            model=model,
+            actor=CLI_ACTOR,
         )
     shown = {"id": alert_id} | ({"secret": signing} if secret is None else {})
     if fmt == "json":
@@ -147,7 +141,7 @@ def alerts_list(ctx: CliContext, fmt: str) -> None:
 def alerts_remove(ctx: CliContext, alert_id: int) -> None:
     """Delete an alert and its events."""
     with ctx.engine().begin() as conn:
-        remove_alert(conn, alert_id)
+        remove_alert_op(conn, alert_id, actor=CLI_ACTOR)
     click.echo(f"removed alert {alert_id}")
 
 

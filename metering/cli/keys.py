@@ -1,21 +1,27 @@
-"""``metering keys``: virtual keys (create, list, show, disable, enable)."""
+"""``metering keys``: virtual keys (create, list, show, update, disable, enable; the rules:
+``operations.keys``)."""
 
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from typing import Any
 
 import click
 
-from metering.cli.budgets import limit_from_option
 from metering.cli.context import CliContext, pass_context
 from metering.cli.output import emit, format_option
-from metering.cli.params import missing_day
-from metering.core.model_patterns import check_model_pattern
-from metering.core.periods import parse_period, parse_timezone
 from metering.errors import InvalidInput
-from metering.storage.budgets import set_budget
-from metering.storage.keys import create_key, find_key, list_keys, set_key_enabled
+from metering.operations.keys import (
+    KEY_STATUSES,
+    KeyFilter,
+    KeySpec,
+    create_key_op,
+    key_rows,
+    set_key_enabled_op,
+    update_key_op,
+)
+from metering.storage.audit import CLI_ACTOR
+from metering.storage.keys import find_key
 
 LIST_COLUMNS = (
     "id",
@@ -30,31 +36,6 @@ LIST_COLUMNS = (
     "expires_at",
     "created_at",
 )
-
-
-def parse_expiry(value: str | None, *, now: datetime) -> datetime | None:
-    """``2025-12-31`` (the key stops working at 00:00 UTC that day) or an ISO date-time
-    (with an offset, or UTC) → naive UTC, after ``now`` (naive UTC)."""
-    if value is None:
-        return None
-    text = value.strip()
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        problem = missing_day(text[:10])
-        if problem is not None:
-            raise InvalidInput(f"--expires {problem}") from None
-        raise InvalidInput(
-            f"--expires {value!r} is not a date (YYYY-MM-DD) or ISO date-time"
-        ) from None
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(UTC).replace(tzinfo=None)
-    if moment <= now:
-        raise InvalidInput(
-            f"--expires {text} is in the past (now {now.isoformat(timespec='seconds')}Z): "
-            "the key would never work"
-        )
-    return moment
 
 
 @click.group(name="keys")
@@ -111,44 +92,22 @@ def keys_create(
 ) -> None:
     """Create a virtual key NAME and print its secret (shown only this once); with
     --budget and --period, the key gets its own budget in the same transaction."""
-    now = datetime.now(UTC).replace(tzinfo=None)
-    expires_at = parse_expiry(expires, now=now)
-    for pattern in models:
-        check_model_pattern(pattern, option="--models")
-    if (budget is None) != (period is None):
-        raise InvalidInput("--budget and --period go together (e.g. --budget 25 --period monthly)")
-    if budget is None and (soft is not None or timezone != "UTC"):
-        raise InvalidInput("--soft and --timezone describe a budget: add --budget and --period")
-    limit_nano = (
-        limit_from_option(budget, option="--budget", allow_zero=allow_zero)
-        if budget is not None
-        else None
+    spec = KeySpec(
+        name=name,
+        team=team,
+        customer=customer,
+        models=models,
+        rpm=rpm,
+        tpm=tpm,
+        expires=expires,
+        budget=budget,
+        period=period,
+        soft=soft,
+        timezone=timezone,
+        allow_zero=allow_zero,
     )
-    if period is not None:  # refuse a bad budget before the key exists
-        parse_period(period)
-        parse_timezone(timezone)
     with ctx.engine().begin() as conn:
-        created = create_key(
-            conn,
-            name=name,
-            team=team,
-            customer=customer,
-            allowed_models=list(models),
-            rpm_limit=rpm,
-            tpm_limit=tpm,
-            expires_at=expires_at,
-        )
-        if limit_nano is not None and period is not None:
-            set_budget(
-                conn,
-                owner_type="key",
-                owner_id=created.info.id,
-                limit_nano=limit_nano,
-                period=period,
-                timezone=timezone,
-                soft_pct=soft,
-                now=now,
-            )
+        created = create_key_op(conn, spec, actor=CLI_ACTOR)
     info = created.info
     if fmt == "json":
         click.echo(json.dumps({"id": info.id, "name": info.name, "key": created.secret}))
@@ -162,12 +121,17 @@ def keys_create(
 
 
 @keys.command(name="list")
+@click.option("--team", default=None, help="Only the keys of this team (name or id).")
+@click.option("--customer", default=None, help="Only the keys of this customer (name or id).")
+@click.option("--status", type=click.Choice(KEY_STATUSES), default=None, help="Only these.")
 @format_option
 @pass_context
-def keys_list(ctx: CliContext, fmt: str) -> None:
+def keys_list(
+    ctx: CliContext, team: str | None, customer: str | None, status: str | None, fmt: str
+) -> None:
     """List virtual keys (never their secrets)."""
     with ctx.engine().connect() as conn:
-        rows = [k.as_dict() for k in list_keys(conn)]
+        rows, _ = key_rows(conn, KeyFilter(team=team, customer=customer, status=status))
     emit(rows, fmt, columns=LIST_COLUMNS)
 
 
@@ -191,7 +155,7 @@ def keys_show(ctx: CliContext, key: str, fmt: str) -> None:
 
 def _set_enabled(ctx: CliContext, key: str, enabled: bool) -> None:
     with ctx.engine().begin() as conn:
-        info = set_key_enabled(conn, key, enabled=enabled)
+        info = set_key_enabled_op(conn, key, enabled=enabled, actor=CLI_ACTOR)
     click.echo(f"virtual key {info.name!r} (id {info.id}) is {info.status}")
 
 
@@ -209,3 +173,54 @@ def keys_disable(ctx: CliContext, key: str) -> None:
 def keys_enable(ctx: CliContext, key: str) -> None:
     """Re-enable a disabled key."""
     _set_enabled(ctx, key, True)
+
+
+NONE = "none"  # an option's value that clears the setting
+
+
+@keys.command(name="update")
+@click.argument("key")
+@click.option(
+    "--models",
+    "models",
+    multiple=True,
+    help="New allowed provider/model patterns (repeatable); 'none': every model.",
+)
+@click.option("--rpm", default=None, help="Requests per minute; 'none': no limit.")
+@click.option("--tpm", default=None, help="Tokens per minute; 'none': no limit.")
+@click.option("--expires", default=None, help="YYYY-MM-DD or ISO date-time; 'none': never.")
+@click.option("--team", default=None, help="Team (name or id; created if new); 'none'.")
+@click.option("--customer", default=None, help="Customer (name or id); 'none'.")
+@format_option
+@pass_context
+def keys_update(
+    ctx: CliContext,
+    key: str,
+    models: tuple[str, ...],
+    rpm: str | None,
+    tpm: str | None,
+    expires: str | None,
+    team: str | None,
+    customer: str | None,
+    fmt: str,
+) -> None:
+    """Change a key's models, rate limits, expiry, team or customer (KEY: name or id);
+    only the options given change. Prints the key as `keys show` does."""  # fmt: skip
+    changes: dict[str, Any] = {}
+    if models:
+        changes["models"] = [] if models == (NONE,) else list(models)
+    for name, value in (("rpm", rpm), ("tpm", tpm)):
+        if value is not None:
+            changes[name] = None if value == NONE else _whole(value, name)
+    for name, value in (("expires", expires), ("team", team), ("customer", customer)):
+        if value is not None:
+            changes[name] = None if value == NONE else value
+    with ctx.engine().begin() as conn:
+        row = update_key_op(conn, key, changes, actor=CLI_ACTOR).as_dict()
+    emit([row], fmt, columns=LIST_COLUMNS)
+
+
+def _whole(value: str, name: str) -> int:
+    if not value.strip().isdigit():
+        raise InvalidInput(f"--{name} {value!r} is not a whole number (or 'none')")
+    return int(value)

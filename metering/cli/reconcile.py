@@ -4,7 +4,6 @@ computed cost differences, unpriced records and interrupted calls."""
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from typing import Any
 
 import click
@@ -13,29 +12,12 @@ from metering.cli.context import CliContext, pass_context
 from metering.cli.output import format_option, render
 from metering.core.money import format_usd
 from metering.errors import MeteringError
-from metering.reports.common import DayWindow, parse_month
-from metering.reports.reconcile import ReconcileReport, reconcile
+from metering.operations.reports import reconcile_report
+from metering.reports.reconcile import ReconcileReport
 
 
 class ReconcileFailed(MeteringError):
     """The counters disagree with the records (or, with --strict, a cost needs attention)."""
-
-
-def _as_json(report: ReconcileReport, *, strict: bool) -> dict[str, Any]:
-    return {
-        "ok": not report.failed(strict=strict),
-        "rollup_rows_checked": report.rollup_rows,
-        "rollup_problems": report.rollup_problems,
-        "budget_problems": report.budget_problems,
-        "cost_differences": report.difference_count,
-        "cost_difference_total": format_usd(report.difference_sum),
-        "differences": report.differences,
-        "unpriced_records": report.unpriced_count,
-        "unpriced": report.unpriced,
-        "interrupted_records": report.interrupted_count,
-        "interrupted_total": format_usd(report.interrupted_sum),
-        "interrupted": report.interrupted,
-    }
 
 
 # --format csv: one row per finding, its section first, with the columns of every section
@@ -121,12 +103,11 @@ def reconcile_command(
     """Check rollups and budget counters against the records (exit 1 when they disagree);
     list reported-vs-computed cost differences, unpriced records and interrupted calls.
     --format csv: one row per finding (at most --limit a section), its section first."""
-    window = parse_month(month) if month else DayWindow()
-    now = datetime.now(UTC).replace(tzinfo=None)
     with ctx.engine().connect() as conn:
-        report = reconcile(conn, window=window, now=now, limit=limit)
+        outcome = reconcile_report(conn, month=month, strict=strict, limit=limit)
+    report = outcome.report
     if fmt == "json":
-        click.echo(json.dumps(_as_json(report, strict=strict), indent=2))
+        click.echo(json.dumps(outcome.as_json(), indent=2))
     elif fmt == "csv":
         click.echo(render(_as_csv_rows(report), "csv", columns=CSV_COLUMNS))
     else:

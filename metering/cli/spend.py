@@ -10,17 +10,8 @@ import click
 from metering.cli.context import CliContext, pass_context
 from metering.cli.output import emit, format_option
 from metering.cli.params import DAY
-from metering.reports.common import DayWindow
-from metering.reports.spend import (
-    METRIC_COLUMNS,
-    SpendFilter,
-    format_metrics,
-    parse_group_by,
-    spend_groups,
-    spend_rows,
-    spend_totals,
-)
-from metering.storage.keys import find_key
+from metering.operations.reports import spend_report
+from metering.reports.spend import METRIC_COLUMNS, format_metrics, spend_totals
 
 
 @click.command(name="spend")
@@ -52,13 +43,11 @@ def spend(
     Days are UTC; --since and --until are both inclusive, so
     `--since 2026-11-01 --until 2026-11-30` is all of November.
     """
-    group_by = parse_group_by(by)
-    window = DayWindow(since, until)
     with ctx.engine().connect() as conn:
-        key_id = find_key(conn, key).id if key is not None else None
-        filters = SpendFilter(window=window, key_id=key_id, provider=provider, model=model)
-        groups = spend_groups(conn, by=group_by, filters=filters)
-    rows = spend_rows(groups)
+        report = spend_report(
+            conn, by=by, since=since, until=until, key=key, provider=provider, model=model
+        )
+    group_by, groups, rows = report.group_by, report.groups, report.rows
     columns = [*group_by, *METRIC_COLUMNS]
     if fmt != "table" or not group_by:
         emit(rows, fmt, columns=columns)

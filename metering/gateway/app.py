@@ -124,6 +124,12 @@ class GatewayApp:
         self._started = False
         self._background: list[asyncio.Task[None]] = []
         self.router = Router(self.routes())
+        # /admin/v1/… (README, Admin API); imported here: metering.admin builds on the
+        # gateway's response and routing modules.
+        from metering.admin.api import AdminApi
+        from metering.admin.routes import admin_endpoints
+
+        self.admin = AdminApi(engine, admin_endpoints())
 
     def routes(self) -> list[Route | Mount]:
         """Every route the gateway answers; anything else is 404, never passed through."""
@@ -241,6 +247,9 @@ class GatewayApp:
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         if not self._started:
             await self.startup()
+        if scope["path"].startswith(self.admin.prefix):  # its own table: off means 404 for all
+            await self.admin(scope, receive, send)
+            return
         await self.router(scope, receive, send)
 
     async def _health(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -93,12 +93,13 @@ class KeyInfo:
             "tpm": self.tpm_limit,
             "status": self.status,
             # UTC with a Z, like budgets list
-            "expires_at": _iso(self.expires_at) if self.expires_at else None,
-            "created_at": _iso(self.created_at),
+            "expires_at": iso_utc(self.expires_at) if self.expires_at else None,
+            "created_at": iso_utc(self.created_at),
         }
 
 
-def _iso(at: datetime) -> str:
+def iso_utc(at: datetime) -> str:
+    """A naive UTC time as ISO-8601 with a Z, as every listing shows it."""
     return at.isoformat(timespec="seconds") + "Z"
 
 
@@ -151,7 +152,7 @@ def _named_id(conn: Connection, model: type[Team] | type[Customer], name_or_id: 
 
 def ensure_customer(conn: Connection, name: str) -> int:
     """The customer called ``name`` (or with that id), created if it does not exist."""
-    name = _check_name(name, "customer")
+    name = check_name(name, "customer")
     found = _named_id(conn, Customer, name)
     if found is not None:
         return found
@@ -165,7 +166,7 @@ def ensure_customer(conn: Connection, name: str) -> int:
 def ensure_team(conn: Connection, name: str, *, customer_id: int | None = None) -> int:
     """The team called ``name`` (or with that id), created if needed. With ``customer_id``,
     a team without a customer is attached to it; a team of another customer is a Conflict."""
-    name = _check_name(name, "team")
+    name = check_name(name, "team")
     found = _named_id(conn, Team, name)
     if found is None:
         return int(
@@ -188,7 +189,7 @@ def team_customer(conn: Connection, team_id: int) -> int | None:
     return int(found) if found is not None else None
 
 
-def _check_name(name: str, what: str) -> str:
+def check_name(name: str, what: str) -> str:
     name = name.strip()
     if not name:
         raise InvalidInput(f"a {what} name cannot be empty")
@@ -211,7 +212,7 @@ def create_key(
     expires_at: datetime | None = None,
 ) -> CreatedKey:
     """Create a key (and its team/customer on demand); the secret is returned once."""
-    name = _check_name(name, "key")
+    name = check_name(name, "key")
     if name.isdigit():
         raise InvalidInput(f"key name {name!r} cannot be all digits (it would read as an id)")
     for limit, flag in ((rpm_limit, "--rpm"), (tpm_limit, "--tpm")):
@@ -298,6 +299,14 @@ def set_key_expiry(
         .values(expires_at=expires_at, updated_at=utcnow())
     )
     return get_key(conn, key.id)
+
+
+def update_key(conn: Connection, key_id: int, **values: Any) -> KeyInfo:
+    """Set stored columns of a key (validated by the caller: ``operations.keys``)."""
+    conn.execute(
+        update(VirtualKey).where(VirtualKey.id == key_id).values(**values, updated_at=utcnow())
+    )
+    return get_key(conn, key_id)
 
 
 def authenticate(conn: Connection, secret: str) -> KeyInfo | None:

@@ -23,7 +23,7 @@ _MODELS: dict[str, type[VirtualKey] | type[Team] | type[Customer]] = {
     "team": Team,
     "customer": Customer,
 }
-_LISTING = {"team": "metering keys list (its team column)", "customer": "metering keys list"}
+_LISTING = {"team": "metering teams list", "customer": "metering customers list"}
 
 
 def check_owner_type(owner_type: str) -> OwnerType:

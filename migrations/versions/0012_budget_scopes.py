@@ -9,7 +9,7 @@ SQLite that is a copy of the table (batch mode, foreign keys off for the migrati
 that reference budgets (ON DELETE CASCADE) stay attached.
 
 Revision ID: 0012
-Revises: 0009
+Revises: 0010
 Create Date: 2026-12-03 11:40:00
 
 """
@@ -20,7 +20,7 @@ import sqlalchemy as sa
 
 
 revision: str = '0012'
-down_revision: Union[str, None] = '0009'
+down_revision: Union[str, None] = '0010'
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 
@@ -57,7 +57,7 @@ def downgrade() -> None:
     if scoped:
         raise RuntimeError(
             f'{scoped} budget(s) narrowed to a model or owned by a tag or end user; '
-            'revision 0009 has no place for them (remove them first)'
+            'the previous revision has no place for them (remove them first)'
         )
     with op.batch_alter_table('budgets', schema=None) as batch_op:
         batch_op.drop_constraint(_NEW, type_='unique')

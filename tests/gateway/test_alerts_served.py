@@ -48,7 +48,8 @@ def test_serve_delivers_one_event_per_threshold_crossed(served: Served, receiver
             break
     assert spent * 100 >= limit * 80
     got = receiver.wait_for(2)
-    assert [r.json["threshold_pct"] for r in got] == [50, 80]
+    # Events claimed in the same tick are sent concurrently: no order is promised (README).
+    assert sorted(r.json["threshold_pct"] for r in got) == [50, 80]
     assert all(r.signed_with("served") for r in got)
     assert all(r.json["budget"]["owner"] == "app" for r in got)
     assert len({r.event_id for r in receiver.got}) == len(receiver.got) == 2

@@ -9,6 +9,7 @@ from datetime import datetime
 
 import pytest
 from alembic import command
+from alembic.script import ScriptDirectory
 from sqlalchemy import MetaData, Table, delete, func, insert, select
 from sqlalchemy.exc import IntegrityError
 
@@ -17,7 +18,7 @@ from metering.storage.migrate import alembic_config, head_revision, upgrade
 from tests.storage.test_migrations import empty_db_url  # noqa: F401  (fixture)
 from tests.storage.test_records import make_key
 
-PREVIOUS = "0009"
+REVISION = "0012"
 AT = datetime(2026, 3, 3, 12, 0)
 REFERENCING = ("reservations", "budget_events", "budget_alerts", "budget_alert_events")
 
@@ -71,11 +72,13 @@ def _seed(engine: object) -> dict[str, Table]:
 def test_upgrade_to_budget_scopes_keeps_budgets_and_their_references(empty_db_url: str) -> None:  # noqa: F811
     engine = make_engine(empty_db_url)
     try:
-        upgrade(engine, PREVIOUS)
+        script = ScriptDirectory.from_config(alembic_config(engine))
+        previous = str(script.get_revision(REVISION).down_revision)  # whatever it is now
+        upgrade(engine, previous)
         old = _seed(engine)
         with engine.connect() as conn:
             before = {n: conn.execute(select(t).order_by(t.c.id)).all() for n, t in old.items()}
-        assert upgrade(engine) == (PREVIOUS, head_revision(engine))
+        assert upgrade(engine) == (previous, head_revision(engine))
         command.check(alembic_config(engine))  # no drift from the models
         new = {n: Table(n, MetaData(), autoload_with=engine) for n in old}
         with engine.connect() as conn:

@@ -459,3 +459,63 @@ def test_upgrade_from_0008_keeps_price_versions_and_the_records_that_point_to_th
             conn.execute(update(new).where(new.c.id == linked).values(replaced_at=None))
     finally:
         engine.dispose()
+
+
+def test_upgrade_from_0009_adds_the_admin_api_tables_with_rows_in_place(
+    empty_db_url: str,
+) -> None:
+    """0009 → head (0010: admin tokens, audit log, idempotent responses) with a key and a
+    budget in place: both kept, the new tables empty and usable; no drift; downgrade and
+    upgrade again keep the key."""
+    from datetime import datetime
+
+    from sqlalchemy import MetaData, Table, insert, select
+
+    from metering.operations.tokens import create_token_op
+    from metering.storage.admin_tokens import authenticate_token
+    from metering.storage.audit import AuditFilter, list_audit
+
+    engine = make_engine(empty_db_url)
+    try:
+        upgrade(engine, "0009")
+        at = datetime(2026, 3, 3, 12, 0)
+        old = MetaData()
+        keys = Table("virtual_keys", old, autoload_with=engine)
+        budgets = Table("budgets", old, autoload_with=engine)
+        assert "admin_tokens" not in inspect(engine).get_table_names()
+        with engine.begin() as conn:
+            conn.execute(
+                insert(keys).values(
+                    id=1, name="app", key_hash="h" * 64, key_prefix="sk-bf-abcd…",
+                    allowed_models="[]", enabled=True, created_at=at, updated_at=at,
+                )
+            )  # fmt: skip
+            conn.execute(
+                insert(budgets).values(
+                    owner_type="key", owner_id=1, limit_nano=10, period="monthly",
+                    timezone="UTC", period_start=datetime(2026, 3, 1), spent_nano=6,
+                    reserved_nano=0, created_at=at, updated_at=at,
+                )
+            )  # fmt: skip
+        assert upgrade(engine) == ("0009", head_revision(engine))
+        command.check(alembic_config(engine))
+        with engine.begin() as conn:
+            assert conn.execute(select(keys.c.name)).scalars().all() == ["app"]
+            assert conn.execute(select(budgets.c.spent_nano)).scalars().all() == [6]
+            created = create_token_op(conn, name="ops", scopes=(), actor="cli")
+        with engine.connect() as conn:
+            found = authenticate_token(conn, created.secret)
+            assert found is not None and found.name == "ops"
+            (row,) = list_audit(conn, AuditFilter())
+            assert (row["actor"], row["action"], row["target"]) == (
+                "cli",
+                "token.create",
+                "token:ops",
+            )
+        command.downgrade(alembic_config(engine), "0009")
+        assert "admin_tokens" not in inspect(engine).get_table_names()
+        assert upgrade(engine)[0] == "0009"
+        with engine.connect() as conn:
+            assert conn.execute(select(keys.c.name)).scalars().all() == ["app"]
+    finally:
+        engine.dispose()
