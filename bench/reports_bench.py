@@ -6,6 +6,7 @@ subprocesses, each timed (wall) with its peak RSS (wait4 rusage):
 
     metering spend --by provider,model
     metering spend --by key,day
+    metering spend --by tag / --by end_user / --by tag,end_user / --tag feature=rag --by key
     metering export --month 2026-11                    (summary)
     metering export --month 2026-11 --detail requests  (one row per request)
 
@@ -66,12 +67,33 @@ def generate(url: str, rows: int, keys: int) -> float:
 
 
 def check_rollup(url: str) -> tuple[int, int, int]:
-    """(records, SUM(total_cost) of records, of rollups): the two sums must be equal."""
+    """(records, SUM(total_cost) of records, of rollups): the two sums must be equal (and
+    the end-user rollup's; the tag rollup's untagged and per-tag sums are checked too)."""
     engine = make_engine(url)
     with engine.connect() as conn:
         n, records = conn.execute(text("SELECT count(*), sum(total_cost) FROM usage_records")).one()
         rollups = conn.execute(text("SELECT sum(total_cost) FROM daily_rollups")).scalar_one()
+        users = conn.execute(text("SELECT sum(total_cost) FROM daily_end_user_rollups")).scalar()
+        by_tag = {
+            tag: cost
+            for tag, cost in conn.execute(
+                text("SELECT tag, sum(total_cost) FROM daily_tag_rollups GROUP BY tag")
+            )
+        }
+        linked = {
+            tag: cost
+            for tag, cost in conn.execute(
+                text(
+                    "SELECT coalesce(t.tag, ''), sum(u.total_cost) FROM usage_records u "
+                    "LEFT JOIN record_tags t ON t.record_id = u.id GROUP BY coalesce(t.tag, '')"
+                )
+            )
+        }
     engine.dispose()
+    if users != records or {k: int(v) for k, v in by_tag.items()} != {
+        k: int(v) for k, v in linked.items()
+    }:
+        raise SystemExit(f"attribution rollups differ: {users} vs {records}; {by_tag} {linked}")
     return int(n), int(records), int(rollups)
 
 
@@ -112,6 +134,10 @@ def main() -> None:
             ["--version"],
             ["spend", "--by", "provider,model"],
             ["spend", "--by", "key,day", "--format", "csv"],
+            ["spend", "--by", "tag"],
+            ["spend", "--by", "end_user", "--format", "csv"],
+            ["spend", "--by", "tag,end_user", "--format", "csv"],
+            ["spend", "--tag", "feature=rag", "--by", "key", "--format", "csv"],
             ["export", "--month", MONTH, "--out", str(workdir / "summary.csv")],
             [
                 "export",

@@ -6,6 +6,11 @@ the records exactly (bench/reports checks it).
 Rows are spread evenly over one month (UTC), over ``keys`` keys (one in ten without a
 team; teams belong to customers) and 30 provider/model pairs; about 1% are upstream
 errors without usage. Amounts are integer nano-USD: tokens × an integer rate per token.
+
+Attribution (README, Attribution): nine in ten records name an end user, one of
+``END_USERS_PER_KEY`` per key (scoped by its customer, or the key); a quarter are
+untagged, the others carry one or two of ``TAGS`` (``record_tags`` and the end-user and
+tag rollups built by ``build_rollup`` as ``write_records`` keeps them).
 """
 
 # SQL here is built from the bench's own integer constants, never from outside input.
@@ -22,6 +27,10 @@ MODELS = 30
 TEAMS = 30
 CUSTOMERS = 10
 CREATED = "2026-10-01 00:00:00"
+END_USERS_PER_KEY = 3
+TAGS = ("beta", "feature=chat", "feature=rag")
+# i % 4 → the record's tags (sorted, comma-joined; NULL: none)
+TAG_SETS = ("NULL", "'feature=rag'", "'feature=chat'", "'beta,feature=rag'")
 
 # Expressions of the row number ``i`` (1..n) and the joined ``m`` (model) row.
 TOKENS = {
@@ -88,6 +97,14 @@ def _column_exprs(dialect: str, n: int, keys: int) -> dict[str, str]:
         "cost_source": "'computed'",
         "price_version_id": "NULL",
         "error_message": "NULL",
+        "usage_estimated": false,
+        "end_user": f"CASE WHEN i % 10 = 9 THEN NULL ELSE 'user-' || ({key} * "
+        f"{END_USERS_PER_KEY} + (i / 7) % {END_USERS_PER_KEY}) END",
+        "end_user_scope": f"CASE WHEN i % 10 = 9 THEN NULL WHEN {key} % 10 = 0 THEN 'key:' || "
+        f"{key} ELSE 'customer:' || (1 + (1 + {key} % {TEAMS}) % {CUSTOMERS}) END",
+        "tags": "CASE i % 4 "
+        + " ".join(f"WHEN {n} THEN {t}" for n, t in enumerate(TAG_SETS))
+        + " END",
     }
     for column in (*TOKEN_COLUMNS, *COST_COLUMNS):
         exprs[column] = TOKENS.get(column) or COSTS.get(column) or "0"
@@ -173,16 +190,33 @@ def insert_records(conn: Connection, *, first: int, last: int, n: int, keys: int
 
 
 def build_rollup(conn: Connection) -> None:
+    """The three rollups and ``record_tags``, as ``write_records`` would have kept them."""
     day = "date(started_at)" if conn.dialect.name == "sqlite" else "CAST(started_at AS date)"
     sums = ("requests", "errors", *TOKEN_COLUMNS, *COST_COLUMNS)
     exprs = ["count(*)", "sum(CASE WHEN status = 'success' THEN 0 ELSE 1 END)"]
     exprs += [f"sum({c})" for c in (*TOKEN_COLUMNS, *COST_COLUMNS)]
-    conn.execute(
-        text(
-            "INSERT INTO daily_rollups (day, key_id, team_id, customer_id, provider, model, "
-            f"{', '.join(sums)}) SELECT {day}, key_id, coalesce(team_id, 0), "
-            f"coalesce(customer_id, 0), provider, model, {', '.join(exprs)} FROM usage_records "
-            f"GROUP BY {day}, key_id, coalesce(team_id, 0), coalesce(customer_id, 0), "
-            "provider, model"
+    base = [day, "key_id", "coalesce(team_id, 0)", "coalesce(customer_id, 0)", "provider", "model"]
+    users = [*base, "coalesce(end_user_scope, '')", "coalesce(end_user, '')"]
+    names = "day, key_id, team_id, customer_id, provider, model"
+
+    def rollup(table: str, columns: str, keys: list[str], where: str = "", tag: str = "") -> None:
+        picked = ", ".join(keys) + (f", '{tag}'" if table == "daily_tag_rollups" else "")
+        conn.execute(
+            text(
+                f"INSERT INTO {table} ({columns}, {', '.join(sums)}) SELECT {picked}, "
+                f"{', '.join(exprs)} FROM usage_records {where} GROUP BY {', '.join(keys)}"
+            )
         )
-    )
+
+    rollup("daily_rollups", names, base)
+    rollup("daily_end_user_rollups", f"{names}, end_user_scope, end_user", users)
+    tagged = f"{names}, end_user_scope, end_user, tag"
+    rollup("daily_tag_rollups", tagged, users, "WHERE tags IS NULL", "")
+    for tag in TAGS:
+        has = f"(',' || tags || ',') LIKE '%,{tag},%'"
+        rollup("daily_tag_rollups", tagged, users, f"WHERE {has}", tag)
+        conn.execute(text(f"INSERT INTO tags (name) VALUES ('{tag}')"))
+        conn.execute(
+            text(f"INSERT INTO record_tags (record_id, tag) SELECT id, '{tag}' FROM usage_records "
+                 f"WHERE {has}")
+        )  # fmt: skip

@@ -60,12 +60,15 @@ class KeyCreate(Body):
     soft: Annotated[int, Field(ge=1, le=100)] | None = None
     timezone: Text = "UTC"
     allow_zero: bool = False
+    tags: list[Text] = []  # default request tags (README, Attribution)
 
 
 class KeyUpdate(Body):
-    """Only the fields sent change; null clears models, rpm, tpm, expires, team, customer."""
+    """Only the fields sent change; null clears models, rpm, tpm, expires, team, customer
+    and tags."""
 
     models: list[Text] | None = None
+    tags: list[Text] | None = None
     rpm: Limit | None = None
     tpm: Limit | None = None
     expires: Text | None = None
@@ -98,7 +101,7 @@ def list_keys(conn: Connection, request: AdminRequest) -> Reply:
 
 def create_key(conn: Connection, request: AdminRequest) -> Reply:
     body = request.json_body(KeyCreate)
-    spec = KeySpec(**{**body.model_dump(), "models": tuple(body.models)})
+    spec = KeySpec(**{**body.model_dump(), "models": tuple(body.models), "tags": tuple(body.tags)})
     created = create_key_op(conn, spec, actor=request.token.name)
     info = created.info
     return Reply(201, {"id": info.id, "name": info.name, "key": created.secret})

@@ -35,6 +35,8 @@ def spend(conn: Connection, request: AdminRequest) -> Reply:
         key=q.get("key"),
         provider=q.get("provider"),
         model=q.get("model"),
+        tag=q.get("tag"),
+        end_user=q.get("end_user"),
     )
     return Reply(200, {"data": report.rows})
 
@@ -81,12 +83,17 @@ def audit(conn: Connection, request: AdminRequest) -> Reply:
 
 
 SPEND_QUERY = (
-    Param("by", description="key,team,customer,provider,model,day,month (comma-separated)"),
+    Param(
+        "by",
+        description="key,team,customer,provider,model,day,month,tag,end_user (comma-separated)",
+    ),
     Param("since", "date", "first UTC day included"),
     Param("until", "date", "last UTC day included"),
     Param("key", description="only this virtual key (name or id)"),
     Param("provider", description="only this (serving) provider"),
     Param("model", description="only this (serving) model"),
+    Param("tag", description="only requests with this tag"),
+    Param("end_user", description="only this end user"),
 )
 
 ENDPOINTS = [

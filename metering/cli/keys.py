@@ -35,6 +35,7 @@ LIST_COLUMNS = (
     "status",
     "expires_at",
     "created_at",
+    "tags",
 )
 
 
@@ -52,6 +53,12 @@ def keys() -> None:
     "models",
     multiple=True,
     help="Allowed provider/model pattern (shell wildcards, e.g. 'openai/*'); repeatable.",
+)
+@click.option(
+    "--tag",
+    "tags",
+    multiple=True,
+    help="Default tag of the key's requests (feature=rag, or bare); repeatable.",
 )
 @click.option("--rpm", type=click.IntRange(min=1), default=None, help="Requests per minute.")
 @click.option("--tpm", type=click.IntRange(min=1), default=None, help="Tokens per minute.")
@@ -80,6 +87,7 @@ def keys_create(
     team: str | None,
     customer: str | None,
     models: tuple[str, ...],
+    tags: tuple[str, ...],
     rpm: int | None,
     tpm: int | None,
     expires: str | None,
@@ -105,6 +113,7 @@ def keys_create(
         soft=soft,
         timezone=timezone,
         allow_zero=allow_zero,
+        tags=tags,
     )
     with ctx.engine().begin() as conn:
         created = create_key_op(conn, spec, actor=CLI_ACTOR)
@@ -186,6 +195,12 @@ NONE = "none"  # an option's value that clears the setting
     multiple=True,
     help="New allowed provider/model patterns (repeatable); 'none': every model.",
 )
+@click.option(
+    "--tag",
+    "tags",
+    multiple=True,
+    help="New default request tags, replacing the key's (repeatable); 'none': no tags.",
+)
 @click.option("--rpm", default=None, help="Requests per minute; 'none': no limit.")
 @click.option("--tpm", default=None, help="Tokens per minute; 'none': no limit.")
 @click.option("--expires", default=None, help="YYYY-MM-DD or ISO date-time; 'none': never.")
@@ -197,6 +212,7 @@ def keys_update(
     ctx: CliContext,
     key: str,
     models: tuple[str, ...],
+    tags: tuple[str, ...],
     rpm: str | None,
     tpm: str | None,
     expires: str | None,
@@ -204,11 +220,13 @@ def keys_update(
     customer: str | None,
     fmt: str,
 ) -> None:
-    """Change a key's models, rate limits, expiry, team or customer (KEY: name or id);
-    only the options given change. Prints the key as `keys show` does."""  # fmt: skip
+    """Change a key's models, tags, rate limits, expiry, team or customer (KEY: name or
+    id); only the options given change. Prints the key as `keys show` does."""  # fmt: skip
     changes: dict[str, Any] = {}
     if models:
         changes["models"] = [] if models == (NONE,) else list(models)
+    if tags:
+        changes["tags"] = [] if tags == (NONE,) else list(tags)
     for name, value in (("rpm", rpm), ("tpm", tpm)):
         if value is not None:
             changes[name] = None if value == NONE else _whole(value, name)

@@ -49,6 +49,9 @@ class InFlightCall(NamedTuple):
     prompt_tokens: int  # estimated from the prompt's text
     output_tokens: int | None  # the output bound; None: no max_tokens and none known
     reserved_nano: int | None  # reserved in its budgets; None: nothing was reserved
+    end_user: str | None = None  # the record's attribution (``core.attribution``)
+    end_user_scope: str | None = None
+    tags: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,4 +143,7 @@ def interrupted_record(
         facts=facts,
         bill=bill,
         error_message=_explain(call, seen, bill),
+        end_user=call.end_user,
+        end_user_scope=call.end_user_scope,
+        tags=call.tags,
     )

@@ -88,6 +88,10 @@ class UsageRow(NamedTuple):
     price_version_id: int | None
     error_message: str | None
     usage_estimated: bool
+    # attribution (``core.attribution``): None when the request had none
+    end_user: str | None = None
+    end_user_scope: str | None = None
+    tags: str | None = None  # sorted, comma-joined (``core.attribution.tags_text``)
 
     @classmethod
     def from_mapping(cls, values: Mapping[Any, Any]) -> UsageRow:
@@ -129,6 +133,9 @@ def record_row(
     facts: ResponseFacts,
     bill: Bill,
     error_message: str | None = None,
+    end_user: str | None = None,
+    end_user_scope: str | None = None,
+    tags: str | None = None,
 ) -> UsageRow:
     """The usage record of a call (naive-UTC timestamps, nano-USD amounts). Positional,
     in field order: ``metering ingest`` builds one per line."""
@@ -191,6 +198,9 @@ def record_row(
         bill.price_version_id,
         storable_or_none(error_message, ERROR_MESSAGE_CHARS),
         bill.estimated,
+        end_user,  # checked at admission (``core.attribution``)
+        end_user_scope,
+        tags,
     )
 
 

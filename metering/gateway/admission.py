@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
+from metering.core.attribution import NO_ATTRIBUTION, Attribution
 from metering.core.pricing import PriceBook
 from metering.gateway.shapes import ApiShape
 from metering.storage.keys import KeyInfo
@@ -55,6 +56,8 @@ class RequestInfo:
     # Whether a budget applies to the key, its team or customer, as cached with the key
     # (at most ``cache_ttl`` stale); None: not known.
     has_budget: bool | None = None
+    # Its end user and tags (README, Attribution), known before the upstream call.
+    attribution: Attribution = NO_ATTRIBUTION
 
 
 class Admitter(Protocol):

@@ -37,6 +37,7 @@ from metering.config import Settings
 from metering.errors import DatabaseUnavailable, InvalidInput, RequestRefused
 from metering.gateway.admission import AdmitAll, Admitter, RequestInfo
 from metering.gateway.alert_delivery import AlertDeliverer
+from metering.gateway.attribution import request_attribution
 from metering.gateway.auth import DB_DOWN, KeyCache, authenticate, model_allowed
 from metering.gateway.budget_gate import BudgetGate
 from metering.gateway.caller_routes import CallerRoutes
@@ -306,6 +307,7 @@ class GatewayApp:
         key = await authenticate(self.keys, scope, shape.key_headers)
         try:
             request = shape.parse(body)
+            attribution = request_attribution(scope, key, request)
         except InvalidInput as exc:
             raise Refused(400, "invalid_request_error", str(exc)) from None
         models = [request.model, *request.fallbacks]
@@ -337,6 +339,7 @@ class GatewayApp:
             body_bytes=len(body),
             prices=self.prices.book,
             has_budget=self.keys.has_budget(key),
+            attribution=attribution,
         )
         try:
             admission = await self.admission.admit(key, info)
@@ -355,6 +358,7 @@ class GatewayApp:
             headers=_forwarded(scope, shape.forwarded_headers),
             admission=admission,
             started_at=started_at,
+            attribution=attribution,
         )
 
 

@@ -312,6 +312,9 @@ def _in_flight(ask: _Ask, process_id: int | None) -> InFlightCall | None:
         prompt_tokens=ask.prompt_tokens,
         output_tokens=ask.output_tokens,
         reserved_nano=None,
+        end_user=info.attribution.end_user,
+        end_user_scope=info.attribution.end_user_scope,
+        tags=info.attribution.tags_text,
     )
 
 

@@ -22,6 +22,7 @@ from typing import Any
 
 import orjson
 
+from metering.core.attribution import NO_ATTRIBUTION, Attribution
 from metering.core.money import format_usd
 from metering.core.records import UsageRow, record_row
 from metering.core.responses import ResponseFacts, bill_response, read_response
@@ -52,6 +53,7 @@ class Call:
     headers: dict[str, str]  # the client headers its shape forwards
     admission: Settlement
     started_at: datetime = field(default_factory=utcnow)
+    attribution: Attribution = NO_ATTRIBUTION
     t0: float = field(default_factory=time.perf_counter)
     upstream_t0: float | None = None  # when the upstream was called
     upstream_seconds: float | None = None  # time at the upstream, once it has answered
@@ -148,6 +150,9 @@ class Proxy:
             facts=facts,
             bill=bill,
             error_message=error or usage_error,
+            end_user=call.attribution.end_user,
+            end_user_scope=call.attribution.end_user_scope,
+            tags=call.attribution.tags_text,
         )
         try:
             await self._writer.write(record, call.admission)

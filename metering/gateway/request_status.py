@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from metering.core.attribution import tags_of
 from metering.core.components import COMPONENT_COLUMNS, COMPONENTS
 from metering.core.money import format_usd
 from metering.core.records import UsageRow
@@ -69,4 +70,6 @@ def record_payload(row: UsageRow) -> dict[str, Any]:
         "reported_cost": _usd(row.reported_cost),
         "cost_source": row.cost_source,
         "currency": "USD",
+        "end_user": row.end_user,  # README, Attribution
+        "tags": list(tags_of(row.tags)),
     }

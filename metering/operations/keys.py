@@ -16,6 +16,7 @@ from metering.core.model_patterns import check_model_pattern
 from metering.core.periods import parse_period, parse_timezone
 from metering.errors import InvalidInput
 from metering.operations.limits import limit_from_option
+from metering.storage.attribution import check_key_tags, set_key_tags
 from metering.storage.audit import record_change
 from metering.storage.budgets import set_budget
 from metering.storage.keys import (
@@ -33,7 +34,7 @@ from metering.storage.keys import (
 )
 
 KEY_STATUSES = ("active", "disabled", "expired")
-UPDATABLE = ("models", "rpm", "tpm", "expires", "team", "customer")
+UPDATABLE = ("models", "rpm", "tpm", "expires", "team", "customer", "tags")
 
 
 def parse_expiry(value: str | None, *, now: datetime) -> datetime | None:
@@ -83,6 +84,7 @@ class KeySpec:
     soft: int | None = None
     timezone: str = "UTC"
     allow_zero: bool = False
+    tags: tuple[str, ...] = ()  # the key's default request tags
 
 
 def create_key_op(conn: Connection, spec: KeySpec, *, actor: str) -> CreatedKey:
@@ -91,6 +93,7 @@ def create_key_op(conn: Connection, spec: KeySpec, *, actor: str) -> CreatedKey:
     expires_at = parse_expiry(spec.expires, now=now)
     for pattern in spec.models:
         check_model_pattern(pattern, option="--models")
+    check_key_tags(spec.tags)  # before the key exists
     _check_limit(spec.rpm, "--rpm")
     _check_limit(spec.tpm, "--tpm")
     if (spec.budget is None) != (spec.period is None):
@@ -114,6 +117,7 @@ def create_key_op(conn: Connection, spec: KeySpec, *, actor: str) -> CreatedKey:
         rpm_limit=spec.rpm,
         tpm_limit=spec.tpm,
         expires_at=expires_at,
+        tags=spec.tags,
     )
     after: dict[str, Any] = created.info.as_dict()
     if limit_nano is not None and spec.period is not None:
@@ -139,8 +143,9 @@ def update_key_op(
     conn: Connection, key_ref: str | int, changes: Mapping[str, Any], *, actor: str
 ) -> KeyInfo:
     """Change some of ``UPDATABLE`` (a None value clears models, rpm, tpm, expires,
-    team or customer). A new team of a customer sets the key's customer too, as at
-    creation; a team of another customer than the one given is a Conflict."""
+    team, customer or tags: the key's default request tags, replaced as a whole). A new
+    team of a customer sets the key's customer too, as at creation; a team of another
+    customer than the one given is a Conflict."""
     unknown = sorted(set(changes) - set(UPDATABLE))
     if unknown:
         raise InvalidInput(f"cannot update {unknown[0]!r} (updatable: {', '.join(UPDATABLE)})")
@@ -170,6 +175,8 @@ def update_key_op(
         values["team_id"] = team_id
         if team_id is not None and customer_id is None:
             values["customer_id"] = team_customer(conn, team_id)
+    if "tags" in changes:
+        set_key_tags(conn, key_id=before.id, tags=changes["tags"] or ())
     after = update_key(conn, before.id, **values)
     record_change(
         conn, actor=actor, action="key.update", target=f"key:{before.name}",

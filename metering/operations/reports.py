@@ -33,11 +33,20 @@ def spend_report(
     key: str | None = None,
     provider: str | None = None,
     model: str | None = None,
+    tag: str | None = None,
+    end_user: str | None = None,
 ) -> SpendReport:
     group_by = list(parse_group_by(by))
     window = DayWindow(since, until)
     key_id = find_key(conn, key).id if key is not None else None
-    filters = SpendFilter(window=window, key_id=key_id, provider=provider, model=model)
+    filters = SpendFilter(
+        window=window,
+        key_id=key_id,
+        provider=provider,
+        model=model,
+        tag=tag,
+        end_user=end_user,
+    )
     groups = spend_groups(conn, by=group_by, filters=filters)
     return SpendReport(group_by=group_by, groups=groups, rows=spend_rows(groups))
 

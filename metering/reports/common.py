@@ -145,3 +145,37 @@ def load_names(conn: Connection) -> Names:
         teams={r.id: r.name for r in conn.execute(select(Team.id, Team.name))},
         customers={r.id: r.name for r in conn.execute(select(Customer.id, Customer.name))},
     )
+
+
+def scope_name(scope: str | None, names: Names) -> str | None:
+    """``customer:3`` → ``customer acme``; ``key:7`` → ``key k1`` (None: no end user)."""
+    kind, _, ident = (scope or "").partition(":")
+    if not ident.isdigit():
+        return None
+    if kind == "customer":
+        return f"customer {names.customer(int(ident))}"
+    return f"key {names.key(int(ident))}"
+
+
+@dataclass(frozen=True, slots=True)
+class AttributionFilter:
+    """Only the requests carrying ``tag`` and/or of end user ``end_user`` (every scope's)."""
+
+    tag: str | None = None
+    end_user: str | None = None
+
+    def sql(self, mark: str) -> tuple[str, list[str]]:
+        """The filter as ``AND …`` over ``usage_records`` with ``mark`` placeholders, and
+        its parameters (after the window's)."""
+        text, params = "", []
+        if self.end_user is not None:
+            text += f" AND usage_records.end_user = {mark}"
+            params.append(self.end_user)
+        if self.tag is not None:
+            linked = "record_tags.record_id = usage_records.id"
+            text += f" AND EXISTS (SELECT 1 FROM record_tags WHERE {linked} AND record_tags.tag = {mark})"  # noqa: S608, E501 (only a placeholder is put in)
+            params.append(self.tag)
+        return text, params
+
+
+NO_FILTER = AttributionFilter()

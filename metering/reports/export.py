@@ -19,13 +19,23 @@ from typing import Any, Literal
 from sqlalchemy import Connection, func, select
 
 from metering.core.money import format_usd
-from metering.reports.common import DayWindow, Names, load_names, parse_month
+from metering.reports.common import (
+    NO_FILTER,
+    AttributionFilter,
+    DayWindow,
+    Names,
+    load_names,
+    parse_month,
+)
 from metering.reports.files import atomic_file, check_out_path, neutralise
 from metering.reports.request_csv import copy_postgres, write_sqlite
 from metering.storage.models import (
     COST_COLUMNS,
     TOKEN_COLUMNS,
+    DailyEndUserRollup,
     DailyRollup,
+    DailyTagRollup,
+    RecordTag,
     UsageRecord,
 )
 
@@ -64,6 +74,8 @@ REQUEST_INFO = (
     "cost_source",
     "price_version_id",
     "billing_month",  # the calendar month (UTC) of started_at: the month it is billed in
+    "end_user",  # the id the client sent (README, Attribution); scoped by customer/key
+    "tags",  # sorted, comma-joined
 )
 REQUEST_COLUMNS = (
     *REQUEST_INFO,
@@ -74,7 +86,9 @@ REQUEST_COLUMNS = (
     "currency",
 )
 # Cells a user or a client chose: neutralised against formula injection (reports.files).
-CHOSEN_TEXT = frozenset(("key", "team", "customer", "provider", "model", "requested_model"))
+CHOSEN_TEXT = frozenset(
+    ("key", "team", "customer", "provider", "model", "requested_model", "end_user", "tags")
+)
 CURRENCY = "USD"
 MONEY_COLUMNS = frozenset((*COST_COLUMNS, "computed_cost", "reported_cost"))
 
@@ -91,38 +105,66 @@ class ExportResult:
     totals: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COST_COLUMNS, 0))
 
 
-def count_rows(conn: Connection, month: str, detail: Detail) -> int:
+def count_rows(
+    conn: Connection, month: str, detail: Detail, filters: AttributionFilter = NO_FILTER
+) -> int:
     """How many rows the export will write (for a progress bar)."""
     window = parse_month(month)
     if detail == "requests":
-        query = select(func.count()).where(*window.where_instant(UsageRecord.started_at))
+        u = UsageRecord
+        clauses = window.where_instant(u.started_at)
+        if filters.end_user is not None:
+            clauses.append(u.end_user == filters.end_user)
+        if filters.tag is not None:
+            clauses.append(
+                u.id.in_(select(RecordTag.record_id).where(RecordTag.tag == filters.tag))
+            )
+        query = select(func.count()).where(*clauses)
     else:
+        r = _summary_rollup(filters)
         grouped = (
-            select(DailyRollup.key_id)
-            .where(*window.where_day(DailyRollup.day))
-            .group_by(*_summary_keys())
+            select(r.key_id)
+            .where(*window.where_day(r.day), *_rollup_filters(r, filters))
+            .group_by(*_summary_keys(r))
             .subquery()
         )
         query = select(func.count()).select_from(grouped)
     return int(conn.execute(query).scalar_one())
 
 
-def _summary_keys() -> tuple[Any, ...]:
-    r = DailyRollup
+def _summary_rollup(filters: AttributionFilter) -> Any:
+    """The rollup that answers: a record is in the tag rollup once per tag."""
+    if filters.tag is not None:
+        return DailyTagRollup
+    return DailyEndUserRollup if filters.end_user is not None else DailyRollup
+
+
+def _rollup_filters(r: Any, filters: AttributionFilter) -> list[Any]:
+    clauses = []
+    if filters.tag is not None:
+        clauses.append(r.tag == filters.tag)
+    if filters.end_user is not None:
+        clauses.append(r.end_user == filters.end_user)
+    return clauses
+
+
+def _summary_keys(r: Any = DailyRollup) -> tuple[Any, ...]:
     return (r.key_id, r.team_id, r.customer_id, r.provider, r.model)
 
 
-def summary_rows(conn: Connection, window: DayWindow, names: Names) -> Iterator[dict[str, Any]]:
-    r = DailyRollup
+def summary_rows(
+    conn: Connection, window: DayWindow, names: Names, filters: AttributionFilter = NO_FILTER
+) -> Iterator[dict[str, Any]]:
+    r = _summary_rollup(filters)
     sums = [
         func.sum(getattr(r, c)).label(c)
         for c in ("requests", "errors", *TOKEN_COLUMNS, *COST_COLUMNS)
     ]
     query = (
-        select(*_summary_keys(), *sums)
-        .where(*window.where_day(r.day))
-        .group_by(*_summary_keys())
-        .order_by(*_summary_keys())
+        select(*_summary_keys(r), *sums)
+        .where(*window.where_day(r.day), *_rollup_filters(r, filters))
+        .group_by(*_summary_keys(r))
+        .order_by(*_summary_keys(r))
     )
     assert window.since is not None
     month = window.since.strftime("%Y-%m")
@@ -187,6 +229,7 @@ def write_export(
     out: Path | None = None,
     progress: Callable[[int], None] | None = None,
     create_folder: bool = True,
+    filters: AttributionFilter = NO_FILTER,
 ) -> ExportResult:
     """Write the month's CSV to ``out`` (atomically: a temporary file renamed into place).
     ``create_folder=False`` (the CLI's ``--out``): a missing folder is an error."""
@@ -199,17 +242,24 @@ def write_export(
         with atomic_file(path, binary=True) as raw:
             raw.write((",".join(columns) + "\n").encode("utf-8"))
             if conn.dialect.name == "postgresql":
-                rows, totals = copy_postgres(conn, window, REQUEST_COLUMNS, raw, progress)
+                rows, totals = copy_postgres(conn, window, REQUEST_COLUMNS, raw, progress, filters)
             else:
                 rows, totals = write_sqlite(
-                    conn, window, REQUEST_COLUMNS, raw, progress, scratch=Path(raw.name)
+                    conn,
+                    window,
+                    REQUEST_COLUMNS,
+                    raw,
+                    progress,
+                    scratch=Path(raw.name),
+                    filters=filters,
                 )
         result.rows, result.totals = rows, totals
     else:
         with atomic_file(path) as fh:
             writer = csv.writer(fh, lineterminator="\n")
             writer.writerow(columns)
-            _write_rows(writer, summary_rows(conn, window, load_names(conn)), result, progress)
+            rows_ = summary_rows(conn, window, load_names(conn), filters)
+            _write_rows(writer, rows_, result, progress)
     return result
 
 

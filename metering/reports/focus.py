@@ -35,10 +35,11 @@ from typing import Any
 from sqlalchemy import Connection, case, exists, func, literal, select
 from sqlalchemy.sql.elements import ColumnElement
 
+from metering.core.attribution import tags_of
 from metering.core.components import COMPONENT_TABLE, Component, Term
 from metering.core.money import TOKENS_PER_RATE_UNIT, nano_to_decimal, usd_to_nano
 from metering.core.pricing import PriceVersion, Rates
-from metering.reports.common import DayWindow, Names, as_date, billable, utc_day
+from metering.reports.common import DayWindow, Names, as_date, billable, scope_name, utc_day
 from metering.storage.models import RepriceAudit, UsageRecord
 
 CHUNK_ROWS = 5_000
@@ -106,6 +107,10 @@ class Group:
     cache_hit: bool
     repriced: bool
     sums: dict[str, int]
+    # attribution (README, Attribution): '' for none
+    end_user_scope: str = ""
+    end_user: str = ""
+    tags: str = ""
 
 
 def month_groups(
@@ -124,6 +129,9 @@ def month_groups(
         _tier_sql(versions).label("level"),
         case((u.cache_hit, 1), else_=0).label("cache_hit"),
         case((repriced, 1), else_=0).label("repriced"),
+        func.coalesce(u.end_user_scope, "").label("end_user_scope"),
+        func.coalesce(u.end_user, "").label("end_user"),
+        func.coalesce(u.tags, "").label("tags"),
     ]
     buckets = [*BUCKET_COLUMNS, "requests"]
     costs = [*(c.column for c in COMPONENT_TABLE), "adjustment_cost", "total_cost"]
@@ -154,6 +162,9 @@ def month_groups(
             cache_hit=bool(m["cache_hit"]),
             repriced=bool(m["repriced"]),
             sums={c: int(m[c]) for c in buckets + costs},  # SUM is numeric on PostgreSQL
+            end_user_scope=m["end_user_scope"],
+            end_user=m["end_user"],
+            tags=m["tags"],
         )
 
 
@@ -184,12 +195,13 @@ class Month:
 
 def base_row(group: Group, month: Month, names: Names) -> FocusRow:
     key = names.key(group.key_id)
-    tags = {"key": key}
+    tags: dict[str, str | None] = {"key": key}
     team, customer = names.team(group.team_id), names.customer(group.customer_id)
     if team is not None:
         tags["team"] = team
     if customer is not None:
         tags["customer"] = customer
+    tags |= attribution_tags(group, names)
     return {
         "BillingAccountId": "metering",
         "BillingAccountName": "metering gateway",
@@ -218,6 +230,28 @@ def base_row(group: Group, month: Month, names: Names) -> FocusRow:
         "SubAccountName": key,
         "Tags": json.dumps(tags, ensure_ascii=False, sort_keys=True),
     }
+
+
+def attribution_tags(group: Group, names: Names) -> dict[str, str | None]:
+    """The group's end user and request tags as FOCUS tags: ``end_user`` (and its scope)
+    and ``tag:<key>`` = value for each ``key=value`` tag (null for a bare tag; the values
+    of several tags with one key comma-joined, sorted), and ``request_tags``: every tag as
+    sent (sorted, comma-joined), which keeps a bare ``feature`` beside ``feature=rag``."""
+    out: dict[str, str | None] = {}
+    if group.end_user:
+        out["end_user"] = group.end_user
+        out["end_user_scope"] = scope_name(group.end_user_scope, names)
+    if group.tags:
+        out["request_tags"] = group.tags
+    for tag in tags_of(group.tags):
+        name, sep, value = tag.partition("=")
+        key = f"tag:{name}"
+        if not sep:
+            out.setdefault(key, None)
+        else:
+            before = out.get(key)
+            out[key] = value if before is None else f"{before},{value}"
+    return out
 
 
 def _rates(group: Group) -> tuple[Rates | None, str]:

@@ -218,9 +218,13 @@ def interrupted_records(
 def reconcile(
     conn: Connection, *, window: DayWindow, now: datetime, limit: int = 50
 ) -> ReconcileReport:
+    # Here, not at the top: that module builds on this one's rollup check.
+    from metering.reports.reconcile_attribution import check_attribution_rollups
+
     names = load_names(conn)
     report = ReconcileReport()
     report.rollup_rows, report.rollup_problems = check_rollups(conn, window, names)
+    report.rollup_problems += check_attribution_rollups(conn, window, names)
     report.budget_problems = check_budget_counters(conn, now=now)
     report.difference_count, report.difference_sum, report.differences = cost_differences(
         conn, window, names, limit=limit

@@ -31,7 +31,7 @@ from typing import IO, Any
 
 from sqlalchemy import Connection, func, select
 
-from metering.reports.common import DayWindow, month_days
+from metering.reports.common import NO_FILTER, AttributionFilter, DayWindow, month_days
 from metering.reports.csv_sql import CellKind, copy_cell, sqlite_cell, sqlite_line, sqlite_text
 from metering.reports.files import neutralise_sql
 from metering.storage.models import COST_COLUMNS, TOKEN_COLUMNS, DailyRollup, UsageRecord
@@ -42,7 +42,7 @@ MAX_PARTS = 4
 MONEY = frozenset((*COST_COLUMNS, "computed_cost", "reported_cost"))
 SQLITE_BUSY_TIMEOUT_S = 30.0
 # Cells a user or a client chose: neutralised against formula injection (reports.files).
-CHOSEN_TEXT = frozenset(("provider", "model", "requested_model"))
+CHOSEN_TEXT = frozenset(("provider", "model", "requested_model", "end_user", "tags"))
 
 Progress = Callable[[int], None]
 Totals = dict[str, int]
@@ -117,16 +117,16 @@ def _cells(columns: tuple[str, ...], *, sqlite: bool) -> list[tuple[CellKind, st
     return cells
 
 
-def _sums_sql(param: str) -> str:
+def _sums_sql(param: str, filters: AttributionFilter = NO_FILTER) -> str:
     """count(*) and the cost sums of the window; ``param`` is the driver's placeholder."""
     sums = ", ".join(f"coalesce(sum(usage_records.{c}), 0)" for c in COST_COLUMNS)
-    window = _WINDOW.format(lo=param, hi=param)
+    window = _WINDOW.format(lo=param, hi=param) + filters.sql(param)[0]
     return f"SELECT count(*), {sums} FROM usage_records{window}"  # noqa: S608 (no values)
 
 
-def sqlite_lines_sql(columns: tuple[str, ...]) -> str:
+def sqlite_lines_sql(columns: tuple[str, ...], filters: AttributionFilter = NO_FILTER) -> str:
     line = sqlite_line([sqlite_cell(kind, expr) for kind, expr in _cells(columns, sqlite=True)])
-    window = _WINDOW.format(lo="?", hi="?")
+    window = _WINDOW.format(lo="?", hi="?") + filters.sql("?")[0]
     return f"SELECT {line}{_SQLITE_FROM}{window}{_ORDER}"
 
 
@@ -139,12 +139,12 @@ def _name_tables_sql() -> list[str]:
     return statements
 
 
-def postgres_copy_sql(columns: tuple[str, ...]) -> str:
+def postgres_copy_sql(columns: tuple[str, ...], filters: AttributionFilter = NO_FILTER) -> str:
     # psycopg binds %s client-side for COPY: the modulo operators are written %%
     cells = ", ".join(
         copy_cell(kind, expr) for kind, expr in _cells(columns, sqlite=False)
     ).replace("%", "%%")
-    window = _WINDOW.format(lo="%s", hi="%s")
+    window = _WINDOW.format(lo="%s", hi="%s") + filters.sql("%s")[0]
     return f"COPY (SELECT {cells}{_FROM}{window}{_ORDER}) TO STDOUT (FORMAT csv)"
 
 
@@ -157,16 +157,18 @@ def copy_postgres(
     columns: tuple[str, ...],
     fh: IO[bytes],
     progress: Progress | None,
+    filters: AttributionFilter = NO_FILTER,
 ) -> tuple[int, Totals]:
     """COPY the lines into ``fh``; (rows, cost totals) of the same snapshot."""
-    lo, hi = window.start, window.end
+    params = (window.start, window.end, *filters.sql("%s")[1])
     rows = pending = 0
     with conn.engine.connect() as own:
         own = own.execution_options(isolation_level="REPEATABLE READ")
         with own.begin():
-            sums = own.exec_driver_sql(_sums_sql("%s"), (lo, hi)).one()
+            sums = own.exec_driver_sql(_sums_sql("%s", filters), params).one()
             raw: Any = own.connection.dbapi_connection
-            with raw.cursor() as cursor, cursor.copy(postgres_copy_sql(columns), (lo, hi)) as copy:
+            copy_sql = postgres_copy_sql(columns, filters)
+            with raw.cursor() as cursor, cursor.copy(copy_sql, params) as copy:
                 for line in copy:  # libpq hands COPY OUT data over one row at a time
                     fh.write(line)
                     rows += 1
@@ -194,6 +196,7 @@ def render_sqlite_part(
     hi: str,
     fh: IO[bytes],
     on_chunk: Callable[[int], None],
+    filters: AttributionFilter = NO_FILTER,
 ) -> tuple[int, list[int]]:
     """Write the lines of [lo, hi) to ``fh``; (rows, cost sums) read in one transaction."""
     own_transaction = not con.in_transaction
@@ -203,9 +206,10 @@ def render_sqlite_part(
     try:
         for statement in _name_tables_sql():  # TEMP: no write to the database itself
             cursor.execute(statement)
-        sums = cursor.execute(_sums_sql("?"), (lo, hi)).fetchone()
+        params = (lo, hi, *filters.sql("?")[1])
+        sums = cursor.execute(_sums_sql("?", filters), params).fetchone()
         cursor.arraysize = CHUNK_ROWS
-        cursor.execute(sqlite_lines_sql(columns), (lo, hi))
+        cursor.execute(sqlite_lines_sql(columns, filters), params)
         rows = 0
         while chunk := cursor.fetchmany():
             fh.write("\n".join([line for (line,) in chunk]).encode("utf-8"))
@@ -230,6 +234,7 @@ def _worker(
     out: str,
     done: Synchronized,  # type: ignore[type-arg]
     results: Any,
+    filters: AttributionFilter = NO_FILTER,
 ) -> None:
     """A worker process: one part into its own file; (rows, sums) or the error sent back."""
     try:
@@ -241,7 +246,7 @@ def _worker(
                     with done.get_lock():
                         done.value += n
 
-                outcome = render_sqlite_part(con, columns, lo, hi, fh, count)
+                outcome = render_sqlite_part(con, columns, lo, hi, fh, count, filters)
         finally:
             con.close()
         results.send(("ok", outcome))  # after the file is closed: the parent appends it next
@@ -302,11 +307,13 @@ def append_file(src: Path, fh: IO[bytes]) -> None:
             shutil.copyfileobj(part, fh, 16 * 1024 * 1024)  # from where the kernel stopped
 
 
-def _start_worker(ctx: Any, database: str, columns: tuple[str, ...], part: _Part) -> None:
+def _start_worker(
+    ctx: Any, database: str, columns: tuple[str, ...], part: _Part, filters: AttributionFilter
+) -> None:
     assert part.file is not None
     part.done = ctx.Value("q", 0)
     part.results, send = ctx.Pipe(duplex=False)
-    args = (database, columns, part.lo, part.hi, str(part.file), part.done, send)
+    args = (database, columns, part.lo, part.hi, str(part.file), part.done, send, filters)
     part.process = ctx.Process(target=_worker, args=args, daemon=True)
     part.process.start()
 
@@ -319,6 +326,7 @@ def write_sqlite(
     progress: Progress | None,
     *,
     scratch: Path,
+    filters: AttributionFilter = NO_FILTER,
 ) -> tuple[int, Totals]:
     """Render the window's lines into ``fh``, parts in parallel; (rows, cost totals).
     Worker parts are written to ``scratch``.partN files, removed afterwards."""
@@ -344,15 +352,19 @@ def write_sqlite(
             ctx = multiprocessing.get_context("spawn")  # no inherited engine, pool or locks
             for i, part in enumerate(workers, start=1):
                 part.file = scratch.with_name(f"{scratch.name}.part{i}")
-                _start_worker(ctx, database, columns, part)
+                _start_worker(ctx, database, columns, part, filters)
         if in_memory:
             raw: Any = conn.connection.dbapi_connection
-            rows, sums = render_sqlite_part(raw, columns, parts[0].lo, parts[0].hi, fh, report)
+            rows, sums = render_sqlite_part(
+                raw, columns, parts[0].lo, parts[0].hi, fh, report, filters
+            )
         else:
             assert database is not None
             con = sqlite3.connect(database, timeout=SQLITE_BUSY_TIMEOUT_S, isolation_level=None)
             try:
-                rows, sums = render_sqlite_part(con, columns, parts[0].lo, parts[0].hi, fh, report)
+                rows, sums = render_sqlite_part(
+                    con, columns, parts[0].lo, parts[0].hi, fh, report, filters
+                )
             finally:
                 con.close()
         for part in workers:

@@ -1,8 +1,11 @@
 """``metering spend``: requests, errors, token sums and cost components per group.
 
-Every grouping and filter of ``spend`` is day-granular, so the query always runs on
-``daily_rollups`` (kept equal to the sum of the records by ``write_records``); a year of
-traffic is at most 366 × keys × models rows to sum, whatever the request count.
+Every grouping and filter of ``spend`` is day-granular, so the query always runs on a
+daily rollup (kept equal to the sum of the records by ``write_records``): ``daily_rollups``,
+or ``daily_end_user_rollups`` when end users are grouped or filtered, or
+``daily_tag_rollups`` when tags are (a record once per tag: README, Attribution). A year
+of traffic is at most 366 × keys × models (× end users × tags) rows to sum, whatever the
+request count.
 """
 
 from __future__ import annotations
@@ -24,10 +27,18 @@ from metering.reports.common import (
     as_date,
     load_names,
     month_of_day,
+    scope_name,
 )
-from metering.storage.models import DailyRollup
+from metering.storage.models import DailyEndUserRollup, DailyRollup, DailyTagRollup
 
-GROUP_FIELDS = ("key", "team", "customer", "provider", "model", "day", "month")
+GROUP_FIELDS = (
+    "key", "team", "customer", "provider", "model", "day", "month", "end_user", "tag",
+)  # fmt: skip
+# A request with several tags is in each of their groups (README, Attribution).
+TAG_OVERLAP_NOTE = (
+    "a request with several tags counts in each tag's group: the tag groups can add up "
+    "to more than the grand total"
+)
 COUNT_COLUMNS = ("requests", "errors")
 METRIC_COLUMNS = (*COUNT_COLUMNS, *SPEND_TOKENS, *SPEND_COSTS)
 
@@ -38,6 +49,25 @@ class SpendFilter:
     key_id: int | None = None
     provider: str | None = None
     model: str | None = None  # bare model name, or provider/model
+    tag: str | None = None  # only requests carrying this tag
+    end_user: str | None = None  # only this end-user id (in every scope)
+
+
+def group_columns(by: Sequence[str]) -> list[str]:
+    """The output columns of the group fields: an end user is its scope and its id."""
+    out: list[str] = []
+    for name in by:
+        out.extend(("end_user_scope", "end_user") if name == "end_user" else (name,))
+    return out
+
+
+def _rollup(by: Sequence[str], filters: SpendFilter) -> Any:
+    """The smallest rollup that can answer: a record is in the tag rollup once per tag."""
+    if "tag" in by or filters.tag is not None:
+        return DailyTagRollup
+    if "end_user" in by or filters.end_user is not None:
+        return DailyEndUserRollup
+    return DailyRollup
 
 
 def parse_group_by(text: str) -> tuple[str, ...]:
@@ -57,8 +87,7 @@ def parse_group_by(text: str) -> tuple[str, ...]:
     return tuple(fields_)
 
 
-def _filter_clauses(filters: SpendFilter) -> list[ColumnElement[bool]]:
-    r = DailyRollup
+def _filter_clauses(r: Any, filters: SpendFilter) -> list[ColumnElement[bool]]:
     clauses = filters.window.where_day(r.day)
     if filters.key_id is not None:
         clauses.append(r.key_id == filters.key_id)
@@ -70,11 +99,14 @@ def _filter_clauses(filters: SpendFilter) -> list[ColumnElement[bool]]:
         if sep and provider and model:
             match = or_(match, and_(r.provider == provider, r.model == model))
         clauses.append(match)
+    if filters.tag is not None:
+        clauses.append(r.tag == filters.tag)
+    if filters.end_user is not None:
+        clauses.append(r.end_user == filters.end_user)
     return clauses
 
 
-def _group_expressions(conn: Connection, by: Sequence[str]) -> dict[str, Any]:
-    r = DailyRollup
+def _group_expressions(conn: Connection, r: Any, by: Sequence[str]) -> dict[str, Any]:
     source = {
         "key": r.key_id,
         "team": r.team_id,
@@ -84,7 +116,11 @@ def _group_expressions(conn: Connection, by: Sequence[str]) -> dict[str, Any]:
         "day": r.day,
         "month": month_of_day(conn, r.day),
     }
-    return {name: source[name].label(f"g_{name}") for name in by}
+    if r is not DailyRollup:
+        source |= {"end_user_scope": r.end_user_scope, "end_user": r.end_user}
+    if r is DailyTagRollup:
+        source["tag"] = r.tag
+    return {name: source[name].label(f"g_{name}") for name in group_columns(by)}
 
 
 def _display(name: str, names: Names) -> Callable[[Any], Any]:
@@ -97,6 +133,10 @@ def _display(name: str, names: Names) -> Callable[[Any], Any]:
         return lambda value: names.customer(int(value))
     if name == "day":
         return lambda value: as_date(value).isoformat()
+    if name == "end_user_scope":
+        return lambda value: scope_name(value, names)
+    if name in ("end_user", "tag"):
+        return lambda value: value or None  # '' in a rollup: none
     return lambda value: value
 
 
@@ -116,14 +156,17 @@ def spend_groups(
     then the counts, token sums and nano-USD sums as exact ints. SQL does the summing; a
     result is at most days × keys × models rows, so plain dicts shape it."""
     filters = filters or SpendFilter()
-    groups = _group_expressions(conn, by)
-    sums = [func.coalesce(func.sum(getattr(DailyRollup, c)), 0).label(c) for c in METRIC_COLUMNS]
-    query = select(*groups.values(), *sums).where(*_filter_clauses(filters))
+    rollup = _rollup(by, filters)
+    columns = group_columns(by)
+    groups = _group_expressions(conn, rollup, by)
+    sums = [func.coalesce(func.sum(getattr(rollup, c)), 0).label(c) for c in METRIC_COLUMNS]
+    query = select(*groups.values(), *sums).where(*_filter_clauses(rollup, filters))
     if groups:
         query = query.group_by(*groups.values())
-    names = load_names(conn) if {"key", "team", "customer"} & set(by) else Names({}, {}, {})
-    shown = [(name, _display(name, names)) for name in by]
-    width = len(by)
+    named = {"key", "team", "customer", "end_user"} & set(by)
+    names = load_names(conn) if named else Names({}, {}, {})
+    shown = [(name, _display(name, names)) for name in columns]
+    width = len(columns)
     records: list[dict[str, Any]] = []
     for row in conn.execute(query):
         if not groups and int(row[0]) == 0:
@@ -133,7 +176,7 @@ def spend_groups(
         rec.update(zip(METRIC_COLUMNS, map(int, row[width:]), strict=True))
         records.append(rec)
     if by:
-        records.sort(key=_sort_key(by))
+        records.sort(key=_sort_key(columns))
     return records
 
 

@@ -42,7 +42,7 @@ from metering.storage.compiled import Sql, table
 from metering.storage.models import CallInFlight, ServingProcess
 from metering.storage.raw_sql import is_postgres, run, sqlite_datetime
 
-CALLS_PER_STATEMENT = 1000  # × 12 columns: under SQLite's 32,766 parameters
+CALLS_PER_STATEMENT = 1000  # × 15 columns: under SQLite's 32,766 parameters
 _CALL_COLUMNS = InFlightCall._fields
 
 

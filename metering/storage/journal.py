@@ -44,7 +44,12 @@ REJECTED_SUFFIX = ".rejected"
 _DATETIME_FIELDS = ("started_at", "ended_at")
 # Record fields added since journals were first written, with the value a line written
 # before them means: such a line replays (a journal outlives an upgrade).
-_ADDED_FIELDS = {"cached_write_1h_tokens": 0}
+_ADDED_FIELDS = {
+    "cached_write_1h_tokens": 0,
+    "end_user": None,
+    "end_user_scope": None,
+    "tags": None,
+}
 
 
 @dataclass(frozen=True, slots=True)

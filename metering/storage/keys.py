@@ -23,8 +23,10 @@ from typing import Any
 from sqlalchemy import Connection, Row, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from metering.core.attribution import tags_of
 from metering.core.storable import has_control
 from metering.errors import Conflict, InvalidInput, NotFound
+from metering.storage.attribution import check_key_tags, key_tags_column, set_key_tags
 from metering.storage.models import Customer, Team, VirtualKey
 
 SECRET_PREFIX = "sk-bf-"
@@ -61,6 +63,7 @@ class KeyInfo:
     expires_at: datetime | None
     created_at: datetime
     updated_at: datetime
+    tags: tuple[str, ...] = ()  # default tags of its requests (README, Attribution)
 
     def blocked_reason(self, now: datetime) -> str | None:
         """Why the key cannot be used at ``now`` (naive UTC), or None if it can."""
@@ -95,6 +98,7 @@ class KeyInfo:
             # UTC with a Z, like budgets list
             "expires_at": iso_utc(self.expires_at) if self.expires_at else None,
             "created_at": iso_utc(self.created_at),
+            "tags": list(self.tags),
         }
 
 
@@ -115,6 +119,7 @@ def _key_query() -> Any:
             VirtualKey.__table__,
             Team.name.label("team_name"),
             Customer.name.label("customer_name"),
+            key_tags_column().label("default_tags"),
         )
         .outerjoin(Team, Team.id == VirtualKey.team_id)
         .outerjoin(Customer, Customer.id == VirtualKey.customer_id)
@@ -138,6 +143,7 @@ def _info(row: Row[Any]) -> KeyInfo:
         expires_at=key["expires_at"],
         created_at=key["created_at"],
         updated_at=key["updated_at"],
+        tags=tuple(sorted(tags_of(key["default_tags"]))),
     )
 
 
@@ -210,6 +216,7 @@ def create_key(
     rpm_limit: int | None = None,
     tpm_limit: int | None = None,
     expires_at: datetime | None = None,
+    tags: list[str] | tuple[str, ...] = (),
 ) -> CreatedKey:
     """Create a key (and its team/customer on demand); the secret is returned once."""
     name = check_name(name, "key")
@@ -218,6 +225,7 @@ def create_key(
     for limit, flag in ((rpm_limit, "--rpm"), (tpm_limit, "--tpm")):
         if limit is not None and limit <= 0:
             raise InvalidInput(f"{flag} must be a positive whole number")
+    tags = check_key_tags(tags)
     customer_id = ensure_customer(conn, customer) if customer else None
     team_id = ensure_team(conn, team, customer_id=customer_id) if team else None
     if customer_id is None and team_id is not None:
@@ -250,6 +258,7 @@ def create_key(
         ).scalar_one()
     except IntegrityError:
         raise Conflict(f"a key named {name!r} already exists (pick another name)") from None
+    set_key_tags(conn, key_id=int(key_id), tags=tags)
     return CreatedKey(info=get_key(conn, int(key_id)), secret=secret)
 
 

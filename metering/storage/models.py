@@ -23,6 +23,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from metering.core.attribution import END_USER_CHARS, END_USER_SCOPE_CHARS, TAG_CHARS
 from metering.core.records import (
     CACHE_HIT_TYPE_CHARS,
     MODEL_CHARS,
@@ -240,6 +241,12 @@ class UsageRecord(UsageColumns, Base):
     # The usage was estimated (stream cut, usage missing or unusable): stays true when the
     # record is unpriced, so a later reprice still bills it as an estimate.
     usage_estimated: Mapped[bool] = mapped_column(Boolean, default=False, sort_order=1)
+    # Attribution (README, Attribution): the end-user id the client sent, whose end users
+    # it names ("customer:<id>" or "key:<id>"), and the request's tags (sorted,
+    # comma-joined; ``record_tags`` indexes them). None: none.
+    end_user: Mapped[str | None] = mapped_column(String(END_USER_CHARS), sort_order=2)
+    end_user_scope: Mapped[str | None] = mapped_column(String(END_USER_SCOPE_CHARS), sort_order=2)
+    tags: Mapped[str | None] = mapped_column(Text, sort_order=2)
 
 
 class DailyRollup(UsageColumns, Base):
@@ -355,6 +362,9 @@ class CallInFlight(Base):
     prompt_tokens: Mapped[int] = mapped_column(BigInteger)  # estimated from the prompt's text
     output_tokens: Mapped[int | None] = mapped_column(BigInteger)  # bound; None: unknown
     reserved_nano: Mapped[int | None] = mapped_column(BigInteger)  # None: nothing reserved
+    end_user: Mapped[str | None] = mapped_column(String(END_USER_CHARS))  # as on the record
+    end_user_scope: Mapped[str | None] = mapped_column(String(END_USER_SCOPE_CHARS))
+    tags: Mapped[str | None] = mapped_column(Text)
 
 
 class BudgetAlert(Base):
@@ -459,3 +469,103 @@ class IdempotentResponse(Base):
     status: Mapped[int] = mapped_column(Integer)
     body: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(), index=True)
+
+
+# ---- attribution: request tags and end users (README, Attribution) -------------------
+
+
+class KeyTag(Base):
+    """A default tag of a virtual key: every request made with the key carries it."""
+
+    __tablename__ = "key_tags"
+
+    key_id: Mapped[int] = mapped_column(
+        ForeignKey("virtual_keys.id", ondelete="CASCADE"), primary_key=True
+    )
+    tag: Mapped[str] = mapped_column(String(TAG_CHARS), primary_key=True)
+
+
+class Tag(Base):
+    """Every tag a record has carried (what tag budgets and reports name)."""
+
+    __tablename__ = "tags"
+
+    name: Mapped[str] = mapped_column(String(TAG_CHARS), primary_key=True)
+
+
+class RecordTag(Base):
+    """A record's tag (many-to-many; the record's ``tags`` column is what it was sent)."""
+
+    __tablename__ = "record_tags"
+    __table_args__ = (Index("ix_record_tags_tag_record", "tag", "record_id"),)
+
+    record_id: Mapped[int] = mapped_column(
+        ForeignKey("usage_records.id", ondelete="CASCADE"), primary_key=True
+    )
+    tag: Mapped[str] = mapped_column(ForeignKey("tags.name"), primary_key=True)
+
+
+class DailyEndUserRollup(UsageColumns, Base):
+    """``daily_rollups`` split by end user ('' for none): each record counted once."""
+
+    __tablename__ = "daily_end_user_rollups"
+    __table_args__ = (
+        UniqueConstraint(
+            "day",
+            "key_id",
+            "team_id",
+            "customer_id",
+            "provider",
+            "model",
+            "end_user_scope",
+            "end_user",
+            name="uq_daily_end_user_rollups_group",
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    day: Mapped[date] = mapped_column(Date())
+    key_id: Mapped[int] = mapped_column(Integer)
+    team_id: Mapped[int] = mapped_column(Integer, default=0)
+    customer_id: Mapped[int] = mapped_column(Integer, default=0)
+    provider: Mapped[str] = mapped_column(String(PROVIDER_CHARS))
+    model: Mapped[str] = mapped_column(String(MODEL_CHARS))
+    end_user_scope: Mapped[str] = mapped_column(String(END_USER_SCOPE_CHARS), default="")
+    end_user: Mapped[str] = mapped_column(String(END_USER_CHARS), default="")
+    requests: Mapped[int] = mapped_column(BigInteger, default=0)
+    errors: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class DailyTagRollup(UsageColumns, Base):
+    """``daily_end_user_rollups`` split by tag ('' for an untagged record): a record with
+    two tags is counted in both, so tag sums may exceed the grand total."""
+
+    __tablename__ = "daily_tag_rollups"
+    __table_args__ = (
+        UniqueConstraint(
+            "day",
+            "key_id",
+            "team_id",
+            "customer_id",
+            "provider",
+            "model",
+            "end_user_scope",
+            "end_user",
+            "tag",
+            name="uq_daily_tag_rollups_group",
+        ),
+        Index("ix_daily_tag_rollups_tag_day", "tag", "day"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    day: Mapped[date] = mapped_column(Date())
+    key_id: Mapped[int] = mapped_column(Integer)
+    team_id: Mapped[int] = mapped_column(Integer, default=0)
+    customer_id: Mapped[int] = mapped_column(Integer, default=0)
+    provider: Mapped[str] = mapped_column(String(PROVIDER_CHARS))
+    model: Mapped[str] = mapped_column(String(MODEL_CHARS))
+    end_user_scope: Mapped[str] = mapped_column(String(END_USER_SCOPE_CHARS), default="")
+    end_user: Mapped[str] = mapped_column(String(END_USER_CHARS), default="")
+    tag: Mapped[str] = mapped_column(String(TAG_CHARS), default="")
+    requests: Mapped[int] = mapped_column(BigInteger, default=0)
+    errors: Mapped[int] = mapped_column(BigInteger, default=0)

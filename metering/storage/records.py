@@ -3,8 +3,13 @@
 
 ``write_records`` inserts a batch of ``UsageRow``s in the caller's transaction. A record whose
 ``request_id`` is already stored is skipped (a retried write cannot double
-count), and only the records actually inserted are added to the rollup, so
-rollup = sum(records) holds whatever is replayed.
+count), and only the records actually inserted are added to the rollups, so
+rollup = sum(records) holds whatever is replayed. The tags of the records inserted go to
+``tags`` and ``record_tags`` in one multi-row statement each (``storage.attribution``).
+
+Three rollups, one upsert statement per group each: ``daily_rollups`` (day × key × team
+× customer × provider × model), ``daily_end_user_rollups`` (… × end user) and
+``daily_tag_rollups`` (… × end user × tag: a record once per tag, '' if untagged).
 """
 
 from __future__ import annotations
@@ -16,10 +21,19 @@ from typing import Any
 
 from sqlalchemy import Connection, Date, DateTime, bindparam, select, update
 
+from metering.core.attribution import tags_of
 from metering.core.interrupted import INTERRUPTED
 from metering.core.records import RECORD_FIELDS, UsageRow
+from metering.storage.attribution import insert_record_tags
 from metering.storage.compiled import Sql, insert_for, table
-from metering.storage.models import COST_COLUMNS, TOKEN_COLUMNS, DailyRollup, UsageRecord
+from metering.storage.models import (
+    COST_COLUMNS,
+    TOKEN_COLUMNS,
+    DailyEndUserRollup,
+    DailyRollup,
+    DailyTagRollup,
+    UsageRecord,
+)
 from metering.storage.raw_sql import is_postgres, run, sqlite_value
 
 ROLLUP_SUMS = (*TOKEN_COLUMNS, *COST_COLUMNS)
@@ -43,25 +57,37 @@ _row_key = itemgetter(
 )
 _row_names = itemgetter(RECORD_FIELDS.index("provider"), RECORD_FIELDS.index("model"))
 _STATUS = RECORD_FIELDS.index("status")
+_row_attribution = itemgetter(
+    *(RECORD_FIELDS.index(c) for c in ("end_user_scope", "end_user", "tags"))
+)
 ROLLUP_COLUMNS = (*ROLLUP_KEY, "requests", "errors", *ROLLUP_SUMS)  # the upsert's order
-RECORDS_PER_STATEMENT = 200  # × 50 columns: under SQLite's 32,766 parameters
+END_USER_KEY = (*ROLLUP_KEY, "end_user_scope", "end_user")
+TAG_KEY = (*END_USER_KEY, "tag")
+RECORDS_PER_STATEMENT = 200  # × 53 columns: under SQLite's 32,766 parameters
 
 
 def _insert_records(postgres: bool) -> Any:
     u = table(UsageRecord)
     insert = insert_for(postgres, u).values({name: bindparam(name) for name in RECORD_FIELDS})
-    return insert.on_conflict_do_nothing(index_elements=["request_id"]).returning(u.c.request_id)
+    conflict = insert.on_conflict_do_nothing(index_elements=["request_id"])
+    return conflict.returning(u.c.request_id, u.c.id)
 
 
-def _upsert_rollup(postgres: bool) -> Any:
-    d = table(DailyRollup)
-    insert = insert_for(postgres, d).values({c: bindparam(c) for c in ROLLUP_COLUMNS}).inline()
-    sums = {c: d.c[c] + insert.excluded[c] for c in ROLLUP_COLUMNS[len(ROLLUP_KEY) :]}
-    return insert.on_conflict_do_update(index_elements=list(ROLLUP_KEY), set_=sums)
+def _upsert(model: Any, key: tuple[str, ...]) -> Any:
+    def build(postgres: bool) -> Any:
+        d = table(model)
+        columns = (*key, *ROLLUP_COLUMNS[len(ROLLUP_KEY) :])
+        insert = insert_for(postgres, d).values({c: bindparam(c) for c in columns}).inline()
+        sums = {c: d.c[c] + insert.excluded[c] for c in columns[len(key) :]}
+        return insert.on_conflict_do_update(index_elements=list(key), set_=sums)
+
+    return build
 
 
 INSERT_RECORDS = Sql(_insert_records, rows=True)
-UPSERT_ROLLUP = Sql(_upsert_rollup)
+UPSERT_ROLLUP = Sql(_upsert(DailyRollup, ROLLUP_KEY))
+UPSERT_END_USER_ROLLUP = Sql(_upsert(DailyEndUserRollup, END_USER_KEY))
+UPSERT_TAG_ROLLUP = Sql(_upsert(DailyTagRollup, TAG_KEY))
 
 
 # PostgreSQL: a transaction that inserts records holds this advisory lock, shared, until
@@ -86,7 +112,7 @@ def write_records(conn: Connection, rows: Sequence[UsageRow]) -> list[str]:
     """Insert records; returns the request_ids inserted, in the records' order."""
     if not rows:
         return []
-    inserted: set[str] = set()
+    inserted: dict[str, int] = {}  # request_id → record id
     postgres = is_postgres(conn)
     if postgres:
         run(conn, _SHARE_RECORD_WRITERS_LOCK)
@@ -102,24 +128,41 @@ def write_records(conn: Connection, rows: Sequence[UsageRow]) -> list[str]:
                     params[position::_RECORD_WIDTH] = list(map(sqlite_value, values))
         sql = INSERT_RECORDS.text(postgres, rows=len(chunk))
         found = run(conn, sql, params, adapted=True)
-        inserted.update(row[0] for row in found)
+        inserted.update((row[0], int(row[1])) for row in found)
     if not inserted:
         return []
     added = [row for row in rows if row[0] in inserted]
+    insert_record_tags(conn, [(inserted[row.request_id], tags_of(row.tags)) for row in added])
     _add_rows_to_rollup(conn, added)
     return [row[0] for row in added]
 
 
+Groups = dict[tuple[Any, ...], tuple[list[tuple[Any, ...]], list[int]]]
+
+
 def _add_rows_to_rollup(conn: Connection, rows: Iterable[Sequence[Any]], sign: int = 1) -> None:
-    groups: dict[tuple[Any, ...], tuple[list[tuple[Any, ...]], list[int]]] = {}
+    groups: Groups = {}
+    by_end_user: Groups = {}
+    by_tag: Groups = {}
     for row in rows:
         started_at, key_id, team_id, customer_id = _row_key(row)
         key = (started_at.date(), key_id, team_id or 0, customer_id or 0, *_row_names(row))
-        sums, errors = groups.setdefault(key, ([], [0]))
-        sums.append(_row_sums(row))
-        if row[_STATUS] not in ERROR_STATUSES_OK:
-            errors[0] += 1
-    _upsert_groups(conn, groups, sign)
+        scope, end_user, tags = _row_attribution(row)
+        user_key = (*key, scope or "", end_user or "")
+        values = _row_sums(row)
+        error = row[_STATUS] not in ERROR_STATUSES_OK
+        for found, group in (
+            (groups, key),
+            (by_end_user, user_key),
+            *((by_tag, (*user_key, tag)) for tag in (tags_of(tags) or ("",))),
+        ):
+            sums, errors = found.setdefault(group, ([], [0]))
+            sums.append(values)
+            if error:
+                errors[0] += 1
+    _upsert_groups(conn, UPSERT_ROLLUP, groups, sign)
+    _upsert_groups(conn, UPSERT_END_USER_ROLLUP, by_end_user, sign)
+    _upsert_groups(conn, UPSERT_TAG_ROLLUP, by_tag, sign)
 
 
 def add_to_rollup(conn: Connection, records: Iterable[UsageRow], *, sign: int) -> None:
@@ -130,12 +173,13 @@ def add_to_rollup(conn: Connection, records: Iterable[UsageRow], *, sign: int) -
 
 def _upsert_groups(
     conn: Connection,
+    statement: Sql,
     groups: Mapping[tuple[Any, ...], tuple[list[tuple[Any, ...]], list[int]]],
     sign: int,
 ) -> None:
     if not groups:
         return
-    sql = UPSERT_ROLLUP.text(is_postgres(conn))
+    sql = statement.text(is_postgres(conn))
     # One statement per group keeps a fixed (sorted) lock order across writers.
     for key, (rows, errors) in sorted(groups.items()):
         sums = [sign * sum(map(int, filter(None, column))) for column in zip(*rows, strict=True)]

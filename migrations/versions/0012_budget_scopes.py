@@ -9,7 +9,7 @@ SQLite that is a copy of the table (batch mode, foreign keys off for the migrati
 that reference budgets (ON DELETE CASCADE) stay attached.
 
 Revision ID: 0012
-Revises: 0010
+Revises: 0011
 Create Date: 2026-12-03 11:40:00
 
 """
@@ -20,7 +20,7 @@ import sqlalchemy as sa
 
 
 revision: str = '0012'
-down_revision: Union[str, None] = '0010'
+down_revision: Union[str, None] = '0011'
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 

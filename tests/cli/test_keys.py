@@ -165,3 +165,15 @@ def test_list_and_show_give_times_in_utc_with_z(db_url: str) -> None:
     assert "expires_at  2999-01-01T10:30:00Z" in out.splitlines()
     code, out = run(db_url, "keys", "list")
     assert "2999-01-01T10:30:00Z" in out.splitlines()[2]
+
+
+def test_create_with_default_tags_lists_them_and_refuses_bad_ones(db_url: str) -> None:
+    code, out = run(db_url, "keys", "create", "tagged", "--tag", "team=search", "--tag", "beta")
+    assert code == 0, out
+    code, out = run(db_url, "keys", "show", "tagged", "--format", "json")
+    assert code == 0, out
+    assert json.loads(out)[0]["tags"] == ["beta", "team=search"]
+    code, out = run(db_url, "keys", "create", "bad", "--tag", "a,b")
+    assert code != 0 and "comma" in out
+    code, out = run(db_url, "keys", "show", "bad")
+    assert code != 0  # nothing was created

@@ -104,3 +104,24 @@ def test_spend_on_empty_database(db_url: str) -> None:
     assert result.exit_code == 0
     assert result.output.strip() == "(no rows)"
     assert json.loads(_run(db_url, "spend", "--format", "json").output) == []
+
+
+def test_spend_by_tag_table_says_that_tag_groups_overlap(db_url: str, engine: Engine) -> None:
+    _, records = _populate(engine)
+    result = _run(db_url, "spend", "--by", "tag", *NOVEMBER)
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert any(line.startswith("SUM OF GROUPS*") for line in lines)
+    assert lines[-1].startswith("* a request with several tags counts in each tag's group")
+    as_json = json.loads(_run(db_url, "spend", "--by", "tag", *NOVEMBER, "--format", "json").output)
+    november = [r for r in records if r.started_at.month == 11]
+    tagged = [r for r in november if r.tags and "beta" in r.tags.split(",")]
+    beta = next(g for g in as_json if g["tag"] == "beta")
+    assert beta["requests"] == len(tagged)
+    assert beta["total_cost"] == format_usd(sum(r.total_cost for r in tagged))
+    one = json.loads(
+        _run(db_url, "spend", "--by", "key", "--end-user", "user-1", *NOVEMBER,
+             "--format", "json").output
+    )  # fmt: skip
+    users = [r for r in november if r.end_user == "user-1"]
+    assert sum(g["requests"] for g in one) == len(users)

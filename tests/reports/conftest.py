@@ -29,6 +29,13 @@ def records_frame(org: Org, records: list[dict[str, Any]]) -> pd.DataFrame:
     frame["customer"] = frame["customer_id"].map(lambda c: "acme" if pd.notna(c) else None)
     frame["day"] = frame["started_at"].map(lambda t: t.date().isoformat())
     frame["month"] = frame["started_at"].map(lambda t: t.strftime("%Y-%m"))
+    frame["end_user_scope"] = [
+        None if scope is None
+        else f"customer {'acme'}" if scope.startswith("customer:")
+        else f"key {key_names[int(scope.split(':')[1])]}"
+        for scope in frame["end_user_scope"]
+    ]  # fmt: skip
+    frame["tag_list"] = frame["tags"].map(lambda t: t.split(",") if t else [None])
     frame["requests"] = 1
     frame["errors"] = (frame["status"] != "success").astype("int64")
     return frame

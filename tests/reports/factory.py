@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import Connection, insert
 
+from metering.core.attribution import end_user_scope, tags_text
 from metering.core.records import UsageRow, record_row
 from metering.core.responses import bill_response, read_response
 from metering.storage.models import Customer, Team, VirtualKey
@@ -28,6 +29,9 @@ MODELS = (
     "perplexity/sonar-deep-research",
     "mistral/mistral-large-unpriced",
 )
+
+
+TAGS = ("feature=rag", "feature=chat", "beta")
 
 
 @dataclass(frozen=True)
@@ -132,8 +136,12 @@ def build_record(
     at: datetime,
     usage: Mapping[str, Any] | None,
     status: str = "success",
+    end_user: str | None = None,
+    tags: tuple[str, ...] = (),
 ) -> UsageRow:
     key_id = org.keys[key]
+    customer_id = org.key_customer[key_id]
+    scope = end_user_scope(customer_id=customer_id, key_id=key_id) if end_user else None
     facts = read_response(completion_response(model, usage, response_id=request_id), model)
     bill = bill_response(facts, conn_book, requested=model, on=at.date())
     return record_row(
@@ -151,6 +159,9 @@ def build_record(
         latency_ms=800,
         facts=facts,
         bill=bill,
+        end_user=end_user,
+        end_user_scope=scope,
+        tags=tags_text(sorted(tags)),
     )
 
 
@@ -159,6 +170,7 @@ def generate_month(
 ) -> list[UsageRow]:
     """``n`` records spread over the month, plus two just outside it; all written."""
     rng = random.Random(seed)
+    attribution = random.Random(seed + 1)  # its own stream: the usage stays as it was
     book = load_price_book(conn)
     first = datetime(year, month, 1)
     nxt = datetime(year + month // 12, month % 12 + 1, 1)
@@ -178,6 +190,8 @@ def generate_month(
                 at=at,
                 usage=usage,
                 status=status,
+                end_user=attribution.choice((None, "user-1", "user-2", "=cmd")),
+                tags=tuple(attribution.sample(TAGS, attribution.randrange(3))),
             )
         )
     # the last microsecond of the month before, the first instant of the next

@@ -12,7 +12,7 @@ from metering.core.money import format_usd, parse_usd_to_nano
 from metering.errors import InvalidInput
 from metering.reports import export as export_module
 from metering.reports import request_csv
-from metering.reports.common import parse_month
+from metering.reports.common import AttributionFilter, parse_month
 from metering.reports.export import (
     REQUEST_COLUMNS,
     SUMMARY_COLUMNS,
@@ -107,6 +107,12 @@ def test_requests_csv_columns(
         assert row["reported_cost"] == ("" if reported is None else format_usd(reported))
         assert row["cost_source"] == record.cost_source
         assert row["team"] in {"search", "ml", ""}
+        # attribution; a client-chosen "=cmd" end user neutralised (formula injection)
+        who = record.end_user or ""
+        assert row["end_user"] == ("'" + who if who.startswith("=") else who)
+        assert row["tags"] == (record.tags or "")
+    assert any(r["end_user"] == "'=cmd" for r in rows.values())
+    assert any("," in r["tags"] for r in rows.values())
 
 
 def test_export_streams_in_chunks_with_progress(
@@ -143,3 +149,40 @@ def test_empty_month_and_default_path(engine: Engine, tmp_path: Path) -> None:
     assert result.rows == 0
     assert (tmp_path / "sub" / "x.csv").read_text().splitlines() == [",".join(SUMMARY_COLUMNS)]
     assert not (tmp_path / "y.csv").exists()
+
+
+@pytest.mark.parametrize(
+    "filters",
+    [
+        AttributionFilter(tag="feature=rag"),
+        AttributionFilter(end_user="user-1"),
+        AttributionFilter(tag="beta", end_user="=cmd"),
+    ],
+)
+def test_tag_and_end_user_filters_on_both_csvs(
+    engine: Engine,
+    month_data: tuple[Org, list[dict[str, Any]]],
+    tmp_path: Path,
+    filters: AttributionFilter,
+) -> None:
+    _, records = month_data
+    november = [
+        r
+        for r in records
+        if r.started_at.strftime("%Y-%m") == "2026-11"
+        and (filters.tag is None or filters.tag in (r.tags or "").split(","))
+        and (filters.end_user is None or r.end_user == filters.end_user)
+    ]
+    assert november  # the filter selects something
+    with engine.connect() as conn:
+        detail = write_export(
+            conn, month="2026-11", detail="requests", out=tmp_path / "r.csv", filters=filters
+        )
+        summary = write_export(conn, month="2026-11", out=tmp_path / "s.csv", filters=filters)
+        counted = count_rows(conn, "2026-11", "requests", filters)
+    rows = _read(tmp_path / "r.csv")
+    assert {r["request_id"] for r in rows} == {r.request_id for r in november}
+    assert detail.rows == counted == len(november)
+    expected = sum(r.total_cost for r in november)
+    assert detail.totals["total_cost"] == summary.totals["total_cost"] == expected
+    assert sum(int(r["requests"]) for r in _read(tmp_path / "s.csv")) == len(november)

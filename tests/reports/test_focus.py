@@ -177,6 +177,39 @@ def test_focus_rows_add_up_and_list_costs_are_exact(engine: Engine, tmp_path: Pa
     assert by_component["adjustment"] == totals["adjustment_cost"]
     assert by_component["as-first-billed"] == 0  # each first charge and its reversal
 
+    # Tags carry each charge's end user and request tags: per tag and per end user, the
+    # rows add up to the records'
+    window = parse_month("2026-11")
+    with engine.connect() as conn:
+        u = UsageRecord
+        stored = conn.execute(
+            select(u.end_user, u.end_user_scope, u.tags, u.total_cost).where(
+                *window.where_instant(u.started_at)
+            )
+        ).all()
+    tagged: dict[tuple[str, str | None], int] = defaultdict(int)
+    users: dict[str | None, int] = defaultdict(int)
+    for who, _, tags, cost in stored:
+        users[who] += cost
+        for tag in (tags or "").split(",") if tags else ():
+            name, sep, value = tag.partition("=")
+            tagged[(f"tag:{name}", value if sep else None)] += cost
+    seen_tags: dict[tuple[str, str | None], int] = defaultdict(int)
+    seen_users: dict[str | None, int] = defaultdict(int)
+    for r in rows:
+        tags = json.loads(r["Tags"])
+        seen_users[tags.get("end_user")] += _nano(r["BilledCost"])
+        for name, value in tags.items():
+            if name.startswith("tag:"):  # several values of one key are comma-joined
+                for one in value.split(",") if value is not None else (None,):
+                    seen_tags[(name, one)] += _nano(r["BilledCost"])
+        assert tags.get("request_tags") in {None, *(t for _, _, t, _ in stored)}
+        if "end_user" in tags:
+            assert tags["end_user_scope"] in {"customer acme", "key carol", "key dave"}
+    assert ("tag:feature", "rag") in seen_tags and ("tag:beta", None) in seen_tags
+    assert dict(seen_tags) == dict(tagged)
+    assert dict(seen_users) == dict(users)
+
 
 def test_unpriced_cache_hits_and_corrections(engine: Engine, tmp_path: Path) -> None:
     realistic_month(engine)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 from datetime import date, datetime
 from typing import Any
 
@@ -14,6 +15,7 @@ from metering.reports.spend import (
     GROUP_FIELDS,
     METRIC_COLUMNS,
     SpendFilter,
+    group_columns,
     parse_group_by,
     spend_groups,
     spend_rows,
@@ -30,16 +32,22 @@ GROUPINGS = [
     ("team", "customer"),
     ("provider", "day"),
     ("customer", "month", "provider"),
+    ("tag", "end_user"),
+    ("end_user", "model"),
     GROUP_FIELDS,
 ]
 
 
 def _expected(raw: pd.DataFrame, by: tuple[str, ...]) -> list[dict[str, Any]]:
+    """The oracle: pandas over the raw records; a record is in each of its tags' groups."""
+    columns = group_columns(by)
+    if "tag" in by:
+        raw = raw.explode("tag_list").rename(columns={"tag_list": "tag"})
     grouped = (
-        raw.groupby(list(by), dropna=False)[list(METRIC_COLUMNS)]
+        raw.groupby(columns, dropna=False)[list(METRIC_COLUMNS)]
         .sum()
         .reset_index()
-        .sort_values(list(by), na_position="first", kind="stable")
+        .sort_values(columns, na_position="first", kind="stable")
     )
     out = []
     for rec in grouped.to_dict(orient="records"):
@@ -58,7 +66,34 @@ def test_spend_agrees_with_pandas_over_raw_records_every_grouping(
         for by in GROUPINGS:
             groups = spend_groups(conn, by=by, filters=window)
             assert groups == _expected(november, by), by
+            if "tag" in by:  # a record with two tags is in both groups
+                continue
             assert spend_totals(groups) == {c: int(november[c].sum()) for c in METRIC_COLUMNS}
+
+
+def test_tag_groups_count_a_request_in_each_of_its_tags(
+    engine: Engine, month_data: tuple[Org, list[dict[str, Any]]]
+) -> None:
+    org, records = month_data
+    raw = records_frame(org, records)
+    november = raw[raw["month"] == "2026-11"]
+    window = SpendFilter(window=DayWindow(date(2026, 11, 1), date(2026, 11, 30)))
+    with engine.connect() as conn:
+        groups = spend_groups(conn, by=("tag",), filters=window)
+        rag = spend_groups(conn, by=(), filters=replace(window, tag="feature=rag"))
+        user = spend_groups(conn, by=("customer",), filters=replace(window, end_user="user-1"))
+    by_tag = {g["tag"]: g for g in groups}
+    multi = november[november["tag_list"].map(len) > 1]
+    assert len(multi) > 0  # the generated month has requests with two tags
+    assert sum(g["requests"] for g in groups) == len(november) + sum(
+        len(t) - 1 for t in november["tag_list"]
+    )
+    tagged = november[november["tags"].fillna("").str.split(",").map(lambda t: "feature=rag" in t)]
+    assert rag[0]["total_cost"] == by_tag["feature=rag"]["total_cost"] == tagged["total_cost"].sum()
+    assert rag[0]["requests"] == len(tagged)
+    ones = november[november["end_user"] == "user-1"]
+    assert sum(g["total_cost"] for g in user) == ones["total_cost"].sum()
+    assert sum(g["requests"] for g in user) == len(ones)
 
 
 def test_spend_without_window_covers_everything(

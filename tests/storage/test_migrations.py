@@ -519,3 +519,81 @@ def test_upgrade_from_0009_adds_the_admin_api_tables_with_rows_in_place(
             assert conn.execute(select(keys.c.name)).scalars().all() == ["app"]
     finally:
         engine.dispose()
+
+
+def test_upgrade_from_0010_adds_tags_and_end_users_with_records_in_place(
+    empty_db_url: str,
+) -> None:
+    """0010 → head (0011: tags and end users) with records, their rollup and a call in
+    flight in place: all kept, with no end user and no tag; the old rollup rows are copied
+    into the end-user and tag rollups, so reconcile agrees at once; a new record with
+    tags and an end user is written beside them."""
+    from datetime import datetime
+
+    from sqlalchemy import MetaData, Table, insert, select
+
+    from metering.reports.common import DayWindow
+    from metering.reports.reconcile import reconcile
+    from metering.reports.spend import spend_groups
+    from metering.storage.keys import utcnow
+    from metering.storage.records import ROLLUP_SUMS, write_records
+    from tests.storage.test_records import make_key, record_for
+
+    engine = make_engine(empty_db_url)
+    try:
+        upgrade(engine, "0010")
+        sync_shipped_sheets(engine)
+        key = make_key(engine)
+        at = datetime(2026, 3, 3, 12, 0)
+        old = MetaData()
+        records = Table("usage_records", old, autoload_with=engine)
+        flights = Table("calls_in_flight", old, autoload_with=engine)
+        assert "end_user" not in records.c and "tags" not in records.c
+
+        def old_record(request_id: str) -> dict[str, object]:
+            values = record_for(engine, request_id, at, key)._asdict()
+            return {c: v for c, v in values.items() if c in records.c}
+
+        rollups = Table("daily_rollups", old, autoload_with=engine)
+        ids = ["r-old-0", "r-old-1", "r-old-2"]
+        one = record_for(engine, ids[0], at, key)
+        rollup = {c.name: 0 for c in rollups.c if c.name != "id"} | {
+            "day": at.date(), "key_id": key, "provider": one.provider, "model": one.model,
+            "requests": 3, **{c: 3 * getattr(one, c) for c in ROLLUP_SUMS},
+        }  # fmt: skip
+        with engine.begin() as conn:
+            conn.execute(insert(records), [old_record(i) for i in ids])
+            conn.execute(insert(rollups), [rollup])
+            conn.execute(
+                insert(flights),
+                [{"request_id": "flying", "process_id": 1, "key_id": key, "team_id": None,
+                  "customer_id": None, "requested_model": "openai/gpt-4o",
+                  "request_type": "text_completion", "stream": False, "started_at": at,
+                  "prompt_tokens": 10, "output_tokens": None, "reserved_nano": None}],
+            )  # fmt: skip
+        assert upgrade(engine) == ("0010", head_revision(engine))
+        command.check(alembic_config(engine))
+
+        with engine.begin() as conn:
+            new = MetaData()
+            records = Table("usage_records", new, autoload_with=engine)
+            kept = conn.execute(select(records.c.request_id, records.c.end_user, records.c.tags))
+            assert sorted(kept) == [(i, None, None) for i in ids]
+            flying = Table("calls_in_flight", new, autoload_with=engine)
+            assert conn.execute(select(flying.c.request_id, flying.c.tags)).all() == [
+                ("flying", None)
+            ]
+            assert reconcile(conn, window=DayWindow(), now=utcnow()).rollup_problems == []
+            by_user = spend_groups(conn, by=("end_user",))
+            by_tag = spend_groups(conn, by=("tag",))
+            assert [(g["end_user"], g["requests"]) for g in by_user] == [(None, 3)]
+            assert [(g["tag"], g["requests"]) for g in by_tag] == [(None, 3)]
+            tagged = record_for(engine, "r-new", at, key)._replace(
+                end_user="user-1", end_user_scope=f"key:{key}", tags="beta"
+            )
+            assert write_records(conn, [tagged]) == ["r-new"]
+            assert reconcile(conn, window=DayWindow(), now=utcnow()).rollup_problems == []
+            by_tag = spend_groups(conn, by=("tag",))
+            assert [(g["tag"], g["requests"]) for g in by_tag] == [(None, 3), ("beta", 1)]
+    finally:
+        engine.dispose()

@@ -26,6 +26,7 @@ from typing import Annotated, Any, ClassVar
 from pydantic import Field, field_validator
 
 from metering.core.usage import MAX_TOKEN_COUNT
+from metering.errors import InvalidInput
 from metering.gateway.responses import ErrorStyle
 from metering.gateway.shapes.base import (
     MeteredRequest,
@@ -59,6 +60,13 @@ class MessagesRequest(MeteredRequest):
 
     def requested_model(self) -> str:
         return full_name(self.model)
+
+    def end_user(self) -> str | None:
+        """``metadata.user_id`` (Anthropic's end-user field)."""
+        user_id = (self.metadata or {}).get("user_id")
+        if user_id is None or isinstance(user_id, str):
+            return user_id
+        raise InvalidInput("metadata.user_id must be a string (the end user's id)")
 
 
 def _merged(start: Any, last: Mapping[str, Any]) -> dict[str, Any]:

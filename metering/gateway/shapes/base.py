@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 import orjson
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
+from metering.core.attribution import check_end_user
 from metering.core.budget import RequestShape
 from metering.core.responses import check_model_name
 from metering.core.usage import estimate_tokens
@@ -38,6 +39,7 @@ class ParsedRequest:
     model: str  # provider/model, as recorded (``requested_model``)
     fallbacks: tuple[str, ...]
     stream: bool
+    end_user: str | None = None  # the end-user id it names (``core.attribution``)
 
 
 class Verdict(enum.Enum):
@@ -131,6 +133,10 @@ class MeteredRequest(BaseModel):
         """The model as recorded: ``provider/model``."""
         return self.model
 
+    def end_user(self) -> str | None:
+        """The end-user id the request names in its API's own field (None: none)."""
+        return None
+
 
 class ApiShape:
     """One API shape (subclassed once per API; see the module doc)."""
@@ -152,7 +158,8 @@ class ApiShape:
             raise InvalidInput(f"invalid request: {describe(exc)}") from None
         stream = self.streams and request.stream is True
         fallbacks = tuple(request.fallbacks or ())
-        return ParsedRequest(data, request.requested_model(), fallbacks, stream)
+        end_user = check_end_user(request.end_user())
+        return ParsedRequest(data, request.requested_model(), fallbacks, stream, end_user)
 
     def bounds(self, data: Mapping[str, Any]) -> RequestShape:
         """What bounds the request's usage (``core.budget``); InvalidInput if nothing can."""

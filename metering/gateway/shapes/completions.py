@@ -44,6 +44,9 @@ class _Common(MeteredRequest):
     user: str | None = None
     stream_options: dict[str, Any] | None = None
 
+    def end_user(self) -> str | None:
+        return self.user
+
 
 class CompletionRequest(_Common):
     """``POST /v1/completions`` (seed)."""

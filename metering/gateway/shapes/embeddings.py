@@ -30,6 +30,9 @@ class EmbeddingsRequest(MeteredRequest):
     encoding_format: Literal["float", "base64"] | None = None
     user: str | None = None
 
+    def end_user(self) -> str | None:
+        return self.user
+
 
 def _inputs(value: Any) -> list[Any]:
     """The inputs of a request: a string or one token array is one input."""

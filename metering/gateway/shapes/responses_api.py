@@ -43,6 +43,10 @@ class ResponsesRequest(MeteredRequest):
     user: str | None = None
     safety_identifier: str | None = None
 
+    def end_user(self) -> str | None:
+        """``safety_identifier`` (OpenAI's successor of ``user``) when both are sent."""
+        return self.safety_identifier or self.user
+
 
 def canonical_usage(usage: Any, searches: int) -> Any:
     """Responses usage → the canonical usage object (anything else is passed on, for
