@@ -95,9 +95,12 @@ def record(
     cost_nano: int,
     started_at: datetime,
     served: str = "openai/gpt-4o",
+    **attribution: Any,
 ) -> UsageRow:
+    """A record; ``attribution``: its ``end_user``, ``end_user_scope`` and ``tags``."""
     provider, _, model = served.partition("/")
     return usage_row(
+        **attribution,
         request_id=request_id,
         started_at=started_at,
         ended_at=started_at + timedelta(seconds=1),
@@ -126,9 +129,11 @@ def record_and_settle(
     now: datetime | None = None,
     key_id: int | None = None,
     served: str = "openai/gpt-4o",
+    **attribution: Any,
 ) -> None:
     """What the gateway does after a response: insert the record and settle, one
-    transaction (``served``: the provider/model that served it)."""
+    transaction (``served``: the provider/model that served it; ``attribution``: its end
+    user, scope and tags, as ``record`` takes them)."""
     key = org.key_id if key_id is None else key_id
     row = record(
         request_id=request_id,
@@ -138,6 +143,7 @@ def record_and_settle(
         cost_nano=cost_nano,
         started_at=started_at,
         served=served,
+        **attribution,
     )
     write_records(conn, [row])
     settle(

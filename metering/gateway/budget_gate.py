@@ -153,7 +153,9 @@ class BudgetGate:
                 unbounded = exc
         owners = (key.id, key.team_id, key.customer_id)
         models = (info.requested_model, *info.fallbacks)
-        reserve = ReserveAsk(info.request_id, owners, amount, info.started_at, models)
+        reserve = ReserveAsk(
+            info.request_id, owners, amount, info.started_at, models, info.attribution
+        )
         rate = rate_ask(key, info, now=info.started_at) if has_rate_limit(key) else None
         prompt_tokens = info.shape.prompt_tokens(info.body)
         return _Ask(key, info, reserve, rate, unbounded, prompt_tokens, _output_bound(info))

@@ -24,6 +24,7 @@ class Refusal:
     requested_nano: int
     next_reset: datetime | None
     model_pattern: str = ""  # '' = every model
+    scope_name: str = ""  # an end user's: "customer 'acme'" | "key 'app'"
 
     def message(self) -> str:
         return refusal_message(
@@ -35,6 +36,7 @@ class Refusal:
             requested_nano=self.requested_nano,
             next_reset=self.next_reset,
             model_pattern=self.model_pattern,
+            scope_name=self.scope_name,
         )
 
     def error(self) -> BudgetExceeded:

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import date, datetime
+from typing import Any
 
 from sqlalchemy import Connection, func, select
 
 from metering.core.forecast import Forecast, RecentSpend, forecast, lookback_start
 from metering.core.model_patterns import budget_covers
-from metering.storage.models import DailyRollup
+from metering.storage.budget_rows import EACH_END_USER, END_USER, TAG
+from metering.storage.models import DailyEndUserRollup, DailyRollup, DailyTagRollup
 
 _OWNER_COLUMN = {
     "key": DailyRollup.key_id,
@@ -19,44 +21,85 @@ _OWNER_COLUMN = {
 }
 
 
+# (owner_type, owner_id, scope, subject, model_pattern): what names a budget
+BudgetIdentity = tuple[str, int, str, str, str]
+
+
 def recent_spend(
-    conn: Connection, owners: Iterable[tuple[str, int, str]], *, now: datetime
-) -> dict[tuple[str, int, str], RecentSpend]:
-    """Each ``(owner kind, owner id, model pattern)``'s spend in the rollups from
-    ``lookback_start(now)`` on, from its first day there (a pattern counts the models it
-    covers, ``core.model_patterns``: the rule of its counters); those without any are
-    absent."""
+    conn: Connection, budgets: Iterable[BudgetIdentity], *, now: datetime
+) -> dict[BudgetIdentity, RecentSpend]:
+    """Each budget's spend in the rollups from ``lookback_start(now)`` on, from its first
+    day there: its owner's (a tag's: ``daily_tag_rollups``; an end user's:
+    ``daily_end_user_rollups``), of the models its pattern covers (``core.model_patterns``:
+    the rule of its counters); those without any (and defaults) are absent."""
     since = lookback_start(now)
-    by_kind: dict[str, set[tuple[int, str]]] = {}
-    for kind, owner_id, pattern in owners:
-        by_kind.setdefault(kind, set()).add((owner_id, pattern))
-    found: dict[tuple[str, int, str], RecentSpend] = {}
-    for kind, wanted in by_kind.items():
-        column = _OWNER_COLUMN[kind]
-        ids = sorted({owner_id for owner_id, _ in wanted})
-        rows = conn.execute(
-            select(
-                column,
-                DailyRollup.provider,
-                DailyRollup.model,
-                func.sum(DailyRollup.total_cost),
-                func.min(DailyRollup.day),
-            )
-            .where(column.in_(ids), DailyRollup.day >= since.date())
-            .group_by(column, DailyRollup.provider, DailyRollup.model)
-        ).all()
-        for owner_id, pattern in wanted:
+    found: dict[BudgetIdentity, RecentSpend] = {}
+    wanted = sorted(set(budgets))
+    groups: dict[tuple[str, ...], list[BudgetIdentity]] = {}
+    for identity in wanted:
+        groups.setdefault(_source(identity), []).append(identity)
+    for source, identities in groups.items():
+        rows = _daily_by_model(conn, source, identities, since=since)
+        for identity in identities:
             amount, first_day = 0, None
-            for row_owner, provider, model, spent, first in rows:
-                if row_owner != owner_id or not budget_covers(pattern, f"{provider}/{model}"):
+            for who, provider, model, spent, first in rows:
+                if who != _who(identity) or not budget_covers(identity[4], f"{provider}/{model}"):
                     continue
                 amount += int(spent or 0)
                 day = _day(first)
                 first_day = day if first_day is None else min(first_day, day)
             if first_day is not None:
-                start = _midnight(first_day)
-                found[(kind, owner_id, pattern)] = RecentSpend(amount, max(since, start))
+                found[identity] = RecentSpend(amount, max(since, _midnight(first_day)))
     return found
+
+
+def _source(identity: BudgetIdentity) -> tuple[str, ...]:
+    return (identity[0],)
+
+
+def _who(identity: BudgetIdentity) -> Any:
+    kind, owner_id, scope, subject, _ = identity
+    if kind == TAG:
+        return subject
+    if kind == END_USER:
+        return (scope, subject)
+    return owner_id
+
+
+def _daily_by_model(
+    conn: Connection, source: tuple[str, ...], identities: list[BudgetIdentity], *, since: datetime
+) -> list[Any]:
+    """(owner, provider, model, spend, first day) rows of these budgets' owners."""
+    kind = source[0]
+    if kind == EACH_END_USER:
+        return []
+    if kind == TAG:
+        t = DailyTagRollup
+        who: list[Any] = [t.tag]
+        where = [t.tag.in_(sorted({i[3] for i in identities})), t.day >= since.date()]
+        table: Any = t
+    elif kind == END_USER:
+        e = DailyEndUserRollup
+        who = [e.end_user_scope, e.end_user]
+        where = [
+            e.end_user_scope.in_(sorted({i[2] for i in identities})),
+            e.end_user.in_(sorted({i[3] for i in identities})),
+            e.day >= since.date(),
+        ]
+        table = e
+    else:
+        column = _OWNER_COLUMN[kind]
+        who, table = [column], DailyRollup
+        where = [column.in_(sorted({i[1] for i in identities})), DailyRollup.day >= since.date()]
+    query = (
+        select(*who, table.provider, table.model, func.sum(table.total_cost), func.min(table.day))
+        .where(*where)
+        .group_by(*who, table.provider, table.model)
+    )
+    rows = conn.execute(query).all()
+    if len(who) == 2:  # an end user: its scope and id together
+        return [((r[0], r[1]), *r[2:]) for r in rows]
+    return list(rows)
 
 
 def _day(day: date | str) -> date:
@@ -69,14 +112,14 @@ def _midnight(day: date) -> datetime:
 
 def budget_forecasts(
     conn: Connection,
-    budgets: Iterable[tuple[str, int, str, int, int, tuple[datetime, datetime | None], str]],
+    budgets: Iterable[tuple[BudgetIdentity, int, int, tuple[datetime, datetime | None], str]],
     *,
     now: datetime,
 ) -> list[Forecast]:
-    """Forecasts for ``(owner_type, owner_id, model_pattern, limit_nano, spent_nano,
-    window, timezone)`` tuples, in their order."""
+    """Forecasts for ``(identity, limit_nano, spent_nano, window, timezone)`` tuples, in
+    their order."""
     items = list(budgets)
-    recent = recent_spend(conn, [(kind, oid, pattern) for kind, oid, pattern, *_ in items], now=now)
+    recent = recent_spend(conn, [identity for identity, *_ in items], now=now)
     return [
         forecast(
             limit_nano=limit_nano,
@@ -84,7 +127,7 @@ def budget_forecasts(
             window=window,
             now=now,
             timezone=zone,
-            recent=recent.get((kind, owner_id, pattern)),
+            recent=recent.get(identity),
         )
-        for kind, owner_id, pattern, limit_nano, spent_nano, window, zone in items
+        for identity, limit_nano, spent_nano, window, zone in items
     ]

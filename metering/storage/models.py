@@ -208,6 +208,8 @@ class UsageRecord(UsageColumns, Base):
     __table_args__ = (
         Index("ix_usage_records_started_at", "started_at"),
         Index("ix_usage_records_key_started", "key_id", "started_at"),
+        # an end user's budget counts its records in a window (created on first use)
+        Index("ix_usage_records_end_user_started", "end_user_scope", "end_user", "started_at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

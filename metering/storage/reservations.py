@@ -115,12 +115,19 @@ def settle(
             UsageRecord.started_at,
             UsageRecord.provider,
             UsageRecord.model,
+            UsageRecord.end_user,
+            UsageRecord.end_user_scope,
+            UsageRecord.tags,
         ).where(UsageRecord.request_id == request_id)
     ).first()
-    provider, model = (recorded[2], recorded[3]) if recorded is not None else ("", "")
-    record = _Charge(
-        request_id, key_id, team_id, customer_id, provider, model, started_at, actual_nano
-    )
+    if recorded is None:
+        record = _Charge(request_id, key_id, team_id, customer_id, started_at, actual_nano)
+    else:
+        provider, model, end_user, scope, tags = recorded[2:]
+        record = _Charge(
+            request_id, key_id, team_id, customer_id, started_at, actual_nano,
+            provider, model, end_user, scope, tags,
+        )  # fmt: skip
     rows = lock_records_budgets(conn, [record])
     if not rows:
         return SettleResult(True, 0, (), ())  # no budget concerned: nothing to do
@@ -150,10 +157,13 @@ class _Charge:
     key_id: int
     team_id: int | None
     customer_id: int | None
-    provider: str  # served, as on the record
-    model: str
     started_at: datetime
     total_cost: int
+    provider: str = ""  # served, as on the record
+    model: str = ""
+    end_user: str | None = None  # the record's attribution
+    end_user_scope: str | None = None
+    tags: str | None = None
 
 
 def release(conn: Connection, *, request_id: str, now: datetime) -> int:

@@ -6,7 +6,8 @@ default of a customer's end users (``template_id`` on the budgets created from i
 unique constraint widens to (owner_type, owner_id, scope, subject, model_pattern). On
 SQLite that is a copy of the table (batch mode, foreign keys off for the migration:
 ``migrations/env.py``); rows and ids are kept, so the reservations, events and alerts
-that reference budgets (ON DELETE CASCADE) stay attached.
+that reference budgets (ON DELETE CASCADE) stay attached. An index on the records' end
+user lets an end user's budget count its window's records when it is created.
 
 Revision ID: 0012
 Revises: 0011
@@ -44,6 +45,12 @@ def upgrade() -> None:
         batch_op.create_unique_constraint(
             _NEW, ['owner_type', 'owner_id', 'scope', 'subject', 'model_pattern']
         )
+    # An end user's budget counts its records in its window when it is created.
+    op.create_index(
+        'ix_usage_records_end_user_started',
+        'usage_records',
+        ['end_user_scope', 'end_user', 'started_at'],
+    )
 
 
 def downgrade() -> None:
@@ -59,6 +66,7 @@ def downgrade() -> None:
             f'{scoped} budget(s) narrowed to a model or owned by a tag or end user; '
             'the previous revision has no place for them (remove them first)'
         )
+    op.drop_index('ix_usage_records_end_user_started', table_name='usage_records')
     with op.batch_alter_table('budgets', schema=None) as batch_op:
         batch_op.drop_constraint(_NEW, type_='unique')
         batch_op.create_unique_constraint(_OLD, ['owner_type', 'owner_id'])

@@ -140,13 +140,15 @@ def test_counters_status_and_forecasts_count_only_the_covered_models(db: Engine,
         assert check_budget_counters(conn, now=T) == []
         (status,) = budget_status(conn, now=T)
         recent = recent_spend(
-            conn, [("team", org.team_id, "openai/gpt-4o*"), ("team", org.team_id, "")], now=T
+            conn,
+            [("team", org.team_id, "", "", "openai/gpt-4o*"), ("team", org.team_id, "", "", "")],
+            now=T,
         )
     assert status.spent_nano == 6 * USD
-    assert recent[("team", org.team_id, "openai/gpt-4o*")] == RecentSpend(
+    assert recent[("team", org.team_id, "", "", "openai/gpt-4o*")] == RecentSpend(
         6 * USD, datetime(2026, 1, 14)
     )
-    assert recent[("team", org.team_id, "")].amount_nano == 7 * USD
+    assert recent[("team", org.team_id, "", "", "")].amount_nano == 7 * USD
     with db.begin() as conn:  # a counter off by one is reported, with the narrowed rule
         conn.execute(Budget.__table__.update().values(spent_nano=6 * USD + 1))
         problems = check_budget_counters(conn, now=T)
