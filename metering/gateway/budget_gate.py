@@ -98,7 +98,8 @@ class _Ask:
 
 
 class BudgetGate:
-    """``Admitter`` enforcing the hard limits of key, team and customer budgets."""
+    """``Admitter`` enforcing the hard limits of key, team, customer, end-user and tag
+    budgets (``storage.budget_locks.applicable``)."""
 
     def __init__(
         self,

@@ -7,7 +7,11 @@ the one import for budgets.
 Invariant, checked by ``check_budget_counters`` (used by ``metering reconcile``):
 ``spent_nano`` = sum of ``total_cost`` of the owner's records that started in the
 stored window (key: ``key_id``; team: ``team_id``; customer: ``customer_id`` as stored
-on the record), ``reserved_nano`` = sum of the budget's reservation rows.
+on the record; tag: the records carrying it in ``record_tags``; end user: its
+``end_user_scope`` and ``end_user``; a default end-user budget: none), of those served
+by a model its ``model_pattern`` covers (``budget_rows.recorded_spend``, the rule
+settlement applies too), ``reserved_nano`` = sum of the budget's reservation rows.
+Setting and removing are ``storage.budget_changes``.
 """
 
 from __future__ import annotations
