@@ -6,6 +6,7 @@ import click
 
 from metering.cli.context import CliContext, pass_context
 from metering.resources import pricing_dir
+from metering.storage.audit import CLI_ACTOR, record_change
 from metering.storage.engine import make_engine
 from metering.storage.migrate import upgrade
 from metering.storage.prices import sync_shipped_sheets
@@ -24,6 +25,16 @@ def db_upgrade(ctx: CliContext) -> None:
     try:
         before, after = upgrade(engine)
         synced = sync_shipped_sheets(engine)
+        if before != after or synced.added:
+            with engine.begin() as conn:
+                record_change(
+                    conn,
+                    actor=CLI_ACTOR,
+                    action="db.upgrade",
+                    target="database",
+                    before={"revision": before},
+                    after={"revision": after, "price_versions_added": len(synced.added)},
+                )
     finally:
         engine.dispose()
     if before == after:

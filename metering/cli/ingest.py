@@ -13,6 +13,7 @@ from metering.config import Settings
 from metering.errors import InvalidInput, MeteringError
 from metering.reports.ingest import IngestResult, ingest_lines
 from metering.runtime import tune_gc
+from metering.storage.audit import CLI_ACTOR, record_change
 
 
 class BadLines(MeteringError):
@@ -52,5 +53,19 @@ def ingest(ctx: CliContext, file: Path) -> None:
         else:
             result = ingest_lines(engine, fh, now=now, policy=policy)
     _report(result)
+    if result.ingested:
+        with engine.begin() as conn:  # after the batches, which commit as they go
+            record_change(
+                conn,
+                actor=CLI_ACTOR,
+                action="records.ingest",
+                target=f"file:{file.name}",
+                before=None,
+                after={
+                    "ingested": result.ingested,
+                    "duplicate": result.duplicate,
+                    "bad": result.bad,
+                },
+            )
     if result.bad:
         raise BadLines(f"{result.bad} bad line(s) skipped (listed above); the others were ingested")

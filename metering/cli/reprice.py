@@ -14,6 +14,7 @@ from metering.cli.params import DAY
 from metering.core.money import format_usd
 from metering.reports.common import DayWindow
 from metering.reports.reprice import RepriceResult, count_candidates, reprice
+from metering.storage.audit import CLI_ACTOR
 
 
 def _rows(result: RepriceResult) -> list[dict[str, Any]]:
@@ -53,9 +54,16 @@ def reprice_command(
         with engine.connect() as conn:
             total = count_candidates(conn, window)
         with click.progressbar(length=total, label="repricing", file=sys.stderr) as bar:
-            result = reprice(engine, window=window, now=now, dry_run=dry_run, progress=bar.update)
+            result = reprice(
+                engine,
+                window=window,
+                now=now,
+                dry_run=dry_run,
+                progress=bar.update,
+                actor=CLI_ACTOR,
+            )
     else:
-        result = reprice(engine, window=window, now=now, dry_run=dry_run)
+        result = reprice(engine, window=window, now=now, dry_run=dry_run, actor=CLI_ACTOR)
     rows = _rows(result)
     if fmt != "table":
         emit(rows, fmt)

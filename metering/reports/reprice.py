@@ -26,11 +26,13 @@ from sqlalchemy import Connection, Engine, bindparam, func, insert, select, upda
 
 from metering.core.billing import BillingPolicy, bill_request
 from metering.core.interrupted import INTERRUPTED, bill_interrupted
+from metering.core.money import format_usd
 from metering.core.pricing import PriceBook, PriceVersion
 from metering.core.records import UsageRow, buckets_from_record, cost_columns
 from metering.core.responses import find_price
 from metering.errors import InvalidInput
 from metering.reports.common import DayWindow, billable
+from metering.storage.audit import record_change
 from metering.storage.budgets import rebuild_budget_counters
 from metering.storage.models import COST_COLUMNS, RepriceAudit, UsageRecord
 from metering.storage.prices import load_price_book
@@ -193,13 +195,30 @@ def reprice(
     now: datetime,
     dry_run: bool = False,
     progress: Callable[[int], None] | None = None,
+    actor: str | None = None,
 ) -> RepriceResult:
-    """Reprice the records in ``window`` in one transaction (rolled back when ``dry_run``)."""
+    """Reprice the records in ``window`` in one transaction (rolled back when ``dry_run``);
+    with ``actor``, one audit row of the run in it (its per-record rows are the
+    ``reprice_audits``)."""
     result = RepriceResult(run_id=uuid.uuid4().hex, dry_run=dry_run)
     with engine.connect() as conn:
         transaction = conn.begin()
         try:
             _reprice_in(conn, result, window=window, now=now, progress=progress)
+            if actor is not None and result.changed:
+                record_change(
+                    conn,
+                    actor=actor,
+                    action="records.reprice",
+                    target=f"records:{window.since or '…'}..{window.until or '…'}",
+                    before={"records": result.changed, "total_cost": format_usd(result.old_total)},
+                    after={
+                        "records": result.changed,
+                        "total_cost": format_usd(result.new_total),
+                        "run_id": result.run_id,
+                        "newly_priced": result.newly_priced,
+                    },
+                )
         except BaseException:
             transaction.rollback()
             raise

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from click.testing import CliRunner
 from sqlalchemy import Engine, select
@@ -77,6 +78,27 @@ def test_keys_update_and_its_audit_row(db_url: str) -> None:
     assert (newest["before"]["models"], newest["after"]["models"]) == (["openai/*"], [])
 
 
+def test_keys_update_replaces_and_clears_default_tags(db_url: str) -> None:
+    """``keys update --tag`` replaces the key's default tags (audited before → after),
+    ``--tag none`` removes them, a bad tag is refused and changes nothing."""
+    assert run(db_url, "keys", "create", "tagged", "--tag", "feature=rag")[0] == 0
+    code, out, err = run(db_url, "keys", "update", "tagged", "--tag", "beta", "--tag",
+                         "team=web", "--format", "json")  # fmt: skip
+    assert (code, err) == (0, "")
+    assert sorted(json.loads(out)[0]["tags"]) == ["beta", "team=web"]
+    code, _, err = run(db_url, "keys", "update", "tagged", "--tag", "bad\x00tag")
+    assert code == 1 and "tag" in err
+    code, out, _ = run(db_url, "keys", "show", "tagged", "--format", "json")
+    assert sorted(json.loads(out)[0]["tags"]) == ["beta", "team=web"]  # unchanged
+    code, out, _ = run(db_url, "keys", "update", "tagged", "--tag", "none", "--format", "json")
+    assert (code, json.loads(out)[0]["tags"]) == (0, [])
+    code, out, _ = run(db_url, "audit", "--action", "key.update", "--format", "json")
+    cleared, replaced = json.loads(out)
+    assert (replaced["before"]["tags"], sorted(replaced["after"]["tags"])) == (
+        ["feature=rag"], ["beta", "team=web"])  # fmt: skip
+    assert cleared["after"]["tags"] == []
+
+
 def test_teams_customers_and_audit_formats(db_url: str) -> None:
     code, out, _ = run(db_url, "customers", "create", "acme", "--format", "json")
     assert code == 0 and json.loads(out)[0]["name"] == "acme"
@@ -114,3 +136,42 @@ def test_alerts_add_and_remove_are_audited_without_their_secret(db_url: str) -> 
     assert (removed["action"], removed["before"], removed["after"]) == (
         "alert.remove", added["after"], None)  # fmt: skip
     assert "s3cret-value" not in out
+
+
+def test_db_upgrade_ingest_and_reprice_write_audit_rows(tmp_path: Path) -> None:
+    """The CLI's data changes are audited too: a schema upgrade (revisions before →
+    after), an ingest (what it added) and a reprice run (old → new totals, its run id);
+    a dry run, a no-op upgrade and an ingest that adds nothing write none."""
+    from tests.cli.test_ingest import USAGE
+    from tests.reports.factory import completion_response
+
+    url = f"sqlite:///{tmp_path / 'audited.db'}"
+    assert run(url, "db", "upgrade")[0] == 0
+    assert run(url, "db", "upgrade")[0] == 0  # already there: nothing to audit
+    assert run(url, "keys", "create", "alice")[0] == 0
+    line = {"key": "alice", "timestamp": "2026-11-03T12:00:00Z",
+            "response": completion_response("x/m", USAGE)}  # fmt: skip
+    path = tmp_path / "backfill.jsonl"
+    path.write_text(json.dumps(line) + "\n")
+    assert run(url, "ingest", str(path))[0] == 0
+    assert run(url, "ingest", str(path))[0] == 0  # a duplicate: nothing added
+    sheet = tmp_path / "x.toml"
+    sheet.write_text('provider = "x"\neffective_from = "2026-01-01"\n'
+                     '[models.m]\ninput = "1"\noutput = "2"\n')  # fmt: skip
+    assert run(url, "prices", "import", str(sheet))[0] == 0
+    assert run(url, "reprice", "--dry-run")[0] == 0
+    assert run(url, "reprice")[0] == 0
+    code, out, _ = run(url, "audit", "--format", "json", "--limit", "100")
+    assert code == 0
+    rows = [r for r in json.loads(out) if r["action"] in ("db.upgrade", "records.ingest",
+                                                           "records.reprice")]  # fmt: skip
+    assert [r["action"] for r in rows] == ["records.reprice", "records.ingest", "db.upgrade"]
+    reprice, ingest, upgrade = rows
+    assert all(r["actor"] == "cli" for r in rows)
+    assert upgrade["before"] == {"revision": None}
+    assert upgrade["after"]["revision"] and upgrade["after"]["price_versions_added"] > 0
+    assert (ingest["target"], ingest["after"]) == (
+        "file:backfill.jsonl", {"ingested": 1, "duplicate": 0, "bad": 0})  # fmt: skip
+    assert reprice["before"]["records"] == reprice["after"]["records"] == 1
+    assert reprice["before"]["total_cost"] == "0"  # it was unpriced
+    assert reprice["after"]["total_cost"] != "0" and reprice["after"]["newly_priced"] == 1
