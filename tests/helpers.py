@@ -94,16 +94,21 @@ def record(
     customer_id: int | None,
     cost_nano: int,
     started_at: datetime,
+    served: str = "openai/gpt-4o",
+    **attribution: Any,
 ) -> UsageRow:
+    """A record; ``attribution``: its ``end_user``, ``end_user_scope`` and ``tags``."""
+    provider, _, model = served.partition("/")
     return usage_row(
+        **attribution,
         request_id=request_id,
         started_at=started_at,
         ended_at=started_at + timedelta(seconds=1),
         key_id=key_id,
         team_id=team_id,
         customer_id=customer_id,
-        provider="openai",
-        model="gpt-4o",
+        provider=provider,
+        model=model,
         requested_model="openai/gpt-4o",
         request_type="text_completion",
         status="success",
@@ -123,8 +128,12 @@ def record_and_settle(
     started_at: datetime,
     now: datetime | None = None,
     key_id: int | None = None,
+    served: str = "openai/gpt-4o",
+    **attribution: Any,
 ) -> None:
-    """What the gateway does after a response: insert the record and settle, one transaction."""
+    """What the gateway does after a response: insert the record and settle, one
+    transaction (``served``: the provider/model that served it; ``attribution``: its end
+    user, scope and tags, as ``record`` takes them)."""
     key = org.key_id if key_id is None else key_id
     row = record(
         request_id=request_id,
@@ -133,6 +142,8 @@ def record_and_settle(
         customer_id=org.customer_id,
         cost_nano=cost_nano,
         started_at=started_at,
+        served=served,
+        **attribution,
     )
     write_records(conn, [row])
     settle(

@@ -45,7 +45,8 @@ COMMANDS: dict[str, LazyCommand] = {
     "budgets": LazyCommand(
         "budgets",
         "budgets",
-        "Budgets of keys, teams and customers (every applicable one must allow a request).",
+        "Budgets of keys, teams, customers, tags and end users (every applicable one must "
+        "allow a request).",
     ),
     "chart": LazyCommand(
         "chart", "chart", "Daily spend of a month as stacked bars, titled, in USD, with a legend."

@@ -54,6 +54,11 @@ def alerts() -> None:
 @click.option("--team", default=None, help="Team (name or id) whose budget to watch.")
 @click.option("--customer", default=None, help="Customer (name or id) whose budget to watch.")
 @click.option(
+    "--model",
+    default=None,
+    help="The owner's budget narrowed to this model pattern (budgets set --model).",
+)
+@click.option(
     "--at",
     "at",
     default=format_thresholds((50, 80, 100)),
@@ -81,6 +86,7 @@ def alerts_add(
     key: str | None,
     team: str | None,
     customer: str | None,
+    model: str | None,
     at: str,
     payload: str,
     forecast: bool,
@@ -101,6 +107,7 @@ def alerts_add(
             payload=payload,
             secret=signing,
             forecast=forecast,
+            model=model,
             actor=CLI_ACTOR,
         )
     shown = {"id": alert_id} | ({"secret": signing} if secret is None else {})

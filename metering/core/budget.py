@@ -256,6 +256,20 @@ def describe_reset(next_reset: datetime | None) -> str:
     return f"it resets at {next_reset.isoformat(timespec='seconds')}Z"
 
 
+_KIND_LABELS = {"end_user": "end user", "each_end_user": "end user"}
+
+
+def budget_label(
+    *, owner_type: str, owner_name: str, model_pattern: str = "", scope_name: str = ""
+) -> str:
+    """Which budget, in words: "key budget of key 'app'", "end user budget of end user
+    'u-1' of customer 'acme' for models 'openai/gpt-4o*'", "tag budget of tag 'beta'"."""
+    kind = _KIND_LABELS.get(owner_type, owner_type)
+    scoped = f" of {scope_name}" if scope_name else ""
+    narrowed = f" for models '{model_pattern}'" if model_pattern else ""
+    return f"{kind} budget of {kind} '{owner_name}'{scoped}{narrowed}"
+
+
 def refusal_message(
     *,
     owner_type: str,
@@ -265,10 +279,19 @@ def refusal_message(
     reserved_nano: int,
     requested_nano: int,
     next_reset: datetime | None,
+    model_pattern: str = "",
+    scope_name: str = "",
 ) -> str:
-    """The 402 message: which budget, its limit, spent, reserved, and when it resets."""
+    """The 402 message: which budget (its end user or tag; narrowed: to which models),
+    its limit, spent, reserved, and when it resets."""
+    label = budget_label(
+        owner_type=owner_type,
+        owner_name=owner_name,
+        model_pattern=model_pattern,
+        scope_name=scope_name,
+    )
     return (
-        f"{owner_type} budget of {owner_type} '{owner_name}' would be exceeded: limit "
+        f"{label} would be exceeded: limit "
         f"${format_usd(limit_nano)}, spent ${format_usd(spent_nano)}, reserved by requests "
         f"in flight ${format_usd(reserved_nano)}, this request may cost up to "
         f"${format_usd(requested_nano)}; {describe_reset(next_reset)}. Lower max_tokens, "

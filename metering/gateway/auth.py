@@ -14,7 +14,6 @@ gate's writer, so a new budget binds at once.
 from __future__ import annotations
 
 import asyncio
-import fnmatch
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from metering.core.model_patterns import model_matches
 from metering.errors import DatabaseUnavailable
 from metering.gateway.responses import Refused, Scope, header
 from metering.storage.budget_rows import applicable_budget_ids
@@ -119,11 +119,7 @@ def model_allowed(key: KeyInfo, model: str) -> bool:
     provider. No patterns: every model is allowed."""
     if not key.allowed_models:
         return True
-    provider = model.partition("/")[0]
-    return any(
-        fnmatch.fnmatchcase(model, p) if "/" in p else fnmatch.fnmatchcase(provider, p)
-        for p in key.allowed_models
-    )
+    return any(model_matches(p, model) for p in key.allowed_models)
 
 
 DB_DOWN = "the metering database is unavailable, so the request was not forwarded; retry later"

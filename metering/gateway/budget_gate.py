@@ -98,7 +98,8 @@ class _Ask:
 
 
 class BudgetGate:
-    """``Admitter`` enforcing the hard limits of key, team and customer budgets."""
+    """``Admitter`` enforcing the hard limits of key, team, customer, end-user and tag
+    budgets (``storage.budget_locks.applicable``)."""
 
     def __init__(
         self,
@@ -152,7 +153,10 @@ class BudgetGate:
             except RequestRefused as exc:
                 unbounded = exc
         owners = (key.id, key.team_id, key.customer_id)
-        reserve = ReserveAsk(info.request_id, owners, amount, info.started_at)
+        models = (info.requested_model, *info.fallbacks)
+        reserve = ReserveAsk(
+            info.request_id, owners, amount, info.started_at, models, info.attribution
+        )
         rate = rate_ask(key, info, now=info.started_at) if has_rate_limit(key) else None
         prompt_tokens = info.shape.prompt_tokens(info.body)
         return _Ask(key, info, reserve, rate, unbounded, prompt_tokens, _output_bound(info))

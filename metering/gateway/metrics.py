@@ -71,7 +71,9 @@ class BudgetCollector(Collector):
             statuses = self._statuses()
         except SQLAlchemyError:
             return  # the database is down: /health says so; no stale figures
-        labels = ["owner_type", "owner", "period"]
+        # ``scope``: an end user's customer or key; ``model``: the budget's model pattern
+        # ('' = every model): an owner may have several budgets, two end users one id
+        labels = ["owner_type", "owner", "scope", "model", "period"]
         families = {
             name: GaugeMetricFamily(f"metering_budget_{name}", doc, labels=labels)
             for name, doc in (
@@ -83,7 +85,7 @@ class BudgetCollector(Collector):
             )
         }
         for s in statuses:
-            values = [s.owner_type, s.owner_name, s.period]
+            values = [s.owner_type, s.owner_name, s.scope_name, s.model_pattern, s.period]
             families["limit_usd"].add_metric(values, _usd(s.limit_nano))
             families["spent_usd"].add_metric(values, _usd(s.spent_nano))
             families["reserved_usd"].add_metric(values, _usd(s.reserved_nano))

@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from metering.operations.budgets import one_owner
+from metering.operations.budgets import model_option, one_owner
 from metering.storage.alerts import add_alert, list_alerts, remove_alert
 from metering.storage.audit import record_change
 from metering.storage.keys import utcnow
@@ -30,10 +30,13 @@ def add_alert_op(
     payload: str,
     secret: str,
     forecast: bool,
+    model: str | None = None,
     actor: str,
 ) -> tuple[int, str, str]:
-    """(alert id, owner type, owner name) of a new alert on the owner's budget."""
+    """(alert id, owner type, owner name) of a new alert on the owner's budget (the one
+    narrowed to the model pattern ``model``, if given)."""
     owner_type, ref = one_owner(key, team, customer)
+    pattern = model_option(model)
     owner_id, name = find_owner(conn, owner_type, ref)
     alert_id = add_alert(
         conn,
@@ -45,6 +48,7 @@ def add_alert_op(
         secret=secret,
         now=utcnow(),
         forecast=forecast,
+        model_pattern=pattern,
     )
     record_change(
         conn, actor=actor, action="alert.add", target=f"alert:{alert_id}",

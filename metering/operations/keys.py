@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import Connection
 
 from metering.core.days import missing_day
+from metering.core.model_patterns import check_model_pattern
 from metering.core.periods import parse_period, parse_timezone
 from metering.errors import InvalidInput
 from metering.operations.limits import limit_from_option
@@ -61,17 +62,6 @@ def parse_expiry(value: str | None, *, now: datetime) -> datetime | None:
     return moment
 
 
-def check_model_pattern(pattern: str) -> str:
-    """An allowed-model pattern matches ``provider/model``: one without a provider part
-    (and not starting with a wildcard) would match nothing."""
-    if "/" not in pattern and not pattern.startswith(("*", "?", "[")):
-        raise InvalidInput(
-            f"--models {pattern!r} has no provider and would match no request: write "
-            f"provider/model, e.g. 'openai/{pattern}' (or '*/{pattern}' for any provider)"
-        )
-    return pattern
-
-
 def _check_limit(value: int | None, flag: str) -> int | None:
     if value is not None and (isinstance(value, bool) or value <= 0):
         raise InvalidInput(f"{flag} must be a positive whole number")
@@ -102,7 +92,7 @@ def create_key_op(conn: Connection, spec: KeySpec, *, actor: str) -> CreatedKey:
     now = datetime.now(UTC).replace(tzinfo=None)
     expires_at = parse_expiry(spec.expires, now=now)
     for pattern in spec.models:
-        check_model_pattern(pattern)
+        check_model_pattern(pattern, option="--models")
     check_key_tags(spec.tags)  # before the key exists
     _check_limit(spec.rpm, "--rpm")
     _check_limit(spec.tpm, "--tpm")
@@ -166,7 +156,7 @@ def update_key_op(
     if "models" in changes:
         models = list(changes["models"] or ())
         for pattern in models:
-            check_model_pattern(pattern)
+            check_model_pattern(pattern, option="--models")
         values["allowed_models"] = json.dumps(models)
     if "rpm" in changes:
         values["rpm_limit"] = _check_limit(changes["rpm"], "--rpm")

@@ -101,18 +101,26 @@ def add_alert(
     secret: str,
     now: datetime,
     forecast: bool = False,
+    model_pattern: str = "",
 ) -> int:
-    """A new webhook of the owner's budget; its id. The budget must exist."""
+    """A new webhook of the owner's budget (the one narrowed to ``model_pattern``, ''
+    for the one of every model); its id. The budget must exist."""
     pcts = parse_thresholds(thresholds)
     if payload not in PAYLOADS:
         raise InvalidInput(f"an alert payload is json or slack, not {payload!r}")
     if not secret or len(secret) > 200:
         raise InvalidInput("an alert secret is 1 to 200 characters")
-    query = select(Budget.id).where(Budget.owner_type == owner_type, Budget.owner_id == owner_id)
+    query = select(Budget.id).where(
+        Budget.owner_type == owner_type,
+        Budget.owner_id == owner_id,
+        Budget.model_pattern == model_pattern,
+    )
     budget_id = conn.execute(query).scalar()
     if budget_id is None:
+        narrowed = f" for models {model_pattern!r}" if model_pattern else ""
         raise NotFound(
-            f"the {owner_type} has no budget to watch: set one first with metering budgets set"
+            f"the {owner_type} has no budget{narrowed} to watch: set one first with "
+            "metering budgets set"
         )
     values = {
         "budget_id": budget_id,

@@ -29,64 +29,74 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy import Connection
 
+from metering.core.attribution import NO_ATTRIBUTION, Attribution
 from metering.core.budget import BudgetState, first_refusal
 from metering.errors import Conflict
 from metering.storage.alerts import alerted_budgets, note_crossings
+from metering.storage.budget_locks import (
+    Charged,
+    Owners,
+    applicable,
+    charged_rows,
+    lock_budget_rows,
+    lock_owner_budgets,
+    lock_records_budgets,
+    lock_records_with_alerts,
+    owners_of,
+    served,
+)
 from metering.storage.budget_results import Refusal, ReserveResult, SettleResult
 from metering.storage.budget_rows import (
-    OWNER_RANK,
     BudgetRow,
-    begin_write,
     note_soft_limit,
     roll_forward,
 )
+from metering.storage.budget_scopes import (
+    attribution_of,
+    budget_names,
+    create_from_defaults,
+)
 from metering.storage.budget_statements import (
-    BUDGET_COLUMNS,
     DROP_HELD,
     MARK_SETTLED,
-    OWNER_KINDS,
     RELEASE_EXPIRED,
     RESERVE,
     SAVE,
     TAKEN,
-    lock_statement,
 )
-from metering.storage.owners import owner_names
-from metering.storage.raw_sql import is_postgres, run, sqlite_datetime
+from metering.storage.raw_sql import is_postgres, run
 
-Owners = tuple[int, int | None, int | None]  # key_id, team_id, customer_id
-
-
-class Charged(Protocol):
-    """What settling a record reads of it (a ``core.records.UsageRow`` is one)."""
-
-    @property
-    def request_id(self) -> str: ...
-    @property
-    def key_id(self) -> int: ...
-    @property
-    def team_id(self) -> int | None: ...
-    @property
-    def customer_id(self) -> int | None: ...
-    @property
-    def started_at(self) -> datetime: ...
-    @property
-    def total_cost(self) -> int: ...
+__all__ = [
+    "BatchSettlement",
+    "Charged",
+    "Owners",
+    "ReserveAsk",
+    "Unbounded",
+    "applicable",
+    "lock_owner_budgets",
+    "lock_records_budgets",
+    "reserve_many",
+    "served",
+]
 
 
 @dataclass(frozen=True, slots=True)
 class ReserveAsk:
     """One request's reservation: ``amount_nano`` None = the request cannot be bounded
-    (unpriced model): accepted only if no budget applies, else ``unbounded`` is set."""
+    (unpriced model): accepted only if no budget applies, else ``unbounded`` is set.
+    ``models``: every ``provider/model`` it may be served by (model, then fallbacks): a
+    budget narrowed to a model pattern applies if it covers one of them."""
 
     request_id: str
     owners: Owners
     amount_nano: int | None
     created_at: datetime
+    models: tuple[str, ...]
+    attribution: Attribution = NO_ATTRIBUTION  # its end user and tags
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,61 +104,6 @@ class Unbounded:
     """A budget applies to a request whose cost cannot be bounded."""
 
     budget_id: int
-
-
-def lock_owner_budgets(
-    conn: Connection, owners: Sequence[Owners], *, held: Sequence[str] = ()
-) -> dict[int, BudgetRow]:
-    """Lock (ascending id) the budgets of these owners, and those holding reservations of
-    the ``held`` request ids; their rows by id."""
-    return _lock(conn, owners, held=held, alerted=False)[0]
-
-
-def _lock(
-    conn: Connection, owners: Sequence[Owners], *, held: Sequence[str], alerted: bool
-) -> tuple[dict[int, BudgetRow], frozenset[int]]:
-    """``lock_owner_budgets``; with ``alerted``, also the ids of those with an alert (read
-    by the same statement)."""
-    begin_write(conn)
-    keys = sorted({o[0] for o in owners})
-    teams = sorted({o[1] for o in owners if o[1] is not None})
-    customers = sorted({o[2] for o in owners if o[2] is not None})
-    values: dict[str, Any] = {"held": held}
-    for kind, ids in zip(OWNER_KINDS, (keys, teams, customers), strict=True):
-        values[f"{kind}_type"], values[f"{kind}_ids"] = kind, ids
-    if not (keys or teams or customers or held):
-        return {}, frozenset()
-    lock = lock_statement(bool(keys), bool(teams), bool(customers), bool(held), alerted)
-    found = lock.run(conn, values)
-    width = len(BUDGET_COLUMNS)
-    rows = [BudgetRow(*r[:width]) for r in found]
-    if not is_postgres(conn):
-        for row in rows:
-            row.period_start = sqlite_datetime(row.period_start) or row.period_start
-            row.soft_crossed_at = sqlite_datetime(row.soft_crossed_at)
-    with_alerts = frozenset(int(r[0]) for r in found if alerted and r[width])
-    return {int(r.id): r for r in rows}, with_alerts
-
-
-def lock_records_budgets(conn: Connection, records: Sequence[Charged]) -> dict[int, BudgetRow]:
-    """Lock every budget these records' settlements touch: applicable to one of them,
-    or holding one of their reservations."""
-    return _lock_records(conn, records)[0]
-
-
-def _lock_records(
-    conn: Connection, records: Sequence[Charged]
-) -> tuple[dict[int, BudgetRow], frozenset[int]]:
-    owners = [_owners_of(r) for r in records]
-    return _lock(conn, owners, held=[r.request_id for r in records], alerted=True)
-
-
-def applicable(rows: Mapping[int, BudgetRow], owners: Owners) -> list[BudgetRow]:
-    """The rows that apply to a request of these owners, key → team → customer, by id."""
-    key_id, team_id, customer_id = owners
-    wanted = {("key", key_id), ("team", team_id), ("customer", customer_id)}
-    found = [r for r in rows.values() if (r.owner_type, r.owner_id) in wanted]
-    return sorted(found, key=lambda r: (OWNER_RANK[r.owner_type], r.id))
 
 
 def save_rows(conn: Connection, rows: Sequence[BudgetRow], *, now: datetime) -> None:
@@ -190,7 +145,11 @@ def reserve_many(
     had to lock them first (the gateway then counts rate windows, which lock after the
     budgets); ``refused_already``: one exception or None per ask — an ask refused already (e.g.
     429) is not reserved."""
-    rows = locked if locked is not None else lock_owner_budgets(conn, [a.owners for a in asks])
+    if locked is not None:
+        rows = locked
+    else:
+        owners, attributions = [a.owners for a in asks], [a.attribution for a in asks]
+        rows = lock_owner_budgets(conn, owners, attributions=attributions)
     skip = refused_already if refused_already is not None else [None] * len(asks)
     if not rows:
         return [
@@ -198,13 +157,16 @@ def reserve_many(
             for a, s in zip(asks, skip, strict=True)
         ]
     prepare_rows(conn, rows, now=now)
+    if any(a.attribution.end_user is not None for a in asks):
+        wanting = [(a.attribution, a.models) for a, s in zip(asks, skip, strict=True) if s is None]
+        create_from_defaults(conn, rows, wanting, now=now)
     asked = [a.request_id for a in asks]
     taken = {r[0] for r in TAKEN.run(conn, {"ids": asked})}
     results: list[ReserveResult | Unbounded | Exception] = []
     inserts: list[tuple[Any, ...]] = []
     refused: list[tuple[int, BudgetRow, int]] = []
     for index, (ask, skipped) in enumerate(zip(asks, skip, strict=True)):
-        mine = applicable(rows, ask.owners)
+        mine = applicable(rows, ask.owners, models=ask.models, attribution=ask.attribution)
         if skipped is not None:
             results.append(skipped)
             continue
@@ -238,19 +200,21 @@ def reserve_many(
         run(conn, sql, [v for row in inserts for v in row])
     save_rows(conn, list(rows.values()), now=now)
     if refused:
-        names = owner_names(conn, [(r.owner_type, r.owner_id) for _, r, _ in refused])
+        names = budget_names(conn, [r for _, r, _ in refused])
         for index, row, reserved in refused:
             amount = asks[index].amount_nano or 0
             refusal = Refusal(
                 budget_id=row.id,
                 owner_type=row.owner_type,
                 owner_id=row.owner_id,
-                owner_name=names[(row.owner_type, row.owner_id)],
+                owner_name=names[row.id][0],
+                scope_name=names[row.id][1],
                 limit_nano=row.limit_nano,
                 spent_nano=row.spent_nano,
                 reserved_nano=reserved,
                 requested_nano=amount,
                 next_reset=row.window[1],
+                model_pattern=row.model_pattern,
             )
             results[index] = ReserveResult(False, amount, (), refusal)
     return results
@@ -275,7 +239,7 @@ class BatchSettlement:
     ) -> BatchSettlement:
         """Lock before the records are inserted (a new window's spend is counted from
         the records without them)."""
-        rows, alerted = _lock_records(conn, records)
+        rows, alerted = lock_records_with_alerts(conn, records)
         return cls.from_locked(conn, rows, now=now, alerted=alerted)
 
     @classmethod
@@ -309,7 +273,7 @@ class BatchSettlement:
         """A record settled before whose cost changed by ``delta_nano`` (an ``interrupted``
         estimate replaced by the real record): charged to the budgets whose window holds
         its ``started_at``, as its cost was. Saved by ``finish``."""
-        for row in applicable(self.rows, _owners_of(record)):
+        for row in charged_rows(self.rows, record):
             start, end = row.window
             if start <= record.started_at and (end is None or record.started_at < end):
                 row.spent_nano += delta_nano
@@ -322,7 +286,10 @@ class BatchSettlement:
         if conn.dialect.name == "postgresql" and records:
             # A budget created after ``lock`` (committed before this statement) counts
             # these records too: its spend was computed without them.
-            fresh, alerted = _lock(conn, [_owners_of(r) for r in records], held=(), alerted=True)
+            owners, attributions = [owners_of(r) for r in records], map(attribution_of, records)
+            fresh, alerted = lock_budget_rows(
+                conn, owners, held=(), alerted=True, attributions=list(attributions)
+            )
             for budget_id, row in fresh.items():
                 if budget_id not in self.rows:
                     self.rows[budget_id] = row
@@ -348,7 +315,7 @@ class BatchSettlement:
                 continue
             started_at = record.started_at
             cost = record.total_cost
-            for row in applicable(self.rows, _owners_of(record)):
+            for row in charged_rows(self.rows, record):
                 start, end = row.window
                 if start <= started_at and (end is None or started_at < end):
                     row.spent_nano += cost
@@ -380,7 +347,3 @@ def _mark_settled(conn: Connection, request_ids: list[str], *, now: datetime) ->
         return set()
     sql = MARK_SETTLED.text(is_postgres(conn), rows=len(request_ids))
     return {r[0] for r in run(conn, sql, [v for rid in request_ids for v in (rid, now)])}
-
-
-def _owners_of(record: Charged) -> Owners:
-    return (record.key_id, record.team_id, record.customer_id)

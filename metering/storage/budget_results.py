@@ -23,6 +23,8 @@ class Refusal:
     reserved_nano: int
     requested_nano: int
     next_reset: datetime | None
+    model_pattern: str = ""  # '' = every model
+    scope_name: str = ""  # an end user's: "customer 'acme'" | "key 'app'"
 
     def message(self) -> str:
         return refusal_message(
@@ -33,6 +35,8 @@ class Refusal:
             reserved_nano=self.reserved_nano,
             requested_nano=self.requested_nano,
             next_reset=self.next_reset,
+            model_pattern=self.model_pattern,
+            scope_name=self.scope_name,
         )
 
     def error(self) -> BudgetExceeded:

@@ -19,16 +19,21 @@ from sqlalchemy import Connection, false, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from metering.core.budget import soft_limit_reached
+from metering.core.model_patterns import budget_covers
 from metering.core.money import format_usd
 from metering.core.periods import parse_period, period_window
 from metering.storage.compiled import Sql, table
-from metering.storage.models import Budget, BudgetEvent, Reservation, UsageRecord
+from metering.storage.models import Budget, BudgetEvent, RecordTag, Reservation, UsageRecord
 from metering.storage.raw_sql import run
 
 log = logging.getLogger("metering.budgets")
 
 SOFT_LIMIT_CROSSED = "soft_limit_crossed"
-OWNER_RANK = {"key": 0, "team": 1, "customer": 2}
+# Budgets of tags and end users (README, Budgets of end users and tags): owner_id 0;
+# ``subject`` the tag or end-user id, ``scope`` the end users' "customer:<id>" | "key:<id>".
+TAG, END_USER, EACH_END_USER = "tag", "end_user", "each_end_user"
+SCOPED_KINDS = frozenset((TAG, END_USER, EACH_END_USER))
+OWNER_RANK = {"key": 0, "team": 1, "customer": 2, END_USER: 3, TAG: 4, EACH_END_USER: 5}
 _RECORD_OWNER = {
     "key": UsageRecord.key_id,
     "team": UsageRecord.team_id,
@@ -41,6 +46,9 @@ class BudgetRow:
     id: int
     owner_type: str
     owner_id: int
+    scope: str
+    subject: str
+    model_pattern: str
     limit_nano: int
     period: str
     timezone: str
@@ -139,19 +147,63 @@ def recorded_spend(
     owner_type: str,
     owner_id: int,
     window: tuple[datetime, datetime | None],
+    model_pattern: str = "",
+    scope: str = "",
+    subject: str = "",
     exclude_request_id: str | None = None,
 ) -> int:
-    """Sum of ``total_cost`` of the owner's records that started inside ``window``."""
+    """Sum of ``total_cost`` of the budget's records that started inside ``window``: the
+    owner's (a tag's: those carrying it; an end user's: its id in its scope; a default
+    end-user budget holds none), of those served by a model ``model_pattern`` covers
+    (``core.model_patterns``)."""
+    if owner_type == EACH_END_USER:
+        return 0
     start, end = window
-    column = _RECORD_OWNER[owner_type]
-    query = select(func.coalesce(func.sum(UsageRecord.total_cost), 0)).where(
-        column == owner_id, UsageRecord.started_at >= start
-    )
+    total = func.coalesce(func.sum(UsageRecord.total_cost), 0)
+    conditions = [*_owner_condition(owner_type, owner_id, scope, subject)]
+    conditions.append(UsageRecord.started_at >= start)
     if end is not None:
-        query = query.where(UsageRecord.started_at < end)
+        conditions.append(UsageRecord.started_at < end)
     if exclude_request_id is not None:
-        query = query.where(UsageRecord.request_id != exclude_request_id)
-    return int(conn.execute(query).scalar_one())
+        conditions.append(UsageRecord.request_id != exclude_request_id)
+    if not model_pattern:
+        return int(conn.execute(select(total).where(*conditions)).scalar_one())
+    by_model = select(UsageRecord.provider, UsageRecord.model, total).where(*conditions)
+    groups = conn.execute(by_model.group_by(UsageRecord.provider, UsageRecord.model))
+    return sum(
+        int(amount)
+        for provider, model, amount in groups
+        if budget_covers(model_pattern, f"{provider}/{model}")
+    )
+
+
+def row_spend(
+    conn: Connection,
+    row: BudgetRow,
+    window: tuple[datetime, datetime | None],
+    *,
+    exclude_request_id: str | None = None,
+) -> int:
+    """``recorded_spend`` of this budget's records in ``window``."""
+    return recorded_spend(
+        conn,
+        owner_type=row.owner_type,
+        owner_id=row.owner_id,
+        window=window,
+        model_pattern=row.model_pattern,
+        scope=row.scope,
+        subject=row.subject,
+        exclude_request_id=exclude_request_id,
+    )
+
+
+def _owner_condition(owner_type: str, owner_id: int, scope: str, subject: str) -> list[Any]:
+    if owner_type == TAG:
+        tagged = select(RecordTag.record_id).where(RecordTag.tag == subject)
+        return [UsageRecord.id.in_(tagged)]
+    if owner_type == END_USER:
+        return [UsageRecord.end_user_scope == scope, UsageRecord.end_user == subject]
+    return [_RECORD_OWNER[owner_type] == owner_id]
 
 
 def reserved_total(conn: Connection, budget_id: int) -> int:
@@ -181,13 +233,7 @@ def start_window(
 ) -> None:
     """Move ``row`` (locked) to ``window``: spent = its records there, soft state of it."""
     row.period_start = window[0]
-    row.spent_nano = recorded_spend(
-        conn,
-        owner_type=row.owner_type,
-        owner_id=row.owner_id,
-        window=window,
-        exclude_request_id=exclude_request_id,
-    )
+    row.spent_nano = row_spend(conn, row, window, exclude_request_id=exclude_request_id)
     row.soft_crossed_at = soft_event_at(conn, row.id, row.period_start)
     note_soft_limit(conn, row, now=now)
 
@@ -229,11 +275,11 @@ def note_soft_limit(conn: Connection, row: BudgetRow, *, now: datetime) -> bool:
     row.soft_crossed_at = now if inserted else soft_event_at(conn, row.id, row.period_start)
     if inserted:
         log.warning(
-            "soft limit crossed: %s budget of %s #%d spent $%s of $%s (%d%% soft limit) "
+            "soft limit crossed: %s budget of %s %s spent $%s of $%s (%d%% soft limit) "
             "in the period starting %s",
             row.owner_type,
             row.owner_type,
-            row.owner_id,
+            repr(row.subject) if row.subject else f"#{row.owner_id}",
             format_usd(row.spent_nano),
             format_usd(row.limit_nano),
             row.soft_pct,

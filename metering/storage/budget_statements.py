@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy import and_, bindparam, delete, exists, insert, or_, select, update
 
-from metering.storage.budget_rows import BudgetRow
+from metering.storage.budget_rows import EACH_END_USER, END_USER, TAG, BudgetRow
 from metering.storage.compiled import Sql, insert_for, table
 from metering.storage.models import Budget, BudgetAlert, BudgetSettlement, Reservation
 
@@ -19,12 +19,21 @@ OWNER_KINDS = ("key", "team", "customer")
 
 @functools.cache
 def lock_statement(
-    keys: bool, teams: bool, customers: bool, held: bool, alerted: bool = False
+    keys: bool,
+    teams: bool,
+    customers: bool,
+    held: bool,
+    alerted: bool = False,
+    tags: bool = False,
+    end_users: bool = False,
 ) -> Sql:
     """Budgets of these owner kinds (and those holding reservations of ``held``), by id.
 
     ``alerted``: one more column, whether the budget has an alert (a settlement then
-    looks for crossed thresholds; without, alerts cost it nothing more)."""
+    looks for crossed thresholds; without, alerts cost it nothing more). ``tags``: the
+    budgets of the ``tag_names``; ``end_users``: those of the ``end_user_ids`` in the
+    ``end_user_scopes`` and the default end-user budgets of those scopes (a request or
+    record without either runs the statement without these clauses)."""
 
     def build(postgres: bool) -> Any:
         b, r = table(Budget), table(Reservation)
@@ -41,6 +50,28 @@ def lock_statement(
                 r.c.request_id.in_(bindparam("held", expanding=True))
             )
             clauses.append(b.c.id.in_(holding))
+        if tags:  # the unique constraint's index: (owner_type, owner_id, scope, subject, …)
+            clauses.append(
+                and_(
+                    b.c.owner_type == TAG,
+                    b.c.owner_id == 0,
+                    b.c.scope == "",
+                    b.c.subject.in_(bindparam("tag_names", expanding=True)),
+                )
+            )
+        if end_users:
+            scopes = b.c.scope.in_(bindparam("end_user_scopes", expanding=True))
+            clauses.append(
+                and_(
+                    b.c.owner_type == END_USER,
+                    b.c.owner_id == 0,
+                    scopes,
+                    b.c.subject.in_(bindparam("end_user_ids", expanding=True)),
+                )
+            )
+            clauses.append(
+                and_(b.c.owner_type == EACH_END_USER, b.c.owner_id == 0, scopes, b.c.subject == "")
+            )
         columns: list[Any] = [b.c[name] for name in BUDGET_COLUMNS]
         if alerted:
             a = table(BudgetAlert)

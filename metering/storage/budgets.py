@@ -7,7 +7,11 @@ the one import for budgets.
 Invariant, checked by ``check_budget_counters`` (used by ``metering reconcile``):
 ``spent_nano`` = sum of ``total_cost`` of the owner's records that started in the
 stored window (key: ``key_id``; team: ``team_id``; customer: ``customer_id`` as stored
-on the record), ``reserved_nano`` = sum of the budget's reservation rows.
+on the record; tag: the records carrying it in ``record_tags``; end user: its
+``end_user_scope`` and ``end_user``; a default end-user budget: none), of those served
+by a model its ``model_pattern`` covers (``budget_rows.recorded_spend``, the rule
+settlement applies too), ``reserved_nano`` = sum of the budget's reservation rows.
+Setting and removing are ``storage.budget_changes``.
 """
 
 from __future__ import annotations
@@ -16,32 +20,26 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy import Connection
 
-from metering.core.bounds import limit_problem
 from metering.core.budget import soft_limit_reached
 from metering.core.forecast import Forecast
 from metering.core.money import format_usd
-from metering.core.periods import initial_window, parse_period, parse_timezone
-from metering.errors import Conflict, InvalidInput, NotFound
+from metering.storage.budget_changes import BudgetKey, remove_budget_of, set_budget_of
 from metering.storage.budget_results import Refusal, Released, ReserveResult, SettleResult
 from metering.storage.budget_rows import (
     OWNER_RANK,
     applicable_budget_ids,
-    begin_write,
     load_budgets,
     lock_budgets,
-    note_soft_limit,
-    recorded_spend,
     reserved_total,
     roll_forward,
+    row_spend,
     save_counters,
     start_window,
 )
-from metering.storage.forecasts import budget_forecasts
-from metering.storage.models import Budget, BudgetEvent, Reservation
-from metering.storage.owners import check_owner_type, owner_names
-from metering.storage.records import exclude_record_writers
+from metering.storage.budget_scopes import budget_names
+from metering.storage.forecasts import BudgetIdentity, budget_forecasts
 from metering.storage.reservations import (
     release,
     release_expired,
@@ -72,7 +70,8 @@ class BudgetStatus:
     budget_id: int
     owner_type: str
     owner_id: int
-    owner_name: str
+    owner_name: str  # a tag budget's tag, an end-user budget's end-user id
+    model_pattern: str  # '' = every model
     limit_nano: int
     period: str
     timezone: str
@@ -83,6 +82,13 @@ class BudgetStatus:
     next_reset: datetime | None
     soft_limit_crossed: bool
     forecast: Forecast | None = None  # None: not asked for (``budget_status(forecast=False)``)
+    scope: str = ""  # an end-user budget's (or default's) "customer:<id>" | "key:<id>"
+    subject: str = ""  # a tag budget's tag, an end-user budget's end-user id
+    scope_name: str = ""  # the scope in words: "customer 'acme'"
+
+    @property
+    def identity(self) -> BudgetIdentity:
+        return (self.owner_type, self.owner_id, self.scope, self.subject, self.model_pattern)
 
     @property
     def remaining_nano(self) -> int:
@@ -90,19 +96,27 @@ class BudgetStatus:
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON shape of ``budgets list`` and ``GET /v1/budget`` (decimal USD strings)."""
-        return {
-            "owner_type": self.owner_type,
-            "owner": self.owner_name,
-            "limit": format_usd(self.limit_nano),
-            "period": self.period,
-            "timezone": self.timezone,
-            "spent": format_usd(self.spent_nano),
-            "reserved": format_usd(self.reserved_nano),
-            "remaining": format_usd(self.remaining_nano),
-            "period_start": _iso(self.period_start),
-            "next_reset": _iso(self.next_reset) if self.next_reset is not None else None,
-            "soft_limit_crossed": self.soft_limit_crossed,
-        } | (NO_FORECAST if self.forecast is None else self.forecast.as_dict())
+        return (
+            {
+                "owner_type": self.owner_type,
+                "owner": self.owner_name,
+                "limit": format_usd(self.limit_nano),
+                "period": self.period,
+                "timezone": self.timezone,
+                "spent": format_usd(self.spent_nano),
+                "reserved": format_usd(self.reserved_nano),
+                "remaining": format_usd(self.remaining_nano),
+                "period_start": _iso(self.period_start),
+                "next_reset": _iso(self.next_reset) if self.next_reset is not None else None,
+                "soft_limit_crossed": self.soft_limit_crossed,
+            }
+            | (NO_FORECAST if self.forecast is None else self.forecast.as_dict())
+            | self._scope()
+        )
+
+    def _scope(self) -> dict[str, Any]:
+        """What narrows the budget (after the older fields, which keep their places)."""
+        return {"model": self.model_pattern or None, "scope": self.scope_name or None}
 
 
 NO_FORECAST = dict.fromkeys(("forecast", "limit_reached_on", "daily_rate", "forecast_basis"))
@@ -121,89 +135,40 @@ def set_budget(
     period: str,
     timezone: str = "UTC",
     soft_pct: int | None = None,
+    model_pattern: str = "",
+    scope: str = "",
+    subject: str = "",
     now: datetime,
 ) -> BudgetStatus:
-    """Create or change the budget of an owner. A new period or zone starts the window
-    containing ``now``, with the spend of the records already in it; otherwise the
-    current window and its spend are kept (a new limit applies from now on)."""
-    kind = check_owner_type(owner_type)
-    if limit_nano < 0:
-        raise InvalidInput("a budget limit cannot be negative")
-    problem = limit_problem(limit_nano)
-    if problem is not None:
-        raise InvalidInput(problem)
-    if soft_pct is not None and not 1 <= soft_pct <= 100:
-        raise InvalidInput(f"a soft limit is a percentage from 1 to 100, not {soft_pct}")
-    period_text = str(parse_period(period))
-    parse_timezone(timezone)
-    begin_write(conn)
-    found = conn.execute(
-        select(Budget.id).where(Budget.owner_type == kind, Budget.owner_id == owner_id)
-    ).scalar()
-    created = found is None
-    if found is None:
-        # Its window's spend is counted from the committed records: none may be in flight.
-        exclude_record_writers(conn)
-        budget_id = conn.execute(
-            insert(Budget)
-            .values(
-                owner_type=kind,
-                owner_id=owner_id,
-                limit_nano=limit_nano,
-                period=period_text,
-                timezone=timezone,
-                soft_pct=soft_pct,
-                period_start=now,
-                spent_nano=0,
-                reserved_nano=0,
-                created_at=now,
-                updated_at=now,
-            )
-            .returning(Budget.id)
-        ).scalar_one()
-        found = int(budget_id)
-    (row,) = lock_budgets(conn, [found])
-    new_window = created or row.period != period_text or row.timezone != timezone
-    row.limit_nano, row.soft_pct = limit_nano, soft_pct
-    row.period, row.timezone = period_text, timezone
-    if new_window:
-        start_window(conn, row, initial_window(parse_period(period_text), timezone, now), now=now)
-    else:
-        roll_forward(conn, row, now=now)
-        note_soft_limit(conn, row, now=now)
-    conn.execute(
-        update(Budget)
-        .where(Budget.id == row.id)
-        .values(limit_nano=limit_nano, soft_pct=soft_pct, period=period_text, timezone=timezone)
-    )
-    save_counters(conn, row, now=now)
-    return budget_status(conn, now=now, budget_ids=[row.id])[0]
+    """Create or change one budget (``storage.budget_changes``): of an owner (a key, team
+    or customer: ``owner_id``; a tag, an end user, the default of a scope's end users:
+    ``owner_id`` 0 with ``scope``/``subject``), narrowed to ``model_pattern`` or not. A
+    new period or zone starts the window containing ``now``, with the spend of the
+    records already in it; otherwise the current window and its spend are kept."""
+    key = BudgetKey(owner_type, owner_id, scope, subject, model_pattern)
+    budget_id = set_budget_of(
+        conn, key, limit_nano=limit_nano, period=period, timezone=timezone,
+        soft_pct=soft_pct, now=now,
+    )  # fmt: skip
+    return budget_status(conn, now=now, budget_ids=[budget_id])[0]
 
 
-def remove_budget(conn: Connection, *, owner_type: str, owner_id: int, owner_name: str) -> None:
-    """Delete an owner's budget (its events go with it). Refused while requests hold
-    reservations in it: their settlement would have no budget to settle against, and the
-    spend they were admitted under would vanish from the counters mid-request."""
-    kind = check_owner_type(owner_type)
-    found = conn.execute(
-        select(Budget.id).where(Budget.owner_type == kind, Budget.owner_id == owner_id)
-    ).scalar()
-    if found is None:
-        raise NotFound(f"{kind} {owner_name!r} has no budget (see metering budgets list)")
-    lock_budgets(conn, [found])  # no reservation can be added until this commits
-    held = conn.execute(
-        select(func.count(), func.coalesce(func.sum(Reservation.amount_nano), 0)).where(
-            Reservation.budget_id == found
-        )
-    ).one()
-    if held[0]:
-        raise Conflict(
-            f"the budget of {kind} {owner_name!r} has {format_usd(int(held[1]))} USD reserved "
-            f"by {held[0]} request(s) in flight; remove it once they have settled (try again "
-            "in a minute)"
-        )
-    conn.execute(delete(BudgetEvent).where(BudgetEvent.budget_id == found))
-    conn.execute(delete(Budget).where(Budget.id == found))
+def remove_budget(
+    conn: Connection,
+    *,
+    owner_type: str,
+    owner_id: int,
+    owner_name: str,
+    model_pattern: str = "",
+    scope: str = "",
+    subject: str = "",
+) -> None:
+    """Delete one budget (``storage.budget_changes.remove_budget_of``); ``owner_name``
+    names it in errors."""
+    narrowed = f" for models {model_pattern!r}" if model_pattern else ""
+    label = f"{owner_type} {owner_name!r}{narrowed}"
+    key = BudgetKey(owner_type, owner_id, scope, subject, model_pattern)
+    remove_budget_of(conn, key, label=label)
 
 
 def budget_status(
@@ -225,15 +190,13 @@ def budget_status(
             conn, key_id=key_id, team_id=team_id, customer_id=customer_id
         )
     rows = load_budgets(conn, budget_ids)
-    names = owner_names(conn, [(r.owner_type, r.owner_id) for r in rows])
+    names = budget_names(conn, rows)
     out = []
     for row in sorted(rows, key=lambda r: (OWNER_RANK[r.owner_type], r.id)):
         window = row.window_at(now)
         if window[0] > row.period_start:
             row.period_start = window[0]
-            row.spent_nano = recorded_spend(
-                conn, owner_type=row.owner_type, owner_id=row.owner_id, window=window
-            )
+            row.spent_nano = row_spend(conn, row, window)
         else:
             window = row.window
         out.append(
@@ -241,7 +204,11 @@ def budget_status(
                 budget_id=row.id,
                 owner_type=row.owner_type,
                 owner_id=row.owner_id,
-                owner_name=names[(row.owner_type, row.owner_id)],
+                owner_name=names[row.id][0],
+                scope=row.scope,
+                subject=row.subject,
+                scope_name=names[row.id][1],
+                model_pattern=row.model_pattern,
                 limit_nano=row.limit_nano,
                 period=row.period,
                 timezone=row.timezone,
@@ -260,14 +227,7 @@ def budget_status(
     forecasts = budget_forecasts(
         conn,
         [
-            (
-                s.owner_type,
-                s.owner_id,
-                s.limit_nano,
-                s.spent_nano,
-                (s.period_start, s.next_reset),
-                s.timezone,
-            )
+            (s.identity, s.limit_nano, s.spent_nano, (s.period_start, s.next_reset), s.timezone)
             for s in out
         ],
         now=now,
@@ -286,9 +246,7 @@ def check_budget_counters(conn: Connection, *, now: datetime) -> list[str]:
             problems.append(f"{label}: period_start {row.period_start} is not a {row.period} start")
         if row.period_start > now:
             problems.append(f"{label}: period_start {row.period_start} is in the future")
-        spent = recorded_spend(
-            conn, owner_type=row.owner_type, owner_id=row.owner_id, window=(start, end)
-        )
+        spent = row_spend(conn, row, (start, end))
         if spent != row.spent_nano:
             problems.append(
                 f"{label}: spent ${format_usd(row.spent_nano)} but its records since "

@@ -122,7 +122,9 @@ def admit(
     conn: Connection, asks: Sequence[AdmitAsk], *, now: datetime, ttl_seconds: int
 ) -> list[Admitted]:
     """Decide every ask, in order, in the caller's transaction (see the module doc)."""
-    locked = lock_owner_budgets(conn, [a.reserve.owners for a in asks])
+    locked = lock_owner_budgets(
+        conn, [a.reserve.owners for a in asks], attributions=[a.reserve.attribution for a in asks]
+    )
     charges: list[RateCharge | None] = []
     refused: list[Exception | None] = []
     for ask in asks:

@@ -127,11 +127,23 @@ class VirtualKey(Base):
 
 class Budget(Base):
     __tablename__ = "budgets"
-    __table_args__ = (UniqueConstraint("owner_type", "owner_id"),)
+    # One budget per owner, end user or tag, and model pattern (README, Budgets).
+    __table_args__ = (
+        UniqueConstraint("owner_type", "owner_id", "scope", "subject", "model_pattern"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    owner_type: Mapped[str] = mapped_column(String(16))  # key | team | customer
-    owner_id: Mapped[int] = mapped_column(Integer)
+    # key | team | customer (owner_id: its id); tag (subject: the tag); end_user (scope:
+    # the end users' "customer:<id>" | "key:<id>", subject: the end-user id); each_end_user
+    # (scope: the customer's end users; the default every end user of it gets on first use)
+    owner_type: Mapped[str] = mapped_column(String(16))
+    owner_id: Mapped[int] = mapped_column(Integer)  # 0 for tag and end-user budgets
+    scope: Mapped[str] = mapped_column(String(32), default="", server_default="")
+    subject: Mapped[str] = mapped_column(String(128), default="", server_default="")
+    # '' = every model; else a pattern matched against the served provider/model
+    model_pattern: Mapped[str] = mapped_column(String(200), default="", server_default="")
+    # an end-user budget created from an each_end_user default: the default's id
+    template_id: Mapped[int | None] = mapped_column(Integer)
     limit_nano: Mapped[int] = mapped_column(BigInteger)
     period: Mapped[str] = mapped_column(String(32))  # daily|weekly|monthly|yearly|Nh|Nd|never
     timezone: Mapped[str] = mapped_column(String(64), default="UTC")
@@ -196,6 +208,8 @@ class UsageRecord(UsageColumns, Base):
     __table_args__ = (
         Index("ix_usage_records_started_at", "started_at"),
         Index("ix_usage_records_key_started", "key_id", "started_at"),
+        # an end user's budget counts its records in a window (created on first use)
+        Index("ix_usage_records_end_user_started", "end_user_scope", "end_user", "started_at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

@@ -49,14 +49,17 @@ def reserve(
     amount_nano: int,
     now: datetime,
     ttl_seconds: int,
+    models: tuple[str, ...] = (),
 ) -> ReserveResult:
     """Reserve ``amount_nano`` in every applicable budget, or in none (refused): one
     request through the same path as the gateway's batches (``budget_batch.reserve_many``).
 
-    Commit right after: the locks are held until the transaction ends."""
+    ``models``: the ``provider/model`` candidates it may be served by (none: only the
+    budgets not narrowed to a model apply). Commit right after: the locks are held until
+    the transaction ends."""
     if amount_nano < 0 or ttl_seconds <= 0:
         raise InvalidInput("a reservation needs a non-negative amount and a positive ttl")
-    ask = ReserveAsk(request_id, (key_id, team_id, customer_id), amount_nano, now)
+    ask = ReserveAsk(request_id, (key_id, team_id, customer_id), amount_nano, now, models)
     (result,) = reserve_many(conn, [ask], now=now, ttl_seconds=ttl_seconds)
     if isinstance(result, Exception):
         raise result
@@ -106,15 +109,28 @@ def settle(
 
     The gateway's batch settlement (``budget_batch.BatchSettlement``) for this one
     record, locked after its insert."""
-    record = _Charge(request_id, key_id, team_id, customer_id, started_at, actual_nano)
+    recorded = conn.execute(
+        select(
+            UsageRecord.total_cost,
+            UsageRecord.started_at,
+            UsageRecord.provider,
+            UsageRecord.model,
+            UsageRecord.end_user,
+            UsageRecord.end_user_scope,
+            UsageRecord.tags,
+        ).where(UsageRecord.request_id == request_id)
+    ).first()
+    if recorded is None:
+        record = _Charge(request_id, key_id, team_id, customer_id, started_at, actual_nano)
+    else:
+        provider, model, end_user, scope, tags = recorded[2:]
+        record = _Charge(
+            request_id, key_id, team_id, customer_id, started_at, actual_nano,
+            provider, model, end_user, scope, tags,
+        )  # fmt: skip
     rows = lock_records_budgets(conn, [record])
     if not rows:
         return SettleResult(True, 0, (), ())  # no budget concerned: nothing to do
-    recorded = conn.execute(
-        select(UsageRecord.total_cost, UsageRecord.started_at).where(
-            UsageRecord.request_id == request_id
-        )
-    ).first()
     if recorded is None:
         raise Conflict(
             f"settle({request_id!r}) needs the usage record inserted first, in the same "
@@ -143,6 +159,11 @@ class _Charge:
     customer_id: int | None
     started_at: datetime
     total_cost: int
+    provider: str = ""  # served, as on the record
+    model: str = ""
+    end_user: str | None = None  # the record's attribution
+    end_user_scope: str | None = None
+    tags: str | None = None
 
 
 def release(conn: Connection, *, request_id: str, now: datetime) -> int:

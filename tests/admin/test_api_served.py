@@ -103,6 +103,27 @@ def test_every_route(admin: Admin, tmp_path: Path) -> None:
         removed = api.delete("/budgets/team/ml")
         assert removed.json() == {"owner_type": "team", "owner": "ml", "removed": True}
         assert {b["owner"] for b in api.get("/budgets").json()["data"]} == {"batch"}
+        # narrowed, end-user and tag budgets: the same fields as the CLI's options
+        for body in ({"owner_type": "key", "owner": "batch", "model": "openai/gpt-4o*"},
+                     {"owner_type": "end_user", "owner": "u-1", "scope": "acme"},
+                     {"owner_type": "each_end_user", "owner": "-", "scope": "acme"},
+                     {"owner_type": "tag", "owner": "beta"}):  # fmt: skip
+            made = api.post("/budgets", json={**body, "limit": "3", "period": "monthly"})
+            assert made.status_code == 200, made.text
+        scoped = {(b["owner_type"], b["owner"], b["model"], b["scope"])
+                  for b in api.get("/budgets").json()["data"]}  # fmt: skip
+        assert scoped == {
+            ("key", "batch", None, None), ("key", "batch", "openai/gpt-4o*", None),
+            ("end_user", "u-1", None, "customer 'acme'"), ("tag", "beta", None, None),
+            ("each_end_user", "each end user", None, "customer 'acme'"),
+        }  # fmt: skip
+        gone = api.delete("/budgets/key/batch", params={"model": "openai/gpt-4o*"})
+        assert gone.json() == {"owner_type": "key", "owner": "batch", "removed": True}
+        gone = api.delete("/budgets/end_user/u-1", params={"scope": "acme"})
+        assert gone.json() == {"owner_type": "end_user", "owner": "u-1", "removed": True}
+        assert api.delete("/budgets/end_user/u-1", params={"scope": "acme"}).status_code == 404
+        for kind in ("tag/beta", "each_end_user/-?scope=acme"):
+            assert api.delete(f"/budgets/{kind}").status_code == 200
         # spend: the records' sums
         spend = api.get("/spend", params={"by": "key"}).json()["data"]
         with admin.engine.connect() as conn:
@@ -149,7 +170,12 @@ def test_every_route(admin: Admin, tmp_path: Path) -> None:
         actions = [a["action"] for a in reversed(audit)]
         assert actions == ["key.create", "key.update", "key.disable", "key.enable",
                            "customer.create", "team.create", "budget.set", "budget.remove",
+                           *["budget.set"] * 4, *["budget.remove"] * 4,
                            "prices.import"]  # fmt: skip
+        scoped_targets = [a["target"] for a in reversed(audit) if a["action"] == "budget.remove"]
+        assert scoped_targets == ["team:ml", "key:batch@openai/gpt-4o*",
+                                  "end_user:customer:acme/u-1", "tag:beta",
+                                  "each_end_user:customer:acme"]  # fmt: skip
         update = audit[-2]
         assert (update["target"], update["before"]["rpm"], update["after"]["rpm"]) == (
             "key:batch", 60, None)  # fmt: skip

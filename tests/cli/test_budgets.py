@@ -26,6 +26,8 @@ JSON_FIELDS = [
     "limit_reached_on",
     "daily_rate",
     "forecast_basis",
+    "model",
+    "scope",
 ]
 
 
@@ -200,3 +202,56 @@ def test_remove_a_budget_refused_while_requests_hold_reservations(
     assert (code, err) == (1, "Error: team 'search' has no budget (see metering budgets list)\n")
     code, _, err = run(db_url, "budgets", "remove", "--key", "alice", "--team", "search")
     assert code == 1 and "exactly one budget owner" in err
+
+
+def test_model_budgets_set_list_and_remove(db_url: str, engine: Engine) -> None:
+    with engine.begin() as conn:
+        make_org(conn)
+    for args in (("--limit", "10"), ("--model", "openai/gpt-4o*", "--limit", "2")):
+        code, _, err = run(db_url, "budgets", "set", "--key", "alice", *args,
+                           "--period", "monthly")  # fmt: skip
+        assert (code, err) == (0, "")
+    code, out, _ = run(db_url, "budgets", "list", "--format", "json")
+    assert [(r["owner"], r["model"], r["limit"]) for r in json.loads(out)] == [
+        ("alice", None, "10"),
+        ("alice", "openai/gpt-4o*", "2"),
+    ]
+    code, out, err = run(db_url, "budgets", "set", "--key", "alice", "--model", "gpt-4o",
+                         "--limit", "1", "--period", "monthly")  # fmt: skip
+    assert code == 1 and "--model 'gpt-4o' has no provider" in err
+    code, out, err = run(db_url, "budgets", "remove", "--key", "alice", "--model", "openai/*")
+    assert code == 1 and "key 'alice' for models 'openai/*' has no budget" in err
+    code, out, err = run(db_url, "budgets", "remove", "--key", "alice", "--model",
+                         "openai/gpt-4o*")  # fmt: skip
+    assert (code, out) == (0, "removed the budget of key 'alice' for models 'openai/gpt-4o*'\n")
+    code, out, _ = run(db_url, "budgets", "list", "--format", "json")
+    assert [(r["owner"], r["model"]) for r in json.loads(out)] == [("alice", None)]
+    assert_budgets_consistent(engine)
+
+
+def test_end_user_tag_and_default_budgets_set_list_and_remove(db_url: str, engine: Engine) -> None:
+    with engine.begin() as conn:
+        make_org(conn)
+    for owner in (("--tag", "feature=rag"), ("--end-user", "u-1", "--customer", "acme"),
+                  ("--each-end-user", "--customer", "acme")):  # fmt: skip
+        code, _, err = run(db_url, "budgets", "set", *owner, "--limit", "5", "--period", "monthly")
+        assert (code, err) == (0, "")
+    code, out, _ = run(db_url, "budgets", "list", "--format", "json")
+    assert [(r["owner_type"], r["owner"], r["scope"]) for r in json.loads(out)] == [
+        ("end_user", "u-1", "customer 'acme'"),
+        ("tag", "feature=rag", None),
+        ("each_end_user", "each end user", "customer 'acme'"),
+    ]
+    for owner in (("--end-user", "u-1"), ("--end-user", "u-1", "--team", "search"),
+                  ("--tag", "x", "--key", "alice"), ("--each-end-user",)):  # fmt: skip
+        code, _, err = run(db_url, "budgets", "set", *owner, "--limit", "5", "--period", "monthly")
+        assert code == 1 and "name exactly one budget owner" in err, owner
+    code, out, _ = run(db_url, "budgets", "remove", "--end-user", "u-1", "--customer", "acme")
+    assert (code, out) == (0, "removed the budget of end user 'u-1' of customer 'acme'\n")
+    code, out, _ = run(db_url, "budgets", "remove", "--each-end-user", "--customer", "acme")
+    assert (code, out) == (0, "removed the budget of each end user of customer 'acme'\n")
+    code, out, err = run(db_url, "budgets", "remove", "--tag", "beta")
+    assert code == 1 and "tag 'beta' has no budget" in err
+    code, out, _ = run(db_url, "budgets", "list", "--format", "json")
+    assert [r["owner"] for r in json.loads(out)] == ["feature=rag"]
+    assert_budgets_consistent(engine)

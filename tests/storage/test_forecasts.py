@@ -31,16 +31,17 @@ def test_recent_spend_is_each_owners_rollups_since_the_lookback(db: Engine, org:
         for i, (key_id, at, usd) in enumerate(spends):
             record_and_settle(conn, org, request_id=f"r{i}", cost_nano=usd * USD,
                               started_at=at, key_id=key_id)  # fmt: skip
-    owners = [("key", org.key_id), ("key", org.other_key_id), ("team", org.team_id),
-              ("customer", org.customer_id), ("team", org.team_id + 999)]  # fmt: skip
+    owners = [("key", org.key_id, "", "", ""), ("key", org.other_key_id, "", "", ""),
+              ("team", org.team_id, "", "", ""), ("customer", org.customer_id, "", "", ""),
+              ("team", org.team_id + 999, "", "", "")]  # fmt: skip
     with db.connect() as conn:
         found = recent_spend(conn, owners, now=NOW)
     assert lookback_start(NOW) == datetime(2026, 11, 25)
     assert found == {
-        ("key", org.key_id): RecentSpend(6 * USD, datetime(2026, 11, 27)),
-        ("key", org.other_key_id): RecentSpend(6 * USD, datetime(2026, 11, 29)),
-        ("team", org.team_id): RecentSpend(12 * USD, datetime(2026, 11, 27)),
-        ("customer", org.customer_id): RecentSpend(12 * USD, datetime(2026, 11, 27)),
+        ("key", org.key_id, "", "", ""): RecentSpend(6 * USD, datetime(2026, 11, 27)),
+        ("key", org.other_key_id, "", "", ""): RecentSpend(6 * USD, datetime(2026, 11, 29)),
+        ("team", org.team_id, "", "", ""): RecentSpend(12 * USD, datetime(2026, 11, 27)),
+        ("customer", org.customer_id, "", "", ""): RecentSpend(12 * USD, datetime(2026, 11, 27)),
     }
 
 

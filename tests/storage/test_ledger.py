@@ -37,7 +37,7 @@ def ask(org: Org, rid: str, nano: int, *, tokens: int | None = None) -> AdmitAsk
     rate = RateAsk(org.key_id, WINDOW, None, 1_000, tokens) if tokens is not None else None
     call = InFlightCall(rid, 1, org.key_id, org.team_id, org.customer_id, "openai/gpt-4o",
                         "chat_completion", False, T, 10, 20, None)  # fmt: skip
-    return AdmitAsk(ReserveAsk(rid, owners(org), nano, T), rate, call)
+    return AdmitAsk(ReserveAsk(rid, owners(org), nano, T, ()), rate, call)
 
 
 def test_admit_counts_rates_reserves_and_keeps_calls_in_flight(db: Engine, org: Org) -> None:
