@@ -1,6 +1,6 @@
-"""SQLAlchemy 2 typed models. Every change here needs an alembic revision (tests run
-``alembic check``). Amounts are integer nano-USD (``*_cost``, ``*_nano``); timestamps
-are naive UTC."""
+"""The ledger's tables: owners (customers, teams, virtual keys), budgets and their
+reservations, price versions, usage records and their daily rollup, settlement markers,
+rate windows, serving processes and calls in flight."""
 
 from __future__ import annotations
 
@@ -14,16 +14,14 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
-    MetaData,
     String,
     Text,
     UniqueConstraint,
-    false,
     text,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column
 
-from metering.core.attribution import END_USER_CHARS, END_USER_SCOPE_CHARS, TAG_CHARS
+from metering.core.attribution import END_USER_CHARS, END_USER_SCOPE_CHARS
 from metering.core.records import (
     CACHE_HIT_TYPE_CHARS,
     MODEL_CHARS,
@@ -31,63 +29,7 @@ from metering.core.records import (
     REQUESTED_MODEL_CHARS,
     RESPONSE_ID_CHARS,
 )
-
-NAMING_CONVENTION = {
-    "ix": "ix_%(column_0_label)s",
-    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
-    "ck": "ck_%(table_name)s_%(constraint_name)s",
-    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-    "pk": "pk_%(table_name)s",
-}
-
-
-class Base(DeclarativeBase):
-    metadata = MetaData(naming_convention=NAMING_CONVENTION)
-
-
-class UsageColumns:
-    """The token and cost columns a usage record and a daily rollup share (the rollup
-    holds their sums): declared once. Tokens first, then nano-USD amounts; ``total_cost``
-    = the components + ``adjustment_cost`` (billed − computed)."""
-
-    prompt_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
-    prompt_text_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
-    prompt_audio_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
-    prompt_image_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
-    cached_read_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
-    cached_write_tokens: Mapped[int] = mapped_column(BigInteger, default=0)  # 1-hour ones too
-    # Their 1-hour part (0 on rows older than it, which did not tell it apart). The server
-    # default lets a process of the previous version write on while databases upgrade.
-    cached_write_1h_tokens: Mapped[int] = mapped_column(
-        BigInteger, default=0, server_default=text("0")
-    )
-    completion_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
-    completion_text_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
-    completion_audio_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
-    completion_image_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
-    accepted_prediction_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
-    rejected_prediction_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
-    reasoning_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
-    citation_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
-    search_queries: Mapped[int] = mapped_column(BigInteger, default=0)
-    total_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
-
-    input_cost: Mapped[int] = mapped_column(BigInteger, default=0)
-    cache_read_cost: Mapped[int] = mapped_column(BigInteger, default=0)
-    cache_write_cost: Mapped[int] = mapped_column(BigInteger, default=0)
-    output_cost: Mapped[int] = mapped_column(BigInteger, default=0)
-    reasoning_cost: Mapped[int] = mapped_column(BigInteger, default=0)
-    citation_cost: Mapped[int] = mapped_column(BigInteger, default=0)
-    search_cost: Mapped[int] = mapped_column(BigInteger, default=0)
-    request_cost: Mapped[int] = mapped_column(BigInteger, default=0)
-    adjustment_cost: Mapped[int] = mapped_column(BigInteger, default=0)
-    total_cost: Mapped[int] = mapped_column(BigInteger, default=0)
-
-
-# Token bucket columns of a usage record (and of the rollup, as sums), then its cost
-# component columns (nano-USD): in ``UsageColumns`` order.
-TOKEN_COLUMNS = tuple(n for n in UsageColumns.__annotations__ if not n.endswith("_cost"))
-COST_COLUMNS = tuple(n for n in UsageColumns.__annotations__ if n.endswith("_cost"))
+from metering.storage.models.base import Base, UsageColumns
 
 
 class Customer(Base):
@@ -369,211 +311,3 @@ class CallInFlight(Base):
     end_user: Mapped[str | None] = mapped_column(String(END_USER_CHARS))  # as on the record
     end_user_scope: Mapped[str | None] = mapped_column(String(END_USER_SCOPE_CHARS))
     tags: Mapped[str | None] = mapped_column(Text)
-
-
-class BudgetAlert(Base):
-    """A webhook told when its budget's spend crosses one of ``thresholds`` (README,
-    Budget alerts). ``secret`` signs each body (HMAC-SHA256): kept, not hashed."""
-
-    __tablename__ = "budget_alerts"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    budget_id: Mapped[int] = mapped_column(ForeignKey("budgets.id", ondelete="CASCADE"), index=True)
-    url: Mapped[str] = mapped_column(String(2000))
-    thresholds: Mapped[str] = mapped_column(String(200))  # "50,80,100": % of the limit
-    payload: Mapped[str] = mapped_column(String(16))  # json | slack
-    secret: Mapped[str] = mapped_column(String(200))
-    created_at: Mapped[datetime] = mapped_column(DateTime())
-    # Also tell when the period is on course to pass the limit (``core.alerts.forecast_nano``).
-    forecast: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
-
-
-class BudgetAlertEvent(Base):
-    """The alerts' outbox: an event is written in the transaction of the settlement that
-    crossed its threshold (once per alert, budget, threshold and period: the unique
-    constraint), then delivered at least once by ``gateway.alert_delivery``."""
-
-    __tablename__ = "budget_alert_events"
-    __table_args__ = (
-        # Named: the convention's name would pass PostgreSQL's 63 characters.
-        UniqueConstraint(
-            "alert_id",
-            "budget_id",
-            "threshold_pct",
-            "period_start",
-            name="uq_budget_alert_events_once",
-        ),
-        Index("ix_budget_alert_events_due", "status", "next_attempt_at"),
-    )
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    event_id: Mapped[str] = mapped_column(String(32), unique=True)  # x-metering-event-id
-    alert_id: Mapped[int] = mapped_column(ForeignKey("budget_alerts.id", ondelete="CASCADE"))
-    budget_id: Mapped[int] = mapped_column(ForeignKey("budgets.id", ondelete="CASCADE"))
-    kind: Mapped[str] = mapped_column(String(16))  # threshold | limit | forecast | test
-    threshold_pct: Mapped[int] = mapped_column(Integer)  # 0 for a test, -1 for a forecast
-    period_start: Mapped[datetime] = mapped_column(DateTime())
-    next_reset: Mapped[datetime | None] = mapped_column(DateTime())
-    spent_nano: Mapped[int] = mapped_column(BigInteger)
-    limit_nano: Mapped[int] = mapped_column(BigInteger)
-    forecast_nano: Mapped[int | None] = mapped_column(BigInteger)  # a forecast's projection
-    created_at: Mapped[datetime] = mapped_column(DateTime())
-    status: Mapped[str] = mapped_column(String(16))  # pending | delivered | failed
-    attempts: Mapped[int] = mapped_column(Integer, default=0)
-    next_attempt_at: Mapped[datetime] = mapped_column(DateTime())  # also a claim's lease
-    delivered_at: Mapped[datetime | None] = mapped_column(DateTime())
-    last_status: Mapped[int | None] = mapped_column(Integer)  # the receiver's HTTP status
-    last_error: Mapped[str | None] = mapped_column(Text)
-
-
-# ---- the admin API (README, Admin API) -------------------------------------------------
-
-
-class AdminToken(Base):
-    """An admin API token (``sk-adm-…``): stored as its sha256 digest and a display
-    prefix, like a virtual key; ``scopes`` is a comma-separated list."""
-
-    __tablename__ = "admin_tokens"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    name: Mapped[str] = mapped_column(String(200), unique=True)
-    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    token_prefix: Mapped[str] = mapped_column(String(32))
-    scopes: Mapped[str] = mapped_column(String(400))
-    created_at: Mapped[datetime] = mapped_column(DateTime())
-    revoked_at: Mapped[datetime | None] = mapped_column(DateTime())
-
-
-class AuditEntry(Base):
-    """One change made through the CLI or the admin API: who (a token's name or ``cli``),
-    when, what, and the target's state before and after (JSON, null when absent)."""
-
-    __tablename__ = "audit_log"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    at: Mapped[datetime] = mapped_column(DateTime(), index=True)
-    actor: Mapped[str] = mapped_column(String(200))
-    action: Mapped[str] = mapped_column(String(64))
-    target: Mapped[str] = mapped_column(String(400))
-    before: Mapped[str | None] = mapped_column(Text)
-    after: Mapped[str | None] = mapped_column(Text)
-
-
-class IdempotentResponse(Base):
-    """The stored answer to an admin ``POST`` sent with an ``Idempotency-Key``: replayed
-    for the same token, key and body until ``created_at`` + 24 h."""
-
-    __tablename__ = "idempotent_responses"
-    __table_args__ = (UniqueConstraint("token_id", "idempotency_key"),)
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    token_id: Mapped[int] = mapped_column(ForeignKey("admin_tokens.id", ondelete="CASCADE"))
-    idempotency_key: Mapped[str] = mapped_column(String(200))
-    request_hash: Mapped[str] = mapped_column(String(64))  # sha256 of method, path, body
-    status: Mapped[int] = mapped_column(Integer)
-    body: Mapped[str] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(DateTime(), index=True)
-
-
-# ---- attribution: request tags and end users (README, Attribution) -------------------
-
-
-class KeyTag(Base):
-    """A default tag of a virtual key: every request made with the key carries it."""
-
-    __tablename__ = "key_tags"
-
-    key_id: Mapped[int] = mapped_column(
-        ForeignKey("virtual_keys.id", ondelete="CASCADE"), primary_key=True
-    )
-    tag: Mapped[str] = mapped_column(String(TAG_CHARS), primary_key=True)
-
-
-class Tag(Base):
-    """Every tag a record has carried (what tag budgets and reports name)."""
-
-    __tablename__ = "tags"
-
-    name: Mapped[str] = mapped_column(String(TAG_CHARS), primary_key=True)
-
-
-class RecordTag(Base):
-    """A record's tag (many-to-many; the record's ``tags`` column is what it was sent)."""
-
-    __tablename__ = "record_tags"
-    __table_args__ = (Index("ix_record_tags_tag_record", "tag", "record_id"),)
-
-    record_id: Mapped[int] = mapped_column(
-        ForeignKey("usage_records.id", ondelete="CASCADE"), primary_key=True
-    )
-    tag: Mapped[str] = mapped_column(ForeignKey("tags.name"), primary_key=True)
-
-
-class DailyEndUserRollup(UsageColumns, Base):
-    """``daily_rollups`` split by end user ('' for none): each record counted once."""
-
-    __tablename__ = "daily_end_user_rollups"
-    __table_args__ = (
-        UniqueConstraint(
-            "day",
-            "key_id",
-            "team_id",
-            "customer_id",
-            "provider",
-            "model",
-            "end_user_scope",
-            "end_user",
-            name="uq_daily_end_user_rollups_group",
-        ),
-    )
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    day: Mapped[date] = mapped_column(Date())
-    key_id: Mapped[int] = mapped_column(Integer)
-    team_id: Mapped[int] = mapped_column(Integer, default=0)
-    customer_id: Mapped[int] = mapped_column(Integer, default=0)
-    provider: Mapped[str] = mapped_column(String(PROVIDER_CHARS))
-    model: Mapped[str] = mapped_column(String(MODEL_CHARS))
-    end_user_scope: Mapped[str] = mapped_column(String(END_USER_SCOPE_CHARS), default="")
-    end_user: Mapped[str] = mapped_column(String(END_USER_CHARS), default="")
-    requests: Mapped[int] = mapped_column(BigInteger, default=0)
-    errors: Mapped[int] = mapped_column(BigInteger, default=0)
-    # Records without a price (billed 0 until ``metering reprice``): shown beside amounts.
-    unpriced: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
-
-
-class DailyTagRollup(UsageColumns, Base):
-    """``daily_end_user_rollups`` split by tag ('' for an untagged record): a record with
-    two tags is counted in both, so tag sums may exceed the grand total."""
-
-    __tablename__ = "daily_tag_rollups"
-    __table_args__ = (
-        UniqueConstraint(
-            "day",
-            "key_id",
-            "team_id",
-            "customer_id",
-            "provider",
-            "model",
-            "end_user_scope",
-            "end_user",
-            "tag",
-            name="uq_daily_tag_rollups_group",
-        ),
-        Index("ix_daily_tag_rollups_tag_day", "tag", "day"),
-    )
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    day: Mapped[date] = mapped_column(Date())
-    key_id: Mapped[int] = mapped_column(Integer)
-    team_id: Mapped[int] = mapped_column(Integer, default=0)
-    customer_id: Mapped[int] = mapped_column(Integer, default=0)
-    provider: Mapped[str] = mapped_column(String(PROVIDER_CHARS))
-    model: Mapped[str] = mapped_column(String(MODEL_CHARS))
-    end_user_scope: Mapped[str] = mapped_column(String(END_USER_SCOPE_CHARS), default="")
-    end_user: Mapped[str] = mapped_column(String(END_USER_CHARS), default="")
-    tag: Mapped[str] = mapped_column(String(TAG_CHARS), default="")
-    requests: Mapped[int] = mapped_column(BigInteger, default=0)
-    errors: Mapped[int] = mapped_column(BigInteger, default=0)
-    # Records without a price (billed 0 until ``metering reprice``): shown beside amounts.
-    unpriced: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
